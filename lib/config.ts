@@ -1,0 +1,95 @@
+// One config module: the environment, validated with zod, with start-up errors that name the variable.
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(1).max(65535);
+const duration = z.coerce.number().int().positive();
+const postgresUrl = z
+  .string()
+  .url()
+  .refine((u) => /^postgres(ql)?:\/\//.test(u), 'must be a postgres:// or postgresql:// URL');
+
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  PORT: port.default(3000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  TEMPORAL_PORT: port.default(7233),
+  TEMPORAL_UI_PORT: port.default(8233),
+  /** When set, the Temporal connection comes from it (and the rest of TEMPORAL_* / envconfig profiles). */
+  TEMPORAL_ADDRESS: z.string().min(1).optional(),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('nhi-orchestrator'),
+  DATA_DIR: z.string().min(1).default('.data'),
+  DATABASE_URL: postgresUrl.optional(),
+  ESTATE_DATABASE_URL: postgresUrl.optional(),
+  /** Port of the embedded PostgreSQL used when DATABASE_URL is unset. */
+  EMBEDDED_PG_PORT: port.default(5433),
+  /** AES-256-GCM key for the secret store: 32 bytes, base64 or hex. In dev a key file in DATA_DIR is generated. */
+  SECRET_STORE_KEY: z
+    .string()
+    .refine((k) => decodeKey(k) !== null, 'must be 32 bytes as base64 or 64 hex characters')
+    .optional(),
+  POLICY_DIR: z.string().min(1).default('policies'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Comma-separated URLs that receive HMAC-signed JSON notifications. */
+  NOTIFY_WEBHOOK_URLS: z
+    .string()
+    .default('')
+    .transform((s) => s.split(',').map((u) => u.trim()).filter(Boolean))
+    .pipe(z.array(z.string().url())),
+  NOTIFY_WEBHOOK_SECRET: z.string().min(16).optional(),
+  GITHUB_WEBHOOK_SECRET: z.string().min(1).optional(),
+  GITGUARDIAN_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** JIT: how long an unanswered approval request waits before it expires. */
+  APPROVAL_TIMEOUT_MINUTES: duration.default(60),
+  /** JIT: how long before expiry the warning notification goes out. */
+  EXPIRY_WARNING_MINUTES: duration.default(10),
+  /** How many failed revocation attempts raise an escalation. */
+  REVOKE_ESCALATION_ATTEMPTS: duration.default(5),
+  API_BODY_LIMIT: z.string().default('1mb'),
+  /** Dev mode only: create demo principals, print their tokens, create the demo estate. */
+  DEMO: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1')),
+});
+
+export type Config = z.infer<typeof configSchema> & {
+  dataDir: string;
+  demo: boolean;
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function decodeKey(k: string): Buffer | null {
+  const hex = /^[0-9a-fA-F]{64}$/.test(k) ? Buffer.from(k, 'hex') : null;
+  if (hex) return hex;
+  const b64 = Buffer.from(k, 'base64');
+  return b64.length === 32 ? b64 : null;
+}
+
+/** Parse the environment. Empty strings count as unset, so `PORT= npm start` means the default. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = configSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => {
+        const name = i.path.join('.') || '(environment)';
+        const value = cleaned[String(i.path[0])];
+        return `${name}: ${i.message}${value !== undefined && !/KEY|SECRET/.test(name) ? ` (got ${JSON.stringify(value)})` : ''}`;
+      }),
+    );
+  }
+  const c = parsed.data;
+  return {
+    ...c,
+    dataDir: path.resolve(c.DATA_DIR),
+    demo: c.DEMO ?? c.NODE_ENV === 'development',
+  };
+}

