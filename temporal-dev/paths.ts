@@ -31,5 +31,4 @@ export function testServerPath(): string {
   return candidate;
 }
 
-/** The custom search attributes every scenario uses (all Keyword). */
-export const SEARCH_ATTRIBUTES = ['NhiId', 'Scenario', 'NhiState', 'ChangeId', 'RequestedBy'] as const;
+export { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
