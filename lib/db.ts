@@ -9,7 +9,7 @@ export type { Pool } from 'pg';
 export const MIGRATIONS_DIR = path.join(projectRoot, 'migrations');
 
 export function createPool(connectionString: string, extra: PoolConfig = {}): Pool {
-  const pool = new Pool({ connectionString, max: 10, ...extra });
+  const pool = new Pool({ connectionString, max: 10, connectionTimeoutMillis: 10_000, ...extra });
   // An idle client's error (e.g. the server restarting) must not crash the process.
   pool.on('error', () => undefined);
   return pool;
