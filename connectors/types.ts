@@ -58,8 +58,13 @@ export interface Connector {
   invalidateSessions(identity: string, startedBefore?: Date): Promise<{ terminated: number }>;
   listSessions(identity: string): Promise<SessionInfo[]>;
   setLogin(identity: string, enabled: boolean): Promise<{ changed: boolean }>;
+  /** Unlike the other reads, an identity that does not exist is an answer (exists: false), not an error. */
   readAccess(identity: string): Promise<AccessState>;
   snapshot(identity: string): Promise<AccessSnapshot>;
+  /**
+   * Returns the snapshot taken just before throttling. On a retry that snapshot shows the throttled
+   * state, so a workflow that must restore exactly takes snapshot() in its own step first.
+   */
   throttle(identity: string, level: ThrottleLevel): Promise<AccessSnapshot>;
   /** Put access back exactly as the snapshot says (memberships, login, connection limit). */
   restore(snapshot: AccessSnapshot): Promise<AccessState>;
@@ -69,9 +74,28 @@ export interface Connector {
   close(): Promise<void>;
 }
 
+/** Codes of PermanentConnectorError, shared by all connectors (activities map them to failure types). */
+export const ConnectorErrorCode = {
+  UnknownIdentity: 'unknown_identity',
+  UnknownEntitlement: 'unknown_entitlement',
+  /** The entitlement exists but this connector is not configured to grant (or revoke) it. */
+  EntitlementNotGrantable: 'entitlement_not_grantable',
+  /** The identity exists but the connector does not administer it. */
+  IdentityNotManaged: 'identity_not_managed',
+  InvalidName: 'invalid_name',
+  InvalidArgument: 'invalid_argument',
+  UnsupportedCredential: 'unsupported_credential',
+  /** Access that the connector cannot remove (e.g. a membership granted by another administrator). */
+  RevokeBlocked: 'revoke_blocked',
+  InsufficientPrivilege: 'insufficient_privilege',
+  /** The connector itself is set up wrongly (e.g. it connects as a superuser). */
+  Misconfigured: 'connector_misconfigured',
+} as const;
+export type ConnectorErrorCode = (typeof ConnectorErrorCode)[keyof typeof ConnectorErrorCode];
+
 /** Thrown for failures that retrying cannot fix (unknown identity, unknown entitlement). */
 export class PermanentConnectorError extends Error {
-  constructor(message: string, readonly code: string) {
+  constructor(message: string, readonly code: ConnectorErrorCode | (string & {})) {
     super(message);
     this.name = 'PermanentConnectorError';
   }

@@ -1,0 +1,613 @@
+// The reference connector: PostgreSQL roles. Identities are LOGIN roles, entitlements are memberships
+// in group roles. Entitlements are spoken of by their logical names (the ones Cedar policies and the
+// API use), each mapped to the group role behind it; identities are physical role names. It runs as a dedicated non-superuser role with CREATEROLE and, per Postgres 16+
+// rules, ADMIN OPTION on every role it manages; pg_signal_backend ends sessions and
+// pg_read_all_stats lets it see when they started.
+import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { Client, escapeIdentifier, escapeLiteral, type ClientConfig, type Pool, type PoolClient } from 'pg';
+import {
+  ConnectorErrorCode,
+  PermanentConnectorError,
+  type AccessSnapshot,
+  type AccessState,
+  type Connector,
+  type DiscoveredIdentity,
+  type ProbeResult,
+  type SessionInfo,
+  type ThrottleLevel,
+} from './types';
+
+/** Where `probe` logs in as the identity: the estate's server and database (never a user or password). */
+export type PostgresProbeTarget = Omit<ClientConfig, 'user' | 'password' | 'connectionString'> & {
+  host: string;
+  port: number;
+  database: string;
+};
+
+export interface PostgresConnectorOptions {
+  /** Entitlements (logical names) this connector may grant and revoke. */
+  grantable: string[];
+  /** The grantable entitlements that allow writes: throttle removes these. Must be a subset of `grantable`. */
+  writeCapable?: string[];
+  /**
+   * Logical entitlement name → the group role behind it. Every method takes and reports mapped
+   * entitlements by their logical name; a membership in a role that is no mapped entitlement is
+   * reported by its role name. Must be one-to-one.
+   */
+  entitlementRoles?: Record<string, string>;
+  /**
+   * Convenience on top of `entitlementRoles`: a grantable entitlement without an explicit mapping is
+   * the group role `${entitlementPrefix}${name}` (default '': the role of the same name).
+   */
+  entitlementPrefix?: string;
+  probe: PostgresProbeTarget;
+  name?: string;
+  /** How long invalidateSessions waits for terminated backends to exit (default 10 s). */
+  terminateTimeoutMs?: number;
+  /** close() ends the pool (default true). */
+  ownsPool?: boolean;
+}
+
+// Postgres silently truncates longer identifiers: `GRANT` on a 70-byte name would hit another role.
+const MAX_IDENTIFIER_BYTES = 63;
+// Serialises mutations per identity (first key is this connector's namespace).
+const LOCK_NAMESPACE = 872_341_002;
+// pg_terminate_backend ends these; 28xxx: authentication/authorisation; 53300: connection limit;
+// 42501: no CONNECT privilege. All mean "this credential does not give access".
+const DENIED_SQLSTATE = /^(28...|53300|42501)$/;
+const SCRAM_ITERATIONS = 4096;
+
+interface RoleRow {
+  oid: number;
+  rolname: string;
+  rolcanlogin: boolean;
+  rolconnlimit: number;
+  rolsuper: boolean;
+  managed: boolean;
+}
+
+type Queryable = Pool | PoolClient;
+
+function permanent(code: ConnectorErrorCode, message: string): PermanentConnectorError {
+  return new PermanentConnectorError(message, code);
+}
+
+function checkName(kind: 'identity' | 'entitlement', name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0 || name.includes('\0')) {
+    throw permanent(ConnectorErrorCode.InvalidName, `${kind} name must be a non-empty string without NUL`);
+  }
+  if (Buffer.byteLength(name, 'utf8') > MAX_IDENTIFIER_BYTES) {
+    throw permanent(ConnectorErrorCode.InvalidName, `${kind} name is longer than ${MAX_IDENTIFIER_BYTES} bytes (Postgres would truncate it)`);
+  }
+  return name;
+}
+
+const sortNames = (names: Iterable<string>) => [...new Set(names)].sort();
+
+/**
+ * A SCRAM-SHA-256 verifier for a password, in the format Postgres stores. Sending this instead of
+ * the password keeps the value out of the server's statement logs and error messages.
+ */
+export function scramSha256Verifier(password: string, opts: { salt?: Buffer; iterations?: number } = {}): string {
+  const salt = opts.salt ?? randomBytes(16);
+  const iterations = opts.iterations ?? SCRAM_ITERATIONS;
+  const salted = pbkdf2Sync(Buffer.from(password, 'utf8'), salt, iterations, 32, 'sha256');
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const serverKey = createHmac('sha256', salted).update('Server Key').digest();
+  return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+
+/** Whether a stored verifier (pg_authid.rolpassword) belongs to this password. */
+export function scramVerifierMatches(verifier: string | null | undefined, password: string): boolean {
+  const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/.exec(verifier ?? '');
+  if (!m || !verifier) return false;
+  const expected = Buffer.from(scramSha256Verifier(password, { salt: Buffer.from(m[2], 'base64'), iterations: Number(m[1]) }));
+  const actual = Buffer.from(verifier);
+  return expected.length === actual.length && timingSafeEqual(expected, actual);
+}
+
+/**
+ * Postgres applies SASLprep to passwords; for printable ASCII that is the identity, so a verifier
+ * computed here matches what the server computes. Our generated credentials are base64url.
+ */
+function checkCredential(value: unknown): string {
+  if (typeof value !== 'string' || !/^[\x20-\x7e]{1,1024}$/.test(value)) {
+    throw permanent(ConnectorErrorCode.UnsupportedCredential, 'credential must be 1-1024 printable ASCII characters');
+  }
+  return value;
+}
+
+function sqlstate(err: unknown): string | undefined {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** Permission problems cannot be fixed by retrying; everything else (network, restarts) can. */
+function mapError(err: unknown): unknown {
+  if (err instanceof PermanentConnectorError) return err;
+  const code = sqlstate(err);
+  const message = (err as Error)?.message ?? String(err);
+  if (code === '42501') return permanent(ConnectorErrorCode.InsufficientPrivilege, `${message} (SQLSTATE 42501)`);
+  if (code === '2BP01') return permanent(ConnectorErrorCode.RevokeBlocked, `${message} (SQLSTATE 2BP01)`);
+  if (code === '0LP01') return permanent(ConnectorErrorCode.InvalidArgument, `${message} (SQLSTATE 0LP01)`);
+  return err;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The one-to-one map between logical entitlement names and group roles that PostgresConnector
+ * uses: explicit `entitlementRoles`, then every grantable name under `entitlementPrefix`.
+ */
+export function resolveEntitlementRoles(
+  options: Pick<PostgresConnectorOptions, 'grantable' | 'writeCapable' | 'entitlementRoles' | 'entitlementPrefix'>,
+): Map<string, string> {
+  const prefix = options.entitlementPrefix ?? '';
+  if (typeof prefix !== 'string' || prefix.includes('\0')) throw new Error('entitlementPrefix must be a string without NUL');
+  const map = new Map<string, string>();
+  for (const [logical, role] of Object.entries(options.entitlementRoles ?? {})) {
+    map.set(checkName('entitlement', logical), checkName('entitlement', role));
+  }
+  for (const logical of [...options.grantable, ...(options.writeCapable ?? [])]) {
+    checkName('entitlement', logical);
+    if (!map.has(logical)) map.set(logical, checkName('entitlement', prefix + logical));
+  }
+  const owner = new Map<string, string>();
+  for (const [logical, role] of map) {
+    const other = owner.get(role);
+    if (other !== undefined) {
+      throw new Error(`entitlements ${JSON.stringify(other)} and ${JSON.stringify(logical)} both map to role ${JSON.stringify(role)}`);
+    }
+    owner.set(role, logical);
+  }
+  return map;
+}
+
+export class PostgresConnector implements Connector {
+  readonly name: string;
+  /** Logical names. */
+  private readonly grantable: ReadonlySet<string>;
+  private readonly writeCapable: ReadonlySet<string>;
+  /** Logical entitlement → group role, and back. */
+  private readonly roleOf: ReadonlyMap<string, string>;
+  private readonly entitlementOf: ReadonlyMap<string, string>;
+  private readonly probeTarget: PostgresProbeTarget;
+  private readonly terminateTimeoutMs: number;
+  private readonly ownsPool: boolean;
+  private ready: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly pool: Pool, options: PostgresConnectorOptions) {
+    this.name = options.name ?? 'postgres';
+    this.grantable = new Set(options.grantable);
+    this.writeCapable = new Set(options.writeCapable ?? []);
+    const stray = [...this.writeCapable].filter((w) => !this.grantable.has(w));
+    if (stray.length) throw new Error(`writeCapable entitlements must also be grantable: ${stray.join(', ')}`);
+    this.roleOf = resolveEntitlementRoles(options);
+    this.entitlementOf = new Map([...this.roleOf].map(([logical, role]) => [role, logical]));
+    this.probeTarget = options.probe;
+    this.terminateTimeoutMs = options.terminateTimeoutMs ?? 10_000;
+    this.ownsPool = options.ownsPool ?? true;
+  }
+
+  /** Refuses to run as a superuser: the connector's blast radius is the roles it administers. */
+  private ensureReady(): Promise<void> {
+    this.ready ??= (async () => {
+      const { rows } = await this.pool.query<{ rolname: string; rolsuper: boolean }>(
+        'SELECT rolname, rolsuper FROM pg_roles WHERE rolname = current_user',
+      );
+      if (rows[0]?.rolsuper) {
+        throw permanent(
+          ConnectorErrorCode.Misconfigured,
+          `the Postgres connector connects as superuser ${rows[0].rolname}; give it a dedicated non-superuser role (CREATEROLE, pg_signal_backend)`,
+        );
+      }
+    })().catch((err) => {
+      // A connection failure is worth retrying; a superuser stays refused.
+      if (!(err instanceof PermanentConnectorError)) this.ready = undefined;
+      throw err;
+    });
+    return this.ready;
+  }
+
+  private async roleRow(q: Queryable, name: string): Promise<RoleRow | undefined> {
+    const { rows } = await q.query<RoleRow>(
+      `SELECT oid::int AS oid, rolname, rolcanlogin, rolconnlimit, rolsuper,
+              pg_has_role(current_user, oid, 'MEMBER WITH ADMIN OPTION') AS managed
+         FROM pg_roles WHERE rolname = $1`,
+      [name],
+    );
+    return rows[0];
+  }
+
+  private async identityRow(q: Queryable, identity: string): Promise<RoleRow> {
+    checkName('identity', identity);
+    const row = await this.roleRow(q, identity);
+    if (!row) throw permanent(ConnectorErrorCode.UnknownIdentity, `unknown identity ${JSON.stringify(identity)}`);
+    if (row.rolsuper || !row.managed) {
+      throw permanent(ConnectorErrorCode.IdentityNotManaged, `identity ${JSON.stringify(identity)} is not administered by this connector`);
+    }
+    return row;
+  }
+
+  /**
+   * The group role behind an entitlement name: a mapped entitlement's role, else the role of that
+   * name. A mapped entitlement's role is only reachable by the entitlement's logical name.
+   */
+  private roleFor(entitlement: string, mustBeGrantable: boolean): string {
+    checkName('entitlement', entitlement);
+    const mapped = this.roleOf.get(entitlement);
+    if (mapped !== undefined) return mapped;
+    const logical = this.entitlementOf.get(entitlement);
+    if (logical !== undefined) {
+      throw permanent(
+        mustBeGrantable ? ConnectorErrorCode.EntitlementNotGrantable : ConnectorErrorCode.UnknownEntitlement,
+        `${JSON.stringify(entitlement)} is the role behind entitlement ${JSON.stringify(logical)}; this connector speaks of it only as ${JSON.stringify(logical)}`,
+      );
+    }
+    return entitlement;
+  }
+
+  /** The name a membership in `role` is reported by: its entitlement's logical name, or the role name. */
+  private entitlementFor(role: string): string {
+    const logical = this.entitlementOf.get(role);
+    if (logical !== undefined) return logical;
+    const shadowed = this.roleOf.get(role);
+    if (shadowed !== undefined) {
+      // Reporting it by its role name would make it indistinguishable from the entitlement.
+      throw permanent(
+        ConnectorErrorCode.Misconfigured,
+        `role ${JSON.stringify(role)} has the name of entitlement ${JSON.stringify(role)} (role ${JSON.stringify(shadowed)}); map or rename one of them`,
+      );
+    }
+    return role;
+  }
+
+  /** For messages: `entitlement "x" (role "p_x")`, or `role "r"` for an unmapped role. */
+  private describeRole(role: string): string {
+    const logical = this.entitlementOf.get(role);
+    if (logical === undefined || logical === role) return `role ${JSON.stringify(role)}`;
+    return `entitlement ${JSON.stringify(logical)} (role ${JSON.stringify(role)})`;
+  }
+
+  /** For grant/revoke the entitlement must exist and be configured as grantable. */
+  private async entitlementRow(q: Queryable, entitlement: string, mustBeGrantable: boolean): Promise<RoleRow> {
+    const role = this.roleFor(entitlement, mustBeGrantable);
+    const row = await this.roleRow(q, role);
+    if (!row) {
+      const behind = role === entitlement ? '' : ` (role ${JSON.stringify(role)} does not exist)`;
+      throw permanent(ConnectorErrorCode.UnknownEntitlement, `unknown entitlement ${JSON.stringify(entitlement)}${behind}`);
+    }
+    if (mustBeGrantable && !this.grantable.has(entitlement)) {
+      throw permanent(ConnectorErrorCode.EntitlementNotGrantable, `entitlement ${JSON.stringify(entitlement)} is not grantable by this connector`);
+    }
+    return row;
+  }
+
+  /** Direct memberships, by entitlement name. */
+  private async memberships(q: Queryable, memberOid: number): Promise<string[]> {
+    const { rows } = await q.query<{ rolname: string }>(
+      'SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid WHERE m.member = $1',
+      [memberOid],
+    );
+    return sortNames(rows.map((r) => this.entitlementFor(r.rolname)));
+  }
+
+  private async isMember(q: Queryable, memberOid: number, roleOid: number): Promise<boolean> {
+    const { rows } = await q.query('SELECT 1 FROM pg_auth_members WHERE member = $1 AND roleid = $2', [memberOid, roleOid]);
+    return rows.length > 0;
+  }
+
+  /** One transaction holding the identity's lock: concurrent calls see each other's result. */
+  private async mutate<T>(identity: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+    await this.ensureReady();
+    checkName('identity', identity);
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LOCK_NAMESPACE, identity]);
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw mapError(err);
+    } finally {
+      client.release();
+    }
+  }
+
+  private async read<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    await this.ensureReady();
+    try {
+      return await fn(this.pool);
+    } catch (err) {
+      throw mapError(err);
+    }
+  }
+
+  private async grantIn(c: PoolClient, id: RoleRow, ent: RoleRow): Promise<boolean> {
+    if (await this.isMember(c, id.oid, ent.oid)) return false;
+    await c.query(`GRANT ${escapeIdentifier(ent.rolname)} TO ${escapeIdentifier(id.rolname)}`);
+    return true;
+  }
+
+  /**
+   * Postgres 16 keeps one membership row per grantor, and a role may only revoke grants made by
+   * roles whose privileges it has. A membership someone else granted is reported, not hidden.
+   */
+  private async revokeIn(c: PoolClient, id: RoleRow, ent: RoleRow): Promise<boolean> {
+    const { rows } = await c.query<{ grantor: string; revocable: boolean; own: boolean }>(
+      `SELECT g.rolname AS grantor, g.rolname = current_user AS own, pg_has_role(current_user, g.oid, 'USAGE') AS revocable
+         FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.grantor
+        WHERE m.member = $1 AND m.roleid = $2`,
+      [id.oid, ent.oid],
+    );
+    if (rows.length === 0) return false;
+    const blocked = rows.filter((r) => !r.revocable);
+    if (blocked.length) {
+      throw permanent(
+        ConnectorErrorCode.RevokeBlocked,
+        `${JSON.stringify(id.rolname)} holds ${this.describeRole(ent.rolname)} through a grant by ${blocked
+          .map((r) => r.grantor)
+          .join(', ')}, which this connector cannot revoke`,
+      );
+    }
+    for (const r of rows) {
+      const by = r.own ? '' : ` GRANTED BY ${escapeIdentifier(r.grantor)}`;
+      await c.query(`REVOKE ${escapeIdentifier(ent.rolname)} FROM ${escapeIdentifier(id.rolname)}${by}`);
+    }
+    if (await this.isMember(c, id.oid, ent.oid)) {
+      throw new Error(`revoke of ${this.describeRole(ent.rolname)} from ${id.rolname} did not take effect`);
+    }
+    return true;
+  }
+
+  private async stateIn(q: Queryable, id: RoleRow): Promise<AccessState> {
+    return {
+      exists: true,
+      canLogin: id.rolcanlogin,
+      connectionLimit: id.rolconnlimit,
+      entitlements: await this.memberships(q, id.oid),
+    };
+  }
+
+  async listGrantableEntitlements(): Promise<string[]> {
+    return sortNames(this.grantable);
+  }
+
+  async grant(identity: string, entitlement: string): Promise<{ changed: boolean }> {
+    return this.mutate(identity, async (c) => {
+      const id = await this.identityRow(c, identity);
+      const ent = await this.entitlementRow(c, entitlement, true);
+      const changed = await this.grantIn(c, id, ent);
+      if (!(await this.isMember(c, id.oid, ent.oid))) throw new Error(`grant of ${entitlement} to ${identity} did not take effect`);
+      return { changed };
+    });
+  }
+
+  async revoke(identity: string, entitlement: string): Promise<{ changed: boolean }> {
+    return this.mutate(identity, async (c) => {
+      const id = await this.identityRow(c, identity);
+      const ent = await this.entitlementRow(c, entitlement, true);
+      return { changed: await this.revokeIn(c, id, ent) };
+    });
+  }
+
+  async hasEntitlement(identity: string, entitlement: string): Promise<boolean> {
+    return this.read(async (q) => {
+      const id = await this.identityRow(q, identity);
+      const ent = await this.entitlementRow(q, entitlement, false);
+      return this.isMember(q, id.oid, ent.oid);
+    });
+  }
+
+  /**
+   * Direct memberships, including ones this connector does not grant (so nothing is hidden): mapped
+   * entitlements by their logical name, other roles by their role name.
+   */
+  async listEntitlements(identity: string): Promise<string[]> {
+    return this.read(async (q) => this.memberships(q, (await this.identityRow(q, identity)).oid));
+  }
+
+  async setCredential(identity: string, secretValue: string): Promise<void> {
+    const value = checkCredential(secretValue);
+    const verifier = scramSha256Verifier(value);
+    try {
+      await this.mutate(identity, async (c) => {
+        const id = await this.identityRow(c, identity);
+        await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} PASSWORD ${escapeLiteral(verifier)}`);
+      });
+    } catch (err) {
+      // Never let the value (or its verifier) ride along in an error message or its fields.
+      const redact = (s: string) => s.split(value).join('[redacted]').split(verifier).join('[redacted]');
+      if (err instanceof PermanentConnectorError) throw new PermanentConnectorError(redact(err.message), err.code);
+      const code = sqlstate(err);
+      const safe = new Error(`setting the credential of ${JSON.stringify(identity)} failed: ${redact((err as Error)?.message ?? String(err))}`);
+      if (code) Object.assign(safe, { code });
+      throw safe;
+    }
+  }
+
+  async listSessions(identity: string): Promise<SessionInfo[]> {
+    return this.read(async (q) => {
+      const id = await this.identityRow(q, identity);
+      const { rows } = await q.query<{ pid: number; backend_start: Date | null; state: string | null }>(
+        `SELECT pid, backend_start, state FROM pg_stat_activity
+          WHERE usesysid = $1 AND pid <> pg_backend_pid() ORDER BY backend_start, pid`,
+        [id.oid],
+      );
+      if (rows.some((r) => r.backend_start === null)) throw this.statsPrivilegeError();
+      return rows.map((r) => ({ pid: r.pid, backendStart: (r.backend_start as Date).toISOString(), state: r.state }));
+    });
+  }
+
+  private statsPrivilegeError() {
+    return permanent(
+      ConnectorErrorCode.InsufficientPrivilege,
+      'the connector role cannot see when sessions started: grant it pg_read_all_stats',
+    );
+  }
+
+  /** Ends the role's backends on every database of the server and waits until they are gone. */
+  async invalidateSessions(identity: string, startedBefore?: Date): Promise<{ terminated: number }> {
+    if (startedBefore !== undefined && (!(startedBefore instanceof Date) || Number.isNaN(startedBefore.getTime()))) {
+      throw permanent(ConnectorErrorCode.InvalidArgument, 'startedBefore must be a valid Date');
+    }
+    return this.read(async (q) => {
+      const id = await this.identityRow(q, identity);
+      const { rows } = await q.query<{ pid: number; backend_start: Date | null }>(
+        'SELECT pid, backend_start FROM pg_stat_activity WHERE usesysid = $1 AND pid <> pg_backend_pid()',
+        [id.oid],
+      );
+      if (startedBefore && rows.some((r) => r.backend_start === null)) throw this.statsPrivilegeError();
+      const targets = rows.filter((r) => !startedBefore || (r.backend_start as Date) < startedBefore).map((r) => r.pid);
+      let terminated = 0;
+      for (const pid of targets) {
+        // With a timeout, pg_terminate_backend waits for the backend to exit; false = already gone or too slow.
+        const { rows: t } = await q.query<{ ok: boolean }>('SELECT pg_terminate_backend($1, $2) AS ok', [pid, this.terminateTimeoutMs]);
+        if (t[0]?.ok) terminated++;
+      }
+      const deadline = Date.now() + this.terminateTimeoutMs;
+      for (;;) {
+        const { rows: left } = await q.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [targets]);
+        if (left.length === 0) break;
+        if (Date.now() > deadline) throw new Error(`sessions of ${identity} still alive after termination: ${left.map((l) => l.pid).join(', ')}`);
+        await sleep(50);
+      }
+      return { terminated };
+    });
+  }
+
+  async setLogin(identity: string, enabled: boolean): Promise<{ changed: boolean }> {
+    return this.mutate(identity, async (c) => {
+      const id = await this.identityRow(c, identity);
+      if (id.rolcanlogin === enabled) return { changed: false };
+      await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} ${enabled ? 'LOGIN' : 'NOLOGIN'}`);
+      return { changed: true };
+    });
+  }
+
+  async readAccess(identity: string): Promise<AccessState> {
+    return this.read(async (q) => {
+      checkName('identity', identity);
+      const row = await this.roleRow(q, identity);
+      if (!row) return { exists: false, canLogin: false, connectionLimit: 0, entitlements: [] };
+      return this.stateIn(q, await this.identityRow(q, identity));
+    });
+  }
+
+  async snapshot(identity: string): Promise<AccessSnapshot> {
+    return this.read(async (q) => {
+      const id = await this.identityRow(q, identity);
+      return { identity: id.rolname, ...(await this.stateIn(q, id)), takenAt: new Date().toISOString() };
+    });
+  }
+
+  async throttle(identity: string, level: ThrottleLevel): Promise<AccessSnapshot> {
+    const limit = level?.connectionLimit;
+    if (!Number.isInteger(limit) || limit < -1) {
+      throw permanent(ConnectorErrorCode.InvalidArgument, 'connectionLimit must be an integer >= -1');
+    }
+    return this.mutate(identity, async (c) => {
+      const id = await this.identityRow(c, identity);
+      const before: AccessSnapshot = { identity: id.rolname, ...(await this.stateIn(c, id)), takenAt: new Date().toISOString() };
+      if (id.rolconnlimit !== limit) {
+        await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} CONNECTION LIMIT ${limit}`);
+      }
+      if (level.removeWriteEntitlements) {
+        for (const name of before.entitlements.filter((e) => this.writeCapable.has(e))) {
+          await this.revokeIn(c, id, await this.entitlementRow(c, name, true));
+        }
+      }
+      if (level.disableLogin && id.rolcanlogin) await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} NOLOGIN`);
+      return before;
+    });
+  }
+
+  /** Exact: memberships added since the snapshot are revoked, removed ones granted back. */
+  async restore(snapshot: AccessSnapshot): Promise<AccessState> {
+    if (!snapshot || snapshot.exists !== true || !Array.isArray(snapshot.entitlements)) {
+      throw permanent(ConnectorErrorCode.InvalidArgument, 'restore needs a snapshot of an existing identity');
+    }
+    if (!Number.isInteger(snapshot.connectionLimit) || snapshot.connectionLimit < -1) {
+      throw permanent(ConnectorErrorCode.InvalidArgument, 'snapshot connectionLimit must be an integer >= -1');
+    }
+    const wanted = new Set(snapshot.entitlements.map((e) => checkName('entitlement', e)));
+    return this.mutate(snapshot.identity, async (c) => {
+      const id = await this.identityRow(c, snapshot.identity);
+      const current = await this.memberships(c, id.oid);
+      for (const name of current.filter((e) => !wanted.has(e))) await this.revokeIn(c, id, await this.entitlementRow(c, name, true));
+      for (const name of [...wanted].filter((e) => !current.includes(e))) await this.grantIn(c, id, await this.entitlementRow(c, name, true));
+      if (id.rolconnlimit !== snapshot.connectionLimit) {
+        await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} CONNECTION LIMIT ${snapshot.connectionLimit}`);
+      }
+      if (id.rolcanlogin !== snapshot.canLogin) {
+        await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} ${snapshot.canLogin ? 'LOGIN' : 'NOLOGIN'}`);
+      }
+      const after = await this.stateIn(c, await this.identityRow(c, snapshot.identity));
+      const same =
+        after.canLogin === snapshot.canLogin &&
+        after.connectionLimit === snapshot.connectionLimit &&
+        after.entitlements.join('\n') === sortNames(wanted).join('\n');
+      if (!same) throw new Error(`restore of ${snapshot.identity} did not reach the snapshot's state`);
+      return after;
+    });
+  }
+
+  async probe(identity: string, secretValue: string): Promise<ProbeResult> {
+    checkName('identity', identity);
+    const client = new Client({
+      connectionTimeoutMillis: 10_000,
+      application_name: 'nhi-connector-probe',
+      ...this.probeTarget,
+      user: identity,
+      password: secretValue,
+    });
+    // A server-side disconnect after connect must not become an unhandled 'error' event.
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      return { access: 'granted' };
+    } catch (err) {
+      const code = sqlstate(err);
+      if (code && DENIED_SQLSTATE.test(code)) return { access: 'denied', code, detail: (err as Error).message };
+      throw err;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Roles this connector administers that look like identities: not the role of a mapped
+   * entitlement, not a built-in role, and not a group with members (NOLOGIN identities stay visible,
+   * e.g. offboarded ones). Identities are role names; their entitlements are named as in listEntitlements.
+   */
+  async listIdentities(): Promise<DiscoveredIdentity[]> {
+    return this.read(async (q) => {
+      const { rows } = await q.query<{ rolname: string; rolcanlogin: boolean; entitlements: string[] }>(
+        `SELECT r.rolname, r.rolcanlogin,
+                COALESCE(ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                                WHERE m.member = r.oid), '{}') AS entitlements
+           FROM pg_roles r
+          WHERE pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION')
+            AND NOT r.rolsuper AND r.rolname <> current_user AND r.rolname NOT LIKE 'pg\\_%'
+            AND r.rolname <> ALL($1::text[])
+            AND (r.rolcanlogin OR NOT EXISTS (
+                  SELECT 1 FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member
+                   WHERE m.roleid = r.oid AND u.rolname <> current_user))`,
+        [[...this.entitlementOf.keys()]],
+      );
+      return rows
+        .map((r) => ({ identity: r.rolname, canLogin: r.rolcanlogin, entitlements: sortNames(r.entitlements.map((e) => this.entitlementFor(e))) }))
+        .sort((a, b) => (a.identity < b.identity ? -1 : a.identity > b.identity ? 1 : 0));
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsPool) await this.pool.end();
+  }
+}
