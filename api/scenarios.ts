@@ -1,0 +1,38 @@
+// The scenario routers, wired from the same dependencies the worker uses (config, policy, connectors).
+import type { Router } from 'express';
+import type { Pool } from 'pg';
+import type { ConnectorRegistry } from '../activities/deps';
+import type { Config } from '../lib/config';
+import type { PolicyEngine } from '../lib/policy-engine';
+import type { JitSettings } from '../workflows/jitElevation.contract';
+import type { TemporalDeps } from './app';
+import { createElevationRouter } from './routes/elevations';
+
+export interface ScenarioDeps {
+  pool: Pool;
+  temporal: TemporalDeps;
+  config: Config;
+  policy: PolicyEngine;
+  connectors: ConnectorRegistry;
+}
+
+export function jitSettings(config: Pick<Config, 'APPROVAL_TIMEOUT_MINUTES' | 'EXPIRY_WARNING_MINUTES' | 'REVOKE_ESCALATION_ATTEMPTS'>): JitSettings {
+  return {
+    approvalTimeoutMinutes: config.APPROVAL_TIMEOUT_MINUTES,
+    expiryWarningMinutes: config.EXPIRY_WARNING_MINUTES,
+    revokeEscalationAttempts: config.REVOKE_ESCALATION_ATTEMPTS,
+  };
+}
+
+export function createScenarioRouters(deps: ScenarioDeps): Router[] {
+  return [
+    createElevationRouter({
+      pool: deps.pool,
+      client: deps.temporal.client,
+      taskQueue: deps.temporal.taskQueue,
+      policy: deps.policy,
+      grantableEntitlements: (connector) => deps.connectors.get(connector).listGrantableEntitlements(),
+      settings: jitSettings(deps.config),
+    }),
+  ];
+}

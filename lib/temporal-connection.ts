@@ -1,0 +1,28 @@
+// The Temporal connection comes from @temporalio/envconfig (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+// TEMPORAL_API_KEY, TEMPORAL_TLS_*, TOML profiles), so one build runs against the dev server,
+// a self-hosted cluster or Temporal Cloud. Without any of those, it is the local dev server.
+import { Client, Connection } from '@temporalio/client';
+import { loadClientConnectConfig } from '@temporalio/envconfig';
+import type { NativeConnectionOptions } from '@temporalio/worker';
+import type { Config } from './config';
+
+export interface TemporalTarget {
+  connectionOptions: NativeConnectionOptions;
+  namespace: string;
+}
+
+export function temporalTarget(config: Config, env: NodeJS.ProcessEnv = process.env): TemporalTarget {
+  const usesProfile = Boolean(env.TEMPORAL_CONFIG_FILE || env.TEMPORAL_PROFILE);
+  const overrideEnvVars: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) overrideEnvVars[k] = v;
+  if (!config.TEMPORAL_ADDRESS && !usesProfile) overrideEnvVars.TEMPORAL_ADDRESS = `127.0.0.1:${config.TEMPORAL_PORT}`;
+  if (!env.TEMPORAL_NAMESPACE && !usesProfile) overrideEnvVars.TEMPORAL_NAMESPACE = config.TEMPORAL_NAMESPACE;
+  const { connectionOptions, namespace } = loadClientConnectConfig({ overrideEnvVars });
+  return { connectionOptions, namespace: namespace ?? config.TEMPORAL_NAMESPACE };
+}
+
+export async function connectClient(config: Config): Promise<{ client: Client; connection: Connection; namespace: string }> {
+  const { connectionOptions, namespace } = temporalTarget(config);
+  const connection = await Connection.connect(connectionOptions as Parameters<typeof Connection.connect>[0]);
+  return { client: new Client({ connection, namespace }), connection, namespace };
+}

@@ -1,0 +1,173 @@
+// `npm start`: the whole orchestrator in one terminal — Temporal dev server (with UI), embedded
+// PostgreSQL (or DATABASE_URL), the demo estate, the worker and the HTTP API. Ctrl-C stops it all.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import path from 'node:path';
+import { Client as PgClient } from 'pg';
+import { createApp } from '../api/app';
+import { createScenarioRouters } from '../api/scenarios';
+import { ConfigError, loadConfig, type Config } from '../lib/config';
+import { embeddedPostgresUrl, ORCHESTRATOR_DATABASE, redactUrl } from '../lib/config-urls';
+import { migrate } from '../lib/db';
+import { DEFAULT_CONNECTOR_ROLE, ensureConnectorRole, ensureDemoEstate, loadOrCreateConnectorPassword } from '../lib/estate';
+import { createLogger, type Logger } from '../lib/logger';
+import { authenticate, createToken, upsertPrincipal, type Role } from '../lib/principals';
+import { connectClient } from '../lib/temporal-connection';
+import { startDevServer } from '../temporal-dev/dev-server';
+import { buildDependencies, estateAdminUrl } from '../workers/deps';
+import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from '../workers/worker';
+
+export const DEMO_PRINCIPALS: { id: string; roles: Role[] }[] = [
+  { id: 'alice', roles: ['requester'] },
+  { id: 'bob', roles: ['approver'] },
+  { id: 'carol', roles: ['approver'] },
+  { id: 'deploy-bot', roles: ['deployer'] },
+  { id: 'detector-bot', roles: ['detector'] },
+  { id: 'admin', roles: ['admin'] },
+];
+
+const stops: { name: string; stop: () => Promise<unknown> }[] = [];
+let stopping = false;
+
+async function shutdown(logger: Logger, code: number) {
+  if (stopping) return;
+  stopping = true;
+  logger.info('shutting down…');
+  for (const { name, stop } of stops.reverse()) {
+    try {
+      await stop();
+    } catch (err) {
+      logger.warn({ err: String(err) }, `stopping ${name} failed`);
+    }
+  }
+  process.exit(code);
+}
+
+async function ensureDatabase(adminUrl: string, name: string) {
+  const c = new PgClient({ connectionString: adminUrl });
+  await c.connect();
+  try {
+    const { rowCount } = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (!rowCount) await c.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Demo principals keep their tokens across restarts (dev only; the file is 0600 in the data folder). */
+async function demoTokens(config: Config, pool: import('pg').Pool): Promise<Record<string, string>> {
+  const file = path.join(config.dataDir, 'demo-tokens.json');
+  const saved: Record<string, string> = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
+  const tokens: Record<string, string> = {};
+  for (const p of DEMO_PRINCIPALS) {
+    await upsertPrincipal(pool, p);
+    const ok = saved[p.id] && (await authenticate(pool, saved[p.id]))?.id === p.id;
+    tokens[p.id] = ok ? saved[p.id] : await createToken(pool, p.id, 'demo');
+  }
+  writeFileSync(file, JSON.stringify(tokens, null, 2) + '\n', { mode: 0o600 });
+  return tokens;
+}
+
+async function main() {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    process.stderr.write(`${err instanceof ConfigError ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+  const logger = createLogger(config.LOG_LEVEL, { pretty: process.stdout.isTTY, name: 'nhi' });
+  process.once('SIGINT', () => void shutdown(logger, 0));
+  process.once('SIGTERM', () => void shutdown(logger, 0));
+  mkdirSync(config.dataDir, { recursive: true });
+  installRuntimeLogging(logger.child({ level: 'warn' }), 'WARN');
+
+  // 1. Temporal: the dev server with its UI, unless TEMPORAL_ADDRESS / a profile points elsewhere.
+  const externalTemporal = Boolean(config.TEMPORAL_ADDRESS || process.env.TEMPORAL_PROFILE || process.env.TEMPORAL_CONFIG_FILE);
+  if (!externalTemporal) {
+    const temporalLog = logger.child({ component: 'temporal-server' });
+    const dev = await startDevServer({
+      dataDir: config.dataDir,
+      port: config.TEMPORAL_PORT,
+      uiPort: config.TEMPORAL_UI_PORT,
+      onOutput: (line) => (/level=(ERROR|FATAL)/.test(line) && !stopping ? temporalLog.error(line) : temporalLog.debug(line)),
+    });
+    stops.push({ name: 'temporal dev server', stop: () => dev.stop() });
+  }
+
+  // 2. PostgreSQL: embedded (data in DATA_DIR/postgres) unless DATABASE_URL is set.
+  if (!config.DATABASE_URL) {
+    const { startEmbeddedPostgres } = await import('../lib/embedded-postgres.mjs');
+    const pgLog = logger.child({ component: 'postgres' });
+    const pg = await startEmbeddedPostgres({
+      dataDir: path.join(config.dataDir, 'postgres'),
+      port: config.EMBEDDED_PG_PORT,
+      onLog: (m: unknown) => pgLog.debug(String(m).trim()),
+    });
+    stops.push({ name: 'embedded postgres', stop: () => pg.stop() });
+    await ensureDatabase(embeddedPostgresUrl(config, 'postgres'), ORCHESTRATOR_DATABASE);
+  }
+
+  // 3. Dependencies, migrations, demo estate.
+  const built = buildDependencies(config, logger);
+  stops.push({ name: 'database pools', stop: () => built.close() });
+  const applied = await migrate(built.pool);
+  if (applied.length) logger.info({ applied }, 'migrations applied');
+  let tokens: Record<string, string> = {};
+  if (config.demo) {
+    if (!config.ESTATE_DATABASE_URL) {
+      const adminUrl = estateAdminUrl(config);
+      await ensureConnectorRole(adminUrl, { role: DEFAULT_CONNECTOR_ROLE, password: loadOrCreateConnectorPassword(config.dataDir) });
+      const estate = await ensureDemoEstate({ adminUrl, secretStore: built.deps.secrets, orchestratorPool: built.pool });
+      logger.info({ database: estate.database, nhis: estate.nhis.map((n) => n.id) }, 'demo estate ready');
+    }
+    tokens = await demoTokens(config, built.pool);
+  }
+
+  // 4. Worker and API.
+  const { client, connection, namespace } = await connectClient(config);
+  stops.push({ name: 'temporal client', stop: () => connection.close() });
+  built.deps.temporal = { client, taskQueue: config.TEMPORAL_TASK_QUEUE };
+  const { worker, connection: workerConnection } = await buildWorker(config, built.deps, { workflowBundle: await prebuildWorkflowBundle() });
+  const workerDone = worker.run();
+  stops.push({
+    name: 'worker',
+    stop: async () => {
+      worker.shutdown();
+      await workerDone;
+      await workerConnection.close();
+    },
+  });
+  const temporal = { client, taskQueue: config.TEMPORAL_TASK_QUEUE, namespace };
+  const app = createApp({ pool: built.pool, temporal, config, logger, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors }) });
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(config.PORT, config.HOST, () => resolve(s));
+    s.once('error', reject);
+  });
+  stops.push({ name: 'api', stop: () => new Promise((r) => server.close(() => r(undefined))) });
+
+  const api = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}`;
+  const lines = [
+    '',
+    'NHI orchestrator is running',
+    `  API            ${api}`,
+    `  API docs       ${api}/docs`,
+    externalTemporal ? `  Temporal       ${config.TEMPORAL_ADDRESS ?? '(envconfig profile)'}` : `  Temporal UI    http://127.0.0.1:${config.TEMPORAL_UI_PORT}`,
+    externalTemporal ? '' : `  Temporal gRPC  127.0.0.1:${config.TEMPORAL_PORT}`,
+    `  PostgreSQL     ${redactUrl(built.pool.options.connectionString ?? '')}`,
+    `  Data folder    ${config.dataDir}`,
+  ].filter(Boolean);
+  if (Object.keys(tokens).length) {
+    lines.push('', 'Demo principals (Authorization: Bearer <token>):');
+    for (const p of DEMO_PRINCIPALS) lines.push(`  ${p.id.padEnd(13)} ${p.roles.join(',').padEnd(10)} ${tokens[p.id]}`);
+    lines.push('', `Try: curl -H "Authorization: Bearer ${tokens.alice}" ${api}/v1/nhis`);
+  }
+  lines.push('', 'Ctrl-C stops everything.', '');
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+main().catch(async (err) => {
+  process.stderr.write(`start failed: ${err?.message ?? err}\n`);
+  const logger = createLogger('error');
+  await shutdown(logger, 1);
+});

@@ -1,0 +1,140 @@
+// A test world on the real things: a migrated orchestrator database, a demo estate of real
+// Postgres roles (prefixed: roles are cluster-wide), the shipped Cedar policies, a Temporal test
+// server and a worker running the real activities (optionally overridden).
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { Client } from 'pg';
+import { createActivities, type ActivityDeps } from '../../activities';
+import type { PostgresConnector } from '../../connectors/postgres';
+import { createEstateConnector, ensureConnectorRole, ensureDemoEstate, estateConnectorUrl, type DemoEstateResult } from '../../lib/estate';
+import { MemoryNotifier } from '../../lib/notifier';
+import { loadNhiPolicies } from '../../lib/policy-decisions';
+import { upsertPrincipal } from '../../lib/principals';
+import { SecretStore } from '../../lib/secret-store';
+import { projectRoot } from '../../lib/paths';
+import { WORKFLOWS_PATH } from '../../workers/worker';
+import { adminUrl, createTestDatabase, urlFor, type TestDatabase } from './db';
+import { createLocalEnv, createTimeSkippingEnv } from './temporal';
+
+export const DEMO_PRINCIPALS = [
+  { id: 'alice', roles: ['requester'] as const },
+  { id: 'dave', roles: ['requester'] as const },
+  { id: 'bob', roles: ['approver'] as const },
+  { id: 'carol', roles: ['approver'] as const },
+  { id: 'erin', roles: ['approver', 'requester'] as const },
+  { id: 'deploy-bot', roles: ['deployer'] as const },
+  { id: 'detector-bot', roles: ['detector'] as const },
+  { id: 'admin', roles: ['admin'] as const },
+];
+
+export interface TestWorld {
+  db: TestDatabase;
+  prefix: string;
+  estate: DemoEstateResult;
+  estateUrl: string;
+  /** Superuser connection to the estate database, for assertions and for breaking things on purpose. */
+  estateAdmin: Client;
+  connector: PostgresConnector;
+  connectorRole: string;
+  secrets: SecretStore;
+  notifier: MemoryNotifier;
+  deps: ActivityDeps;
+  env: TestWorkflowEnvironment;
+  taskQueue: string;
+  /** The Postgres role name behind a demo NHI id. */
+  role(nhiId: string): string;
+  /** Entitlement (group role) name under this world's prefix. */
+  ent(name: string): string;
+  memberships(nhiId: string): Promise<string[]>;
+  /** Register one more NHI: a real login role the connector administers, with no memberships. */
+  addNhi(nhi: { id: string; kind?: string; criticality?: string; tags?: string[]; owner?: string }): Promise<string>;
+  createWorker(
+    activityOverrides?: Record<string, (...args: any[]) => Promise<unknown>>,
+    options?: { taskQueue?: string; maxCachedWorkflows?: number },
+  ): Promise<Worker>;
+  teardown(): Promise<void>;
+}
+
+export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local' }): Promise<TestWorld> {
+  const prefix = `w${randomBytes(3).toString('hex')}_`;
+  const db = await createTestDatabase();
+  const secrets = new SecretStore(db.pool, randomBytes(32));
+  const connectorRole = `${prefix}connector`;
+  const password = randomBytes(18).toString('base64url');
+  await ensureConnectorRole(adminUrl(), { role: connectorRole, password });
+  const estateDatabase = `${prefix}estate`;
+  const estate = await ensureDemoEstate({ adminUrl: adminUrl(), estateDatabase, connectorRole, secretStore: secrets, orchestratorPool: db.pool, rolePrefix: prefix });
+  const estateUrl = estateConnectorUrl(adminUrl(), { role: connectorRole, password, database: estateDatabase });
+  const connector = createEstateConnector({ url: estateUrl, rolePrefix: prefix });
+  const estateAdmin = new Client({ connectionString: urlFor(estateDatabase) });
+  await estateAdmin.connect();
+  const notifier = new MemoryNotifier();
+  const policy = loadNhiPolicies(path.join(projectRoot, 'policies'));
+  for (const p of DEMO_PRINCIPALS) await upsertPrincipal(db.pool, { id: p.id, roles: [...p.roles] });
+  const deps: ActivityDeps = { pool: db.pool, connectors: { get: () => connector }, secrets, policy, notifier };
+  const env = opts.temporal === 'local' ? await createLocalEnv() : await createTimeSkippingEnv();
+  if (opts.temporal === 'local') deps.temporal = { client: env.client, taskQueue: '' };
+  const taskQueue = `tq-${prefix}`;
+  if (deps.temporal) deps.temporal.taskQueue = taskQueue;
+  const roleOf = new Map(estate.nhis.map((n) => [n.id, n.role]));
+
+  const world: TestWorld = {
+    db,
+    prefix,
+    estate,
+    estateUrl,
+    estateAdmin,
+    connector,
+    connectorRole,
+    secrets,
+    notifier,
+    deps,
+    env,
+    taskQueue,
+    role: (id) => roleOf.get(id) ?? `${prefix}${id}`,
+    ent: (name) => `${prefix}${name}`,
+    async memberships(nhiId) {
+      const { rows } = await estateAdmin.query<{ g: string }>(
+        `SELECT g.rolname AS g FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles r ON r.oid = m.member
+         WHERE r.rolname = $1 ORDER BY 1`,
+        [world.role(nhiId)],
+      );
+      return rows.map((r) => r.g);
+    },
+    async addNhi(nhi) {
+      const role = `${prefix}${nhi.id}`;
+      await estateAdmin.query(`CREATE ROLE ${role} LOGIN PASSWORD '${randomBytes(12).toString('hex')}'`);
+      await estateAdmin.query(`GRANT ${role} TO ${connectorRole} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE`);
+      await db.pool.query(
+        `INSERT INTO nhis (id, kind, owner, connector, external_ref, criticality, tags) VALUES ($1, $2, $3, 'postgres', $4, $5, $6)`,
+        [nhi.id, nhi.kind ?? 'service_account', nhi.owner ?? 'team-test', role, nhi.criticality ?? 'medium', nhi.tags ?? []],
+      );
+      roleOf.set(nhi.id, role);
+      return role;
+    },
+    async createWorker(activityOverrides = {}, options = {}) {
+      return Worker.create({
+        connection: env.nativeConnection,
+        namespace: env.namespace ?? 'default',
+        taskQueue: options.taskQueue ?? taskQueue,
+        ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
+        workflowsPath: WORKFLOWS_PATH,
+        activities: { ...createActivities(deps), ...activityOverrides },
+        bundlerOptions: { ignoreModules: [] },
+      });
+    },
+    async teardown() {
+      await env.teardown().catch(() => undefined);
+      await connector.close().catch(() => undefined);
+      await estateAdmin.end().catch(() => undefined);
+      const admin = new Client({ connectionString: adminUrl() });
+      await admin.connect();
+      await admin.query(`DROP DATABASE IF EXISTS ${estateDatabase} WITH (FORCE)`);
+      await admin.end();
+      await db.drop();
+    },
+  };
+  return world;
+}

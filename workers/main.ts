@@ -1,0 +1,28 @@
+// Worker entrypoint (production): `node -r @swc-node/register workers/main.ts`, or run by `npm start`.
+import { ConfigError, loadConfig } from '../lib/config';
+import { migrate } from '../lib/db';
+import { createLogger } from '../lib/logger';
+import { buildDependencies } from './deps';
+import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from './worker';
+
+async function main() {
+  const config = loadConfig();
+  const logger = createLogger(config.LOG_LEVEL, { name: 'worker', pretty: process.stdout.isTTY });
+  installRuntimeLogging(logger);
+  const built = buildDependencies(config, logger);
+  await migrate(built.pool);
+  const { worker, connection } = await buildWorker(config, built.deps, { workflowBundle: await prebuildWorkflowBundle() });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => worker.shutdown());
+  logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE }, 'worker running');
+  try {
+    await worker.run();
+  } finally {
+    await connection.close();
+    await built.close();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err instanceof ConfigError ? err.message : err?.stack ?? err}\n`);
+  process.exit(1);
+});

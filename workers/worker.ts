@@ -1,0 +1,57 @@
+// buildWorker only wires: connection, workflow bundle, activities, tuning knobs.
+import { bundleWorkflowCode, NativeConnection, Runtime, DefaultLogger, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
+import type { Logger } from '../lib/logger';
+import type { Config } from '../lib/config';
+import { temporalTarget } from '../lib/temporal-connection';
+import { createActivities, type ActivityDeps } from '../activities';
+
+export const WORKFLOWS_PATH = require.resolve('../workflows');
+
+let runtimeInstalled = false;
+/** Forward the Temporal runtime's (and workflows') logs into pino. Call once, before any connection. */
+export function installRuntimeLogging(logger: Logger, level: LogLevel = 'INFO'): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const temporalLog = logger.child({ component: 'temporal' });
+  Runtime.install({
+    logger: new DefaultLogger(level, (entry) => {
+      const meta = { ...entry.meta };
+      const msg = entry.message;
+      switch (entry.level) {
+        case 'ERROR': return temporalLog.error(meta, msg);
+        case 'WARN': return temporalLog.warn(meta, msg);
+        case 'DEBUG':
+        case 'TRACE': return temporalLog.debug(meta, msg);
+        default: return temporalLog.info(meta, msg);
+      }
+    }),
+  });
+}
+
+/** Bundle the workflows once at start-up (outside tests): no webpack on the task-processing path. */
+export async function prebuildWorkflowBundle() {
+  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: undefined });
+}
+
+export async function buildWorker(
+  config: Config,
+  deps: ActivityDeps,
+  opts: { connection?: NativeConnection; workflowBundle?: { code: string }; tuning?: Partial<WorkerOptions> } = {},
+): Promise<{ worker: Worker; connection: NativeConnection }> {
+  const target = temporalTarget(config);
+  const connection = opts.connection ?? (await NativeConnection.connect(target.connectionOptions));
+  const worker = await Worker.create({
+    connection,
+    namespace: target.namespace,
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    activities: createActivities(deps),
+    // Short connector calls dominate: many concurrent slots are cheap.
+    maxConcurrentActivityTaskExecutions: 200,
+    maxConcurrentLocalActivityExecutions: 200,
+    maxConcurrentWorkflowTaskExecutions: 100,
+    shutdownGraceTime: '10 seconds',
+    ...opts.tuning,
+  });
+  return { worker, connection };
+}

@@ -1,0 +1,28 @@
+// Failure types shared by workflows, activities and the API. ApplicationFailure carries `type` as a
+// string, so these survive bundling where class names would not.
+export const ErrorType = {
+  NhiNotFound: 'NhiNotFound',
+  NhiNotActive: 'NhiNotActive',
+  EntitlementUnknown: 'EntitlementUnknown',
+  PermanentConnector: 'PermanentConnectorError',
+  PolicyDenied: 'PolicyDenied',
+  VerificationFailed: 'VerificationFailed',
+  InvalidRequest: 'InvalidRequest',
+  RequestClosed: 'RequestClosed',
+  SelfApproval: 'SelfApproval',
+  AlreadyApproved: 'AlreadyApproved',
+  NotAllowed: 'NotAllowed',
+  SecretMissing: 'SecretMissing',
+} as const;
+export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
+
+/** Types that retrying cannot fix: activity retries stop at once for these. */
+export const NON_RETRYABLE: string[] = [
+  ErrorType.NhiNotFound,
+  ErrorType.NhiNotActive,
+  ErrorType.EntitlementUnknown,
+  ErrorType.PermanentConnector,
+  ErrorType.PolicyDenied,
+  ErrorType.InvalidRequest,
+  ErrorType.SecretMissing,
+];

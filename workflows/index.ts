@@ -1,0 +1,2 @@
+// Every workflow the worker registers (this module is the bundle's entry point).
+export { jitElevation } from './jitElevation';

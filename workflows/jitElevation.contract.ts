@@ -1,0 +1,151 @@
+// The JIT elevation contract: what the API, the CLI and tests import (never the workflow body).
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+
+export const JIT_WORKFLOW_TYPE = 'jitElevation';
+export const JIT_SCENARIO = 'jit';
+
+export interface JitSettings {
+  approvalTimeoutMinutes: number;
+  expiryWarningMinutes: number;
+  /** Failed revocation attempts before an escalation is raised (revocation itself never stops). */
+  revokeEscalationAttempts: number;
+}
+
+export interface JitElevationInput {
+  version: 1;
+  nhiId: string;
+  /** An all-or-nothing bundle. */
+  entitlements: string[];
+  justification: string;
+  ticket?: string;
+  changeId?: string;
+  durationMinutes: number;
+  /** ISO time; absent means now. */
+  startAt?: string;
+  breakGlass?: boolean;
+  /** The authenticated principal; never taken from a request body. */
+  requestedBy: string;
+  requestedAt: string;
+  settings: JitSettings;
+}
+
+export type JitState =
+  | 'evaluating'
+  | 'awaiting_approval'
+  | 'scheduled'
+  | 'granting'
+  | 'active'
+  | 'revoking'
+  | 'revoked'
+  | 'denied'
+  | 'expired'
+  | 'rolled_back'
+  | 'cancelled';
+
+export const JIT_FINAL_STATES: JitState[] = ['revoked', 'denied', 'expired', 'rolled_back', 'cancelled'];
+
+export type JitEndReason = 'window_expired' | 'change_window_closed' | 'revoked_early' | 'cancelled';
+
+export interface PolicyEvidence {
+  outcome: 'deny' | 'auto_approve' | 'needs_approval' | 'break_glass';
+  requiredApprovals: number;
+  reasons: string[];
+  determiningPolicies: string[];
+  policySetHash: string;
+  maxDurationMinutes?: number;
+}
+
+export interface EntitlementReadback {
+  entitlement: string;
+  /** What the target said at the last read-back. */
+  present: boolean | null;
+  /** Other elevations still holding it (the target keeps it for them). */
+  otherHolders: string[];
+  checkedAt?: string;
+}
+
+export interface Approval {
+  by: string;
+  at: string;
+  comment?: string;
+}
+
+export interface TimelineEntry {
+  at: string;
+  event: string;
+  detail?: string;
+}
+
+export interface JitStatus {
+  version: 1;
+  workflowId: string;
+  nhiId: string;
+  state: JitState;
+  requestedBy: string;
+  requestedAt: string;
+  justification: string;
+  ticket?: string;
+  changeId?: string;
+  durationMinutes: number;
+  startAt?: string;
+  breakGlass: boolean;
+  /** Break-glass grants are marked for later review. */
+  needsReview: boolean;
+  decision?: PolicyEvidence;
+  requiredApprovals: number;
+  approvals: Approval[];
+  denial?: { by: string; at: string; reason: string };
+  approvalDeadline?: string;
+  grantedAt?: string;
+  expiresAt?: string;
+  extensions: { by: string; at: string; minutes: number; reason?: string }[];
+  entitlements: EntitlementReadback[];
+  endReason?: JitEndReason;
+  endedBy?: string;
+  endComment?: string;
+  escalated: boolean;
+  failure?: string;
+  timeline: TimelineEntry[];
+}
+
+export interface ApproveInput {
+  approver: string;
+  comment?: string;
+}
+export interface DenyInput {
+  approver: string;
+  reason: string;
+}
+export interface ExtendInput {
+  by: string;
+  minutes: number;
+  reason?: string;
+}
+export interface RevokeInput {
+  by: string;
+  /** The caller's roles: the requester may end their own elevation, approvers and admins any. */
+  roles: string[];
+  reason?: string;
+}
+/** Plain JSON a person can type in the Temporal UI: {"reason": "deploy finished"}. */
+export interface CloseWindowInput {
+  reason?: string;
+  changeId?: string;
+  by?: string;
+}
+
+export const approveUpdate = defineUpdate<JitStatus, [ApproveInput]>('approve');
+export const denyUpdate = defineUpdate<JitStatus, [DenyInput]>('deny');
+export const extendUpdate = defineUpdate<JitStatus, [ExtendInput]>('extend');
+export const revokeUpdate = defineUpdate<JitStatus, [RevokeInput]>('revoke');
+export const closeWindowSignal = defineSignal<[CloseWindowInput?]>('closeWindow');
+export const statusQuery = defineQuery<JitStatus>('status');
+
+/** Workflow ids are business keys: `jit-<nhiId>-<shortid>`. */
+export function jitWorkflowId(nhiId: string, shortId: string): string {
+  return `jit-${nhiId}-${shortId}`;
+}
+
+export function jitSummary(input: Pick<JitElevationInput, 'nhiId' | 'entitlements' | 'durationMinutes' | 'changeId'>): string {
+  return `JIT ${input.nhiId} → ${input.entitlements.join(', ')} for ${input.durationMinutes}m${input.changeId ? ` (${input.changeId})` : ''}`;
+}
