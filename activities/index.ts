@@ -2,6 +2,8 @@
 import { createCommonActivities } from './common';
 import type { ActivityDeps } from './deps';
 import { createJitActivities } from './jit';
+import { createLeakActivities } from './leak';
+import { createOffboardingActivities } from './offboarding';
 
 export type { ActivityDeps, ConnectorRegistry } from './deps';
 
@@ -9,5 +11,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createCommonActivities(deps),
     ...createJitActivities(deps),
+    ...createLeakActivities(deps),
+    ...createOffboardingActivities(deps),
   };
 }

@@ -7,6 +7,8 @@ import type { PolicyEngine } from '../lib/policy-engine';
 import type { JitSettings } from '../workflows/jitElevation.contract';
 import type { TemporalDeps } from './app';
 import { createElevationRouter } from './routes/elevations';
+import { createLeakRouter } from './routes/leaks';
+import { createOffboardingRouter } from './routes/offboardings';
 
 export interface ScenarioDeps {
   pool: Pool;
@@ -34,5 +36,7 @@ export function createScenarioRouters(deps: ScenarioDeps): Router[] {
       grantableEntitlements: (connector) => deps.connectors.get(connector).listGrantableEntitlements(),
       settings: jitSettings(deps.config),
     }),
+    createLeakRouter(deps),
+    createOffboardingRouter(deps),
   ];
 }

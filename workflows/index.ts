@@ -1,2 +1,4 @@
 // Every workflow the worker registers (this module is the bundle's entry point).
 export { jitElevation } from './jitElevation';
+export { leakContainment } from './leakContainment';
+export { offboarding } from './offboarding';

@@ -1,0 +1,6 @@
+// Offboarding activities (issue #5).
+import type { ActivityDeps } from './deps';
+
+export function createOffboardingActivities(_deps: ActivityDeps) {
+  return {};
+}

@@ -1,0 +1,7 @@
+// Offboarding API (issue #5).
+import { Router } from 'express';
+import type { ScenarioDeps } from '../scenarios';
+
+export function createOffboardingRouter(_deps: ScenarioDeps): Router {
+  return Router();
+}

@@ -1,0 +1,2 @@
+// Offboarding workflow (issue #5).
+export async function offboarding(): Promise<void> {}
