@@ -7,6 +7,9 @@ import type { Pool } from 'pg';
 import { ConfigError, loadConfig, type Config } from '../lib/config';
 import { orchestratorDatabaseUrl, redactUrl } from '../lib/config-urls';
 import { createPool } from '../lib/db';
+import { closeChangeWindow } from '../lib/change-windows';
+import { connectClient } from '../lib/temporal-connection';
+import type { Client } from '@temporalio/client';
 import { createToken, listPrincipals, listTokens, parseRoles, principalIdSchema, revokeToken, upsertPrincipal } from '../lib/principals';
 
 export interface CliIo {
@@ -18,6 +21,8 @@ export interface CliIo {
 export interface CliContext extends CliIo {
   config(): Config;
   pool(): Pool;
+  /** A Temporal client on the configured connection (envconfig), created on first use. */
+  temporal(): Promise<Client>;
   /** Release whatever was created (called once after the command). */
   close(): Promise<void>;
 }
@@ -35,6 +40,7 @@ export type CommandGroup = (program: Command, ctx: CliContext) => void;
 export function createContext(env: NodeJS.ProcessEnv = process.env, io: CliIo = defaultIo): CliContext {
   let config: Config | undefined;
   let pool: Pool | undefined;
+  let temporal: Promise<{ client: Client; connection: { close(): Promise<void> } }> | undefined;
   return {
     ...io,
     config() {
@@ -45,8 +51,13 @@ export function createContext(env: NodeJS.ProcessEnv = process.env, io: CliIo = 
       pool ??= createPool(orchestratorDatabaseUrl(this.config()), { max: 2, connectionTimeoutMillis: 10_000 });
       return pool;
     },
+    async temporal() {
+      temporal ??= connectClient(this.config());
+      return (await temporal).client;
+    },
     async close() {
       await pool?.end().catch(() => undefined);
+      if (temporal) await (await temporal.catch(() => undefined))?.connection.close().catch(() => undefined);
     },
   };
 }
@@ -123,8 +134,25 @@ export const principalCommands: CommandGroup = (program, ctx) => {
     });
 };
 
-/** Every command group, in help order. Later commands (e.g. `close-window <changeId>`) go here. */
-export const commandGroups: CommandGroup[] = [tokenCommands, principalCommands];
+export const changeWindowCommands: CommandGroup = (program, ctx) => {
+  program
+    .command('close-window')
+    .description('close a change window: signal closeWindow to every running elevation with this ChangeId; prints how many were reached')
+    .argument('<changeId>')
+    .option('--reason <text>', 'why (shown in the elevation\'s timeline)', 'change window closed')
+    .option('--by <who>', 'who closes it (recorded)', process.env.USER ? `cli:${process.env.USER}` : 'cli')
+    .option('--json', 'print JSON')
+    .action(async (changeId: string, opts: { reason: string; by: string; json?: boolean }) => {
+      if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/.test(changeId)) throw new CliError('a change id is letters, digits, . _ : - (at most 64)');
+      const reached = await closeChangeWindow(await ctx.temporal(), changeId, { reason: opts.reason, by: opts.by });
+      if (opts.json) return ctx.out(JSON.stringify({ changeId, reached: reached.length, workflowIds: reached }));
+      ctx.out(String(reached.length));
+      for (const id of reached) ctx.err(`closed ${id}`);
+    });
+};
+
+/** Every command group, in help order. */
+export const commandGroups: CommandGroup[] = [tokenCommands, principalCommands, changeWindowCommands];
 
 function printTable(ctx: CliIo, header: string[], rows: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

@@ -133,7 +133,8 @@ async function main() {
   stops.push({
     name: 'worker',
     stop: async () => {
-      worker.shutdown();
+      // The Temporal runtime may already have begun the shutdown on the same signal.
+      if (worker.getState() === 'RUNNING') worker.shutdown();
       await workerDone;
       await workerConnection.close();
     },

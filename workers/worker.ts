@@ -30,7 +30,7 @@ export function installRuntimeLogging(logger: Logger, level: LogLevel = 'INFO'):
 
 /** Bundle the workflows once at start-up (outside tests): no webpack on the task-processing path. */
 export async function prebuildWorkflowBundle() {
-  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: undefined });
+  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
 }
 
 export async function buildWorker(

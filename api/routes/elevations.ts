@@ -6,13 +6,13 @@ import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { Router } from 'express';
 import type { Pool } from 'pg';
 import { z } from 'zod';
+import { closeChangeWindow } from '../../lib/change-windows';
 import { getNhi, nhiIdSchema, text } from '../../lib/inventory';
 import type { PolicyEngine } from '../../lib/policy-engine';
 import { decideElevation } from '../../lib/policy-decisions';
 import { getPrincipal } from '../../lib/principals';
 import {
   approveUpdate,
-  closeWindowSignal,
   denyUpdate,
   extendUpdate,
   JIT_SCENARIO,
@@ -30,7 +30,7 @@ import { ApiError } from '../errors';
 import { defineRoute } from '../route';
 import { limitParam } from '../validation';
 import { mapUpdateError, requireRunning } from '../workflow-errors';
-import { visibilityLiteral } from './nhis';
+import { visibilityLiteral } from '../../lib/visibility';
 
 const MAX_START_AHEAD_MS = 7 * 24 * 60 * 60_000;
 const CLOCK_SKEW_MS = 60_000;
@@ -99,6 +99,22 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
 
   async function statusOf(id: string): Promise<JitStatus> {
     return handle(id).query(statusQuery);
+  }
+
+  /** The status once `done` holds, polled for at most ~2 s; undefined if it does not get there. */
+  async function settled(id: string, done: (s: JitStatus) => boolean): Promise<JitStatus | undefined> {
+    const deadline = Date.now() + 2000;
+    let last: JitStatus | undefined;
+    while (Date.now() < deadline) {
+      try {
+        last = await statusOf(id);
+        if (done(last)) return last;
+      } catch {
+        // not yet queryable
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return undefined;
   }
 
   defineRoute(router, {
@@ -193,17 +209,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
         replay = true;
       }
       // The policy step takes milliseconds: answer with the state after it when it is that quick.
-      let status = 'evaluating';
-      const deadline = Date.now() + 2000;
-      while (Date.now() < deadline) {
-        try {
-          status = (await statusOf(workflowId)).state;
-          if (status !== 'evaluating') break;
-        } catch {
-          /* not yet queryable */
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      const status = (await settled(workflowId, (s) => s.state !== 'evaluating'))?.state ?? 'evaluating';
       res.location(`/v1/elevations/${workflowId}`);
       return { id: workflowId, workflowId, status, idempotentReplay: replay };
     },
@@ -276,9 +282,12 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
       },
     });
 
-  decision('approve', 'Approve (never your own request; one principal counts once)', ['approver'], z.strictObject({ comment: text(500).optional() }), (h, b, p) =>
-    h.executeUpdate(approveUpdate, { args: [{ approver: p.id, comment: b.comment }] }),
-  );
+  decision('approve', 'Approve (never your own request; one principal counts once)', ['approver'], z.strictObject({ comment: text(500).optional() }), async (h, b, p) => {
+    const after = await h.executeUpdate(approveUpdate, { args: [{ approver: p.id, comment: b.comment }] });
+    // The deciding approval answers with what it started (scheduled, granting, active) when that is quick.
+    if (after.approvals.length < after.requiredApprovals) return after;
+    return (await settled(h.workflowId, (s) => s.state !== 'awaiting_approval')) ?? after;
+  });
   decision('deny', 'Deny a pending request', ['approver'], z.strictObject({ reason: z.string().trim().min(3).max(500) }), (h, b, p) =>
     h.executeUpdate(denyUpdate, { args: [{ approver: p.id, reason: b.reason }] }),
   );
@@ -348,16 +357,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
       200: { description: 'How many running elevations were reached', schema: z.strictObject({ changeId: z.string(), reached: z.number().int(), workflowIds: z.array(z.string()) }) },
     },
     handler: async ({ params, body, principal }) => {
-      const query = `WorkflowType = ${visibilityLiteral(JIT_WORKFLOW_TYPE)} AND ChangeId = ${visibilityLiteral(params.changeId)} AND ExecutionStatus = "Running"`;
-      const workflowIds: string[] = [];
-      for await (const wf of deps.client.workflow.list({ query })) {
-        try {
-          await deps.client.workflow.getHandle(wf.workflowId).signal(closeWindowSignal, { changeId: params.changeId, reason: body.reason ?? 'change window closed', by: principal.id });
-          workflowIds.push(wf.workflowId);
-        } catch {
-          // It finished between the listing and the signal: nothing left to close.
-        }
-      }
+      const workflowIds = await closeChangeWindow(deps.client, params.changeId, { reason: body.reason, by: principal.id });
       return { changeId: params.changeId, reached: workflowIds.length, workflowIds };
     },
   });

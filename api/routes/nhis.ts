@@ -18,6 +18,7 @@ import {
   nhiStatusSchema,
   text,
 } from '../../lib/inventory';
+import { visibilityLiteral } from '../../lib/visibility';
 import { ChangeIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
 import { ApiError } from '../errors';
 import { defineRoute } from '../route';
@@ -45,8 +46,6 @@ export const nhiDetailSchema = nhiSchema
 
 const nhiPageSchema = z.strictObject({ items: z.array(nhiSchema), nextCursor: z.string().nullable() }).meta({ id: 'NhiPage' });
 
-/** A Temporal visibility string literal (ids are slugs already; this keeps it safe regardless). */
-export const visibilityLiteral = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 
 /** Running workflows whose NhiId search attribute is this NHI (at most `max`). */
 export async function listOpenWorkflows(client: Client, nhiId: string, opts: { max?: number; timeoutMs?: number } = {}): Promise<OpenWorkflow[]> {

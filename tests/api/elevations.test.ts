@@ -150,6 +150,7 @@ test('two distinct approvers for estate_admin on a critical NHI; no self-approva
 
   const two = await post(`/v1/elevations/${id}/approve`, 'carol', {});
   expect(two.status).toBe(200);
+  expect(['granting', 'active']).toContain(two.body.state);
   await untilState(id, 'active');
   expect(await w.memberships('svc_payments')).toContain(w.ent('estate_admin'));
 
