@@ -1,4 +1,5 @@
 // createActivities(deps): every scenario's activities, built from typed dependencies.
+import { createAnomalyActivities } from './anomaly';
 import { createCommonActivities } from './common';
 import type { ActivityDeps } from './deps';
 import { createJitActivities } from './jit';
@@ -13,5 +14,6 @@ export function createActivities(deps: ActivityDeps) {
     ...createJitActivities(deps),
     ...createLeakActivities(deps),
     ...createOffboardingActivities(deps),
+    ...createAnomalyActivities(deps),
   };
 }

@@ -5,7 +5,9 @@ import type { ConnectorRegistry } from '../activities/deps';
 import type { Config } from '../lib/config';
 import type { PolicyEngine } from '../lib/policy-engine';
 import type { JitSettings } from '../workflows/jitElevation.contract';
+import type { OffboardingSettings } from '../workflows/offboarding.contract';
 import type { TemporalDeps } from './app';
+import { createAnomalyRouter } from './routes/anomalies';
 import { createElevationRouter } from './routes/elevations';
 import { createLeakRouter } from './routes/leaks';
 import { createOffboardingRouter } from './routes/offboardings';
@@ -16,6 +18,10 @@ export interface ScenarioDeps {
   config: Config;
   policy: PolicyEngine;
   connectors: ConnectorRegistry;
+  /** Offboarding: watch-check interval, checks per run, escalation attempts (defaults in the contract). */
+  offboardingSettings?: Partial<OffboardingSettings>;
+  /** How long abort/confirm wait for the workflow before answering 202 (default 20 s). */
+  offboardingUpdateWaitMs?: number;
 }
 
 export function jitSettings(config: Pick<Config, 'APPROVAL_TIMEOUT_MINUTES' | 'EXPIRY_WARNING_MINUTES' | 'REVOKE_ESCALATION_ATTEMPTS'>): JitSettings {
@@ -38,5 +44,6 @@ export function createScenarioRouters(deps: ScenarioDeps): Router[] {
     }),
     createLeakRouter(deps),
     createOffboardingRouter(deps),
+    createAnomalyRouter(deps),
   ];
 }

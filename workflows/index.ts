@@ -2,3 +2,4 @@
 export { jitElevation } from './jitElevation';
 export { leakContainment } from './leakContainment';
 export { offboarding } from './offboarding';
+export { anomalyThrottling } from './anomalyThrottling';
