@@ -3,42 +3,18 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pool } from 'pg';
 import { appendAudit, type AuditEventInput } from '../lib/audit';
+import { getNhi, type Nhi } from '../lib/inventory';
 import type { Notification } from '../lib/notifier';
 import { ErrorType } from '../workflows/errors';
 import type { ActivityDeps } from './deps';
 
-export interface NhiRecord {
-  id: string;
-  kind: 'service_account' | 'api_key' | 'token' | 'integration' | 'ai_agent';
-  owner: string;
-  connector: string;
-  externalRef: string;
-  criticality: 'low' | 'medium' | 'high' | 'critical';
-  tags: string[];
-  status: 'active' | 'throttled' | 'offboarding' | 'offboarded';
-  usageBaseline: number | null;
-  dependents: unknown[];
-}
+export type NhiRecord = Nhi;
 
+/** The inventory record, or a non-retryable NhiNotFound failure. */
 export async function loadNhi(pool: Pool, id: string): Promise<NhiRecord> {
-  const { rows } = await pool.query(
-    `SELECT id, kind, owner, connector, external_ref, criticality, tags, status, usage_baseline, dependents FROM nhis WHERE id = $1`,
-    [id],
-  );
-  const r = rows[0];
-  if (!r) throw ApplicationFailure.nonRetryable(`NHI ${id} is not in the inventory`, ErrorType.NhiNotFound);
-  return {
-    id: r.id,
-    kind: r.kind,
-    owner: r.owner,
-    connector: r.connector,
-    externalRef: r.external_ref,
-    criticality: r.criticality,
-    tags: r.tags,
-    status: r.status,
-    usageBaseline: r.usage_baseline,
-    dependents: r.dependents,
-  };
+  const nhi = await getNhi(pool, id);
+  if (!nhi) throw ApplicationFailure.nonRetryable(`NHI ${id} is not in the inventory`, ErrorType.NhiNotFound);
+  return nhi;
 }
 
 /** The workflow an activity runs for: audit rows and notifications are keyed on it. */

@@ -1,26 +1,12 @@
 // `nhi close-window <changeId>` against a real Temporal dev server: it signals exactly the running
 // elevations of that change (no worker is needed to see the signal land in their history).
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { JIT_WORKFLOW_TYPE } from '../../workflows/jitElevation.contract';
 import { ChangeIdKey, NhiIdKey } from '../../workflows/search-attributes';
 import { createLocalEnv } from '../helpers/temporal';
 import { waitFor } from '../helpers/wait';
+import { nhi } from '../helpers/cli';
 
-const BIN = path.resolve(__dirname, '..', '..', 'bin', 'nhi.js');
-
-function nhi(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {

@@ -1,23 +1,7 @@
 // The `nhi` bin, run as a newcomer would: a child process against a real database.
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { authenticate } from '../../lib/principals';
+import { nhi } from '../helpers/cli';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
-
-const BIN = path.resolve(__dirname, '..', '..', 'bin', 'nhi.js');
-
-function nhi(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    // Run from another directory: the bin must not depend on the caller's cwd.
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, cwd: path.resolve(__dirname, '..') });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 let db: TestDatabase;
 beforeAll(async () => {
