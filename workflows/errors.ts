@@ -13,6 +13,8 @@ export const ErrorType = {
   AlreadyApproved: 'AlreadyApproved',
   NotAllowed: 'NotAllowed',
   SecretMissing: 'SecretMissing',
+  /** A target that has not (yet) reached the enforced state: retryable, escalated after a few attempts. */
+  EnforcementFailed: 'EnforcementFailed',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 

@@ -1,0 +1,235 @@
+// The offboarding contract: what the API, the CLI and tests import (never the workflow body).
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import type { AccessSnapshot, AccessState } from '../connectors/types';
+
+export const OFFBOARDING_WORKFLOW_TYPE = 'offboarding';
+export const OFFBOARDING_SCENARIO = 'offboarding';
+
+/** Ranges the API enforces (and the workflow re-checks for starts that bypass the API). */
+export const MAX_GRACE_DAYS = 90;
+export const MAX_WATCH_DAYS = 365;
+
+export interface OffboardingSettings {
+  /** Minutes between watch-period re-checks (a day by default). */
+  checkIntervalMinutes: number;
+  /** Re-checks per run before continue-as-new, so history stays small over a year of watching. */
+  checksPerRun: number;
+  /** Failed attempts of an enforcement step before an escalation is raised (the step itself never stops). */
+  escalationAttempts: number;
+}
+
+export const DEFAULT_OFFBOARDING_SETTINGS: OffboardingSettings = {
+  checkIntervalMinutes: 24 * 60,
+  checksPerRun: 50,
+  escalationAttempts: 5,
+};
+
+export interface OffboardingInput {
+  version: 1;
+  nhiId: string;
+  reason: string;
+  ticket?: string;
+  /** Absent: the policy's default. */
+  graceDays?: number;
+  watchDays?: number;
+  /** The authenticated principal; never taken from a request body. */
+  requestedBy: string;
+  requestedAt: string;
+  /**
+   * Short id of this offboarding. The workflow id is reused after an abort, so audit step ids start
+   * with this (the audit trail is idempotent per workflow id and step id). Default: from the run id.
+   */
+  requestId?: string;
+  /** Partial settings are completed with DEFAULT_OFFBOARDING_SETTINGS (plain JSON from the UI works). */
+  settings?: Partial<OffboardingSettings>;
+  /** Continue-as-new carries the watch period's state here; never set it yourself. */
+  resume?: OffboardingStatus;
+}
+
+export type OffboardingState =
+  | 'evaluating'
+  | 'stopping_scenarios'
+  | 'snapshotting'
+  | 'disabling'
+  | 'proving'
+  | 'grace'
+  | 'restoring'
+  | 'finalising'
+  | 'watching'
+  | 'aborted'
+  | 'completed'
+  | 'denied'
+  | 'failed';
+
+export const OFFBOARDING_FINAL_STATES: OffboardingState[] = ['aborted', 'completed', 'denied', 'failed'];
+/** From here on the secrets are gone and there is nothing to restore: abort answers 409. */
+export const FINALISED_STATES: OffboardingState[] = ['finalising', 'watching', 'completed'];
+
+export type NhiInventoryStatus = 'active' | 'throttled' | 'offboarding' | 'offboarded';
+
+export interface OffboardPolicyEvidence {
+  allowed: boolean;
+  reasons: string[];
+  determiningPolicies: string[];
+  policySetHash: string;
+  defaultGraceDays: number | null;
+  defaultWatchDays: number | null;
+}
+
+/** A credential the secret store holds for the NHI: reference and fingerprint, never the value. */
+export interface CredentialRecord {
+  ref: string;
+  version: number;
+  status: string;
+  fingerprint: string;
+}
+
+export interface AttestationCheck {
+  /** no_entitlements | login_disabled | credential_refused:v<N> | no_live_sessions */
+  check: string;
+  ok: boolean;
+  evidence: Record<string, unknown>;
+}
+
+/** A workload or NHI registered as using this one, and what fails for it now. */
+export interface DependentImpact {
+  id: string;
+  kind?: string;
+  owner?: string;
+  description?: string;
+  impact: string;
+}
+
+/** The "no standing access" proof: each check with the target's read-back as evidence. */
+export interface Attestation {
+  nhiId: string;
+  connector: string;
+  identity: string;
+  at: string;
+  outcome: 'no_standing_access' | 'access_remains';
+  checks: AttestationCheck[];
+  dependents: DependentImpact[];
+  snapshotTakenAt?: string;
+}
+
+export interface ElevationEnded {
+  workflowId: string;
+  /** revoked: verified by the elevation itself; already_ending / finished: it was closing anyway. */
+  outcome: 'revoked' | 'already_ending' | 'finished' | 'unreachable';
+  state?: string;
+  detail?: string;
+}
+
+export interface StopScenariosResult {
+  elevations: ElevationEnded[];
+  /**
+   * Anomaly throttling (issue #6) has no contract yet: the hook lists running throttles (`found`)
+   * but cannot end them (`ended` stays empty, `supported: false`).
+   */
+  throttles: { supported: boolean; ended: string[]; found?: string[]; note?: string };
+  /** Set when this worker has no Temporal client to reach other workflows with. */
+  skipped?: string;
+}
+
+export interface StepReadback {
+  at: string;
+  /** Did this call change the target (false: it was already so)? */
+  changed: boolean;
+  detail: Record<string, unknown>;
+}
+
+export interface DriftEvent {
+  at: string;
+  check: number | 'pre-finalise';
+  kind: 'login_enabled' | 'entitlement' | 'sessions';
+  detail: string;
+}
+
+export interface WatchCheckResult {
+  check: number | 'pre-finalise';
+  at: string;
+  clean: boolean;
+  drift: DriftEvent[];
+  after: AccessState;
+}
+
+export interface TimelineEntry {
+  at: string;
+  event: string;
+  detail?: string;
+}
+
+export interface OffboardingStatus {
+  version: 1;
+  workflowId: string;
+  requestId: string;
+  nhiId: string;
+  connector?: string;
+  identity?: string;
+  state: OffboardingState;
+  reason: string;
+  ticket?: string;
+  requestedBy: string;
+  requestedAt: string;
+  graceDays: number | null;
+  watchDays: number | null;
+  decision?: OffboardPolicyEvidence;
+  /** The inventory status before offboarding: an abort puts it back. */
+  previousStatus?: NhiInventoryStatus;
+  otherScenarios?: StopScenariosResult;
+  /** What an abort restores (no secrets in it). */
+  snapshot?: AccessSnapshot;
+  credentials: CredentialRecord[];
+  disable: { login?: StepReadback; entitlements?: StepReadback; sessions?: StepReadback };
+  proofRounds: number;
+  attestation?: Attestation;
+  graceEndsAt?: string;
+  confirmedBy?: string;
+  abort?: { by: string; at: string; reason: string };
+  restored?: AccessState;
+  finalisedAt?: string;
+  watch: {
+    endsAt?: string;
+    intervalMinutes: number;
+    checks: number;
+    lastCheckAt?: string;
+    nextCheckAt?: string;
+    driftTotal: number;
+    /** The latest drift events (capped). */
+    drift: DriftEvent[];
+    cancelled?: boolean;
+  };
+  escalations: { at: string; step: string; detail: string }[];
+  /** Continue-as-new runs so far. */
+  runs: number;
+  failure?: string;
+  timeline: TimelineEntry[];
+}
+
+export interface AbortInput {
+  by: string;
+  /** The caller's roles: only an admin may abort. */
+  roles: string[];
+  reason: string;
+}
+
+export interface ConfirmInput {
+  by: string;
+  roles: string[];
+  comment?: string;
+}
+
+/** Restore the snapshot exactly and verify it; answers once access is back (state `aborted`). */
+export const abortUpdate = defineUpdate<OffboardingStatus, [AbortInput]>('abort');
+/** Skip the rest of the grace period; answers once finalised. */
+export const confirmUpdate = defineUpdate<OffboardingStatus, [ConfirmInput]>('confirm');
+export const statusQuery = defineQuery<OffboardingStatus>('status');
+
+/** One offboarding per NHI at a time: the workflow id is the business key. */
+export function offboardingWorkflowId(nhiId: string): string {
+  return `offboard-${nhiId}`;
+}
+
+export function offboardingSummary(input: Pick<OffboardingInput, 'nhiId' | 'ticket'>): string {
+  return `Offboard ${input.nhiId}${input.ticket ? ` (${input.ticket})` : ''}`;
+}
