@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Pool } from 'pg';
 import { decodeKey } from './config';
+import { hmslHash } from './leak-intake';
 
 export type SecretStatus = 'pending' | 'active' | 'retired' | 'discarded' | 'deleted';
 
@@ -69,9 +70,10 @@ export class SecretStore {
       const version = v[0].next;
       const { iv, ciphertext, authTag } = this.encrypt(value, `${nhiId}:${version}`);
       const { rows } = await client.query<Row>(
-        `INSERT INTO secrets (nhi_id, version, status, fingerprint, iv, auth_tag, ciphertext)
-         VALUES ($1, $2, 'pending', $3, $4, $5, $6) RETURNING id, nhi_id, version, fingerprint, status`,
-        [nhiId, version, fingerprint(value), iv, authTag, ciphertext],
+        `INSERT INTO secrets (nhi_id, version, status, fingerprint, hmsl, iv, auth_tag, ciphertext)
+         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7) RETURNING id, nhi_id, version, fingerprint, status`,
+        // The HMSL hash too, so a GitGuardian incident's hmsl_hash can name the credential.
+        [nhiId, version, fingerprint(value), hmslHash(value), iv, authTag, ciphertext],
       );
       await client.query('COMMIT');
       return toRef(rows[0]);
@@ -162,6 +164,15 @@ export class SecretStore {
     const { rows } = await this.pool.query<Row>(
       'SELECT id, nhi_id, version, fingerprint, status FROM secrets WHERE fingerprint = $1 ORDER BY created_at DESC',
       [fp.toLowerCase()],
+    );
+    return rows.map(toRef);
+  }
+
+  /** Which NHI issued a credential with this HasMySecretLeaked hash (GitGuardian `hmsl_hash`), newest first. */
+  async findByHmsl(hash: string): Promise<SecretRef[]> {
+    const { rows } = await this.pool.query<Row>(
+      'SELECT id, nhi_id, version, fingerprint, status FROM secrets WHERE hmsl = $1 ORDER BY created_at DESC',
+      [hash.toLowerCase()],
     );
     return rows.map(toRef);
   }

@@ -7,12 +7,12 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { Client } from 'pg';
 import { createActivities, type ActivityDeps } from '../../activities';
-import type { PostgresConnector } from '../../connectors/postgres';
+import { scramSha256Verifier, type PostgresConnector } from '../../connectors/postgres';
 import { createEstateConnector, ensureConnectorRole, ensureDemoEstate, estateConnectorUrl, type DemoEstateResult } from '../../lib/estate';
 import { MemoryNotifier } from '../../lib/notifier';
 import { loadNhiPolicies } from '../../lib/policy-decisions';
 import { upsertPrincipal } from '../../lib/principals';
-import { SecretStore } from '../../lib/secret-store';
+import { generateCredential, SecretStore } from '../../lib/secret-store';
 import { projectRoot } from '../../lib/paths';
 import { WORKFLOWS_PATH } from '../../workers/worker';
 import { adminUrl, createTestDatabase, urlFor, type TestDatabase } from './db';
@@ -39,6 +39,8 @@ export interface TestWorld {
   connector: PostgresConnector;
   connectorRole: string;
   secrets: SecretStore;
+  /** The secret store's key, for a worker in another process (crash tests). */
+  secretKey: Buffer;
   notifier: MemoryNotifier;
   deps: ActivityDeps;
   env: TestWorkflowEnvironment;
@@ -50,6 +52,8 @@ export interface TestWorld {
   memberships(nhiId: string): Promise<string[]>;
   /** Register one more NHI: a real login role the connector administers, with no memberships. */
   addNhi(nhi: { id: string; kind?: string; criticality?: string; tags?: string[]; owner?: string }): Promise<string>;
+  /** Give an NHI a fresh password through the secret store (active version) and return it, for login tests. */
+  issueCredential(nhiId: string): Promise<string>;
   createWorker(
     activityOverrides?: Record<string, (...args: any[]) => Promise<unknown>>,
     options?: { taskQueue?: string; maxCachedWorkflows?: number },
@@ -60,7 +64,8 @@ export interface TestWorld {
 export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local' }): Promise<TestWorld> {
   const prefix = `w${randomBytes(3).toString('hex')}_`;
   const db = await createTestDatabase();
-  const secrets = new SecretStore(db.pool, randomBytes(32));
+  const secretKey = randomBytes(32);
+  const secrets = new SecretStore(db.pool, secretKey);
   const connectorRole = `${prefix}connector`;
   const password = randomBytes(18).toString('base64url');
   await ensureConnectorRole(adminUrl(), { role: connectorRole, password });
@@ -89,6 +94,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
     connector,
     connectorRole,
     secrets,
+    secretKey,
     notifier,
     deps,
     env,
@@ -113,6 +119,13 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
       );
       roleOf.set(nhi.id, role);
       return role;
+    },
+    async issueCredential(nhiId) {
+      const value = generateCredential();
+      const pending = await secrets.putPending(nhiId, value);
+      await estateAdmin.query(`ALTER ROLE ${world.role(nhiId)} PASSWORD '${scramSha256Verifier(value)}'`);
+      await secrets.activate(pending.ref);
+      return value;
     },
     async createWorker(activityOverrides = {}, options = {}) {
       return Worker.create({
