@@ -12,6 +12,7 @@ import { updateStatus } from '../lib/inventory';
 import { decideOffboard } from '../lib/policy-decisions';
 import type { SecretRef } from '../lib/secret-store';
 import { ErrorType } from '../workflows/errors';
+import { ANOMALY_WORKFLOW_TYPE, supersedeSignal } from '../workflows/anomalyThrottling.contract';
 import { JIT_WORKFLOW_TYPE, revokeUpdate } from '../workflows/jitElevation.contract';
 import {
   OFFBOARDING_SCENARIO,
@@ -64,7 +65,6 @@ const credentialRecords = (refs: SecretRef[]): CredentialRecord[] =>
   refs.map((r) => ({ ref: r.ref, version: r.version, status: r.status, fingerprint: r.fingerprint }));
 
 /** The anomaly throttling workflow's type (workflows/anomalyThrottling.ts; no contract module yet). */
-const ANOMALY_WORKFLOW_TYPE = 'anomalyThrottling';
 
 /** Visibility string literal (ids are slugs; this keeps the query safe regardless). */
 const literal = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
@@ -227,7 +227,7 @@ export function createOffboardingActivities(deps: ActivityDeps) {
      */
     async stopOtherScenarios(a: { nhiId: string; run: string; by: string; reason: string }): Promise<StopScenariosResult> {
       await loadNhi(deps.pool, a.nhiId);
-      const throttles: StopScenariosResult['throttles'] = { supported: false, ended: [], note: 'anomaly throttling has no contract yet (issue #6): running throttles are listed, not ended' };
+      const throttles: StopScenariosResult['throttles'] = { supported: true, ended: [] };
       let result: StopScenariosResult;
       if (!deps.temporal) {
         result = {
@@ -242,12 +242,18 @@ export function createOffboardingActivities(deps: ActivityDeps) {
         for await (const wf of client.workflow.list({ query })) ids.push(wf.workflowId);
         const elevations: ElevationEnded[] = [];
         for (const id of ids) elevations.push(await endElevation(client, id, a.by, a.reason));
-        // HOOK(anomaly throttling, issue #6): end each running throttle of this NHI *without*
-        // restoring its access (send its contract's message here once it exists). Until then the
-        // throttles are only listed; the revocation that follows removes their access anyway.
+        // End each running throttle of this NHI *without* restoring its access: offboarding takes over.
         throttles.found = [];
         const throttleQuery = `WorkflowType = ${literal(ANOMALY_WORKFLOW_TYPE)} AND NhiId = ${literal(a.nhiId)} AND ExecutionStatus = "Running"`;
-        for await (const wf of client.workflow.list({ query: throttleQuery })) throttles.found.push(wf.workflowId);
+        for await (const wf of client.workflow.list({ query: throttleQuery })) {
+          try {
+            throttles.found.push(wf.workflowId);
+            await client.workflow.getHandle(wf.workflowId).signal(supersedeSignal, { by: 'offboarding', reason: `offboarding ${currentWorkflowId()}` });
+            throttles.ended.push(wf.workflowId);
+          } catch {
+            // It ended between the listing and the signal.
+          }
+        }
         result = { elevations, throttles };
       }
       await audit(a.nhiId, {

@@ -3,7 +3,9 @@ import type { Router } from 'express';
 import type { Pool } from 'pg';
 import type { ConnectorRegistry } from '../activities/deps';
 import type { Config } from '../lib/config';
+import type { DetectorSettings } from '../lib/anomaly-detector';
 import type { PolicyEngine } from '../lib/policy-engine';
+import type { AnomalySettings } from '../workflows/anomalyThrottling.contract';
 import type { JitSettings } from '../workflows/jitElevation.contract';
 import type { OffboardingSettings } from '../workflows/offboarding.contract';
 import type { TemporalDeps } from './app';
@@ -22,6 +24,12 @@ export interface ScenarioDeps {
   offboardingSettings?: Partial<OffboardingSettings>;
   /** How long abort/confirm wait for the workflow before answering 202 (default 20 s). */
   offboardingUpdateWaitMs?: number;
+  /** Anomaly throttling: overrides of the settings taken from config (timeouts, connection limit). */
+  anomalySettings?: Partial<AnomalySettings>;
+  /** The usage detector: overrides of the parameters taken from config. */
+  detectorSettings?: Partial<DetectorSettings>;
+  /** How long clear waits for the verified restore before answering 202 (default 20 s). */
+  anomalyUpdateWaitMs?: number;
 }
 
 export function jitSettings(config: Pick<Config, 'APPROVAL_TIMEOUT_MINUTES' | 'EXPIRY_WARNING_MINUTES' | 'REVOKE_ESCALATION_ATTEMPTS'>): JitSettings {

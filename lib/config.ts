@@ -46,6 +46,25 @@ export const configSchema = z.object({
   EXPIRY_WARNING_MINUTES: duration.default(10),
   /** How many failed revocation attempts raise an escalation. */
   REVOKE_ESCALATION_ATTEMPTS: duration.default(5),
+  /** Anomaly throttling: minutes at level 1 without an answer (anomaly persisting) before level 2 (login suspended). */
+  ANOMALY_ACK_TIMEOUT_MINUTES: duration.default(30),
+  /** Anomaly throttling: minutes at level 2 without an answer before leak containment. */
+  ANOMALY_ESCALATION_TIMEOUT_MINUTES: duration.default(30),
+  /** Anomaly throttling: level 1's CONNECTION LIMIT. */
+  ANOMALY_CONNECTION_LIMIT: duration.default(2),
+  /** Detector: rate > max(K × baseline, baseline + Z·σ) and ≥ MIN_RATE events per minute. */
+  ANOMALY_K: z.coerce.number().min(1).default(3),
+  ANOMALY_Z: z.coerce.number().min(0).default(4),
+  ANOMALY_MIN_RATE: z.coerce.number().min(0).default(10),
+  /** Detector: EWMA half-life, and the history needed before it replaces the declared baseline. */
+  ANOMALY_HALF_LIFE_MINUTES: z.coerce.number().positive().default(120),
+  ANOMALY_MIN_HISTORY_MINUTES: duration.default(30),
+  /** The usage collector's Temporal Schedule: interval, and whether `npm start` registers it. */
+  USAGE_COLLECTOR_INTERVAL_SECONDS: z.coerce.number().int().min(10).max(3600).default(60),
+  USAGE_COLLECTOR: z
+    .enum(['true', 'false', '1', '0'])
+    .default('true')
+    .transform((v) => v === 'true' || v === '1'),
   API_BODY_LIMIT: z.string().default('1mb'),
   /** Dev mode only: create demo principals, print their tokens, create the demo estate. */
   DEMO: z

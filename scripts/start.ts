@@ -13,6 +13,7 @@ import { DEFAULT_CONNECTOR_ROLE, ensureConnectorRole, ensureDemoEstate, loadOrCr
 import { createLogger, type Logger } from '../lib/logger';
 import { authenticate, createToken, upsertPrincipal, type Role } from '../lib/principals';
 import { connectClient } from '../lib/temporal-connection';
+import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../lib/usage';
 import { startDevServer } from '../temporal-dev/dev-server';
 import { buildDependencies, estateAdminUrl } from '../workers/deps';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from '../workers/worker';
@@ -140,6 +141,14 @@ async function main() {
     },
   });
   const temporal = { client, taskQueue: config.TEMPORAL_TASK_QUEUE, namespace };
+  if (config.USAGE_COLLECTOR) {
+    // Live usage from the estate every interval: sessions per role → buckets → detector → throttles.
+    const schedule = await ensureUsageCollectorSchedule(client, {
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      input: { version: 1, intervalSeconds: config.USAGE_COLLECTOR_INTERVAL_SECONDS, detector: detectorSettingsFrom(config), anomaly: anomalySettingsFrom(config) },
+    });
+    logger.info({ ...schedule, everySeconds: config.USAGE_COLLECTOR_INTERVAL_SECONDS }, 'usage collector schedule ready');
+  }
   const app = createApp({ pool: built.pool, temporal, config, logger, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors }) });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.PORT, config.HOST, () => resolve(s));

@@ -2,6 +2,8 @@
 import { ConfigError, loadConfig } from '../lib/config';
 import { migrate } from '../lib/db';
 import { createLogger } from '../lib/logger';
+import { connectClient } from '../lib/temporal-connection';
+import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../lib/usage';
 import { buildDependencies } from './deps';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from './worker';
 
@@ -11,6 +13,14 @@ async function main() {
   installRuntimeLogging(logger);
   const built = buildDependencies(config, logger);
   await migrate(built.pool);
+  const temporal = await connectClient(config);
+  built.deps.temporal = { client: temporal.client, taskQueue: config.TEMPORAL_TASK_QUEUE };
+  if (config.USAGE_COLLECTOR) {
+    await ensureUsageCollectorSchedule(temporal.client, {
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      input: { version: 1, intervalSeconds: config.USAGE_COLLECTOR_INTERVAL_SECONDS, detector: detectorSettingsFrom(config), anomaly: anomalySettingsFrom(config) },
+    });
+  }
   const { worker, connection } = await buildWorker(config, built.deps, { workflowBundle: await prebuildWorkflowBundle() });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => worker.shutdown());
   logger.info({ taskQueue: config.TEMPORAL_TASK_QUEUE }, 'worker running');
@@ -18,6 +28,7 @@ async function main() {
     await worker.run();
   } finally {
     await connection.close();
+    await temporal.connection.close();
     await built.close();
   }
 }

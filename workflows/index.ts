@@ -3,3 +3,4 @@ export { jitElevation } from './jitElevation';
 export { leakContainment } from './leakContainment';
 export { offboarding } from './offboarding';
 export { anomalyThrottling } from './anomalyThrottling';
+export { usageCollector } from './usageCollector';

@@ -122,10 +122,7 @@ export interface ElevationEnded {
 
 export interface StopScenariosResult {
   elevations: ElevationEnded[];
-  /**
-   * Anomaly throttling (issue #6) has no contract yet: the hook lists running throttles (`found`)
-   * but cannot end them (`ended` stays empty, `supported: false`).
-   */
+  /** Running anomaly throttles found, and those ended (superseded: access is not restored). */
   throttles: { supported: boolean; ended: string[]; found?: string[]; note?: string };
   /** Set when this worker has no Temporal client to reach other workflows with. */
   skipped?: string;

@@ -248,7 +248,7 @@ test('offboarding while a JIT elevation is active ends the elevation first; abor
   expect(res.status).toBe(202);
   const done = await untilState(res.body.id, 'completed');
   expect(done.otherScenarios.elevations).toEqual([expect.objectContaining({ workflowId: jit.body.id, outcome: 'revoked', state: 'revoked' })]);
-  expect(done.otherScenarios.throttles).toMatchObject({ supported: false, ended: [], found: [] });
+  expect(done.otherScenarios.throttles).toMatchObject({ supported: true, ended: [], found: [] });
 
   const elevation = (await get(`/v1/elevations/${jit.body.id}`)).body;
   expect(elevation).toMatchObject({ state: 'revoked', endReason: 'revoked_early', endedBy: res.body.id });
@@ -262,4 +262,26 @@ test('offboarding while a JIT elevation is active ends the elevation first; abor
   const after = await post(`/v1/offboardings/${res.body.id}/abort`, 'admin', { reason: 'changed my mind' });
   expect(after.status).toBe(409);
   expect((await post('/v1/offboardings', 'admin', { nhiId: 'svc_legacy', reason: 'again' })).status).toBe(409);
+}, 120_000);
+
+test('offboarding an NHI under an anomaly throttle supersedes the throttle (no restore) and takes over', async () => {
+  const report = await post('/v1/anomalies', 'detector-bot', { nhiId: 'agent_reports', observedRate: 900, baselineRate: 20, source: 'siem:test', detail: 'burst of exports' });
+  expect(report.status).toBe(202);
+  await waitFor('throttled', async () => String((await get('/v1/anomalies/agent_reports')).body.state ?? '').startsWith('throttled'));
+  await waitFor('visibility', async () => {
+    const { workflows } = await w.env.client.workflowService.listWorkflowExecutions({
+      namespace: 'default',
+      query: 'WorkflowType = "anomalyThrottling" AND NhiId = "agent_reports" AND ExecutionStatus = "Running"',
+    }).then((r) => ({ workflows: r.executions ?? [] }));
+    return workflows.length === 1;
+  });
+
+  const res = await post('/v1/offboardings', 'admin', { nhiId: 'agent_reports', reason: 'agent decommissioned', graceDays: 0, watchDays: 0 });
+  expect(res.status).toBe(202);
+  const done = await untilState(res.body.id, 'completed');
+  expect(done.otherScenarios.throttles).toMatchObject({ supported: true, found: ['anomaly-agent_reports'], ended: ['anomaly-agent_reports'] });
+  await waitFor('superseded', async () => (await get('/v1/anomalies/agent_reports')).body.state === 'superseded');
+  expect(await w.memberships('agent_reports')).toEqual([]);
+  expect(await inventoryStatus('agent_reports')).toBe('offboarded');
+  expect((await roleState('agent_reports')).rolcanlogin).toBe(false);
 }, 120_000);

@@ -127,7 +127,7 @@ test('full run: disable and prove, grace, finalise, watch with a re-grant by han
   expect(grace.snapshot).toMatchObject({ exists: true, canLogin: true, entitlements: ['estate_readonly'] });
   expect(grace.disable.sessions?.detail).toMatchObject({ terminated: 1, liveSessions: 0 });
   expect(grace.otherScenarios?.skipped).toMatch(/no Temporal client/);
-  expect(grace.otherScenarios?.throttles.supported).toBe(false);
+  expect(grace.otherScenarios?.throttles).toMatchObject({ supported: true, ended: [] });
   expect(grace.attestation?.outcome).toBe('no_standing_access');
   expect(grace.attestation?.checks.map((c) => c.check)).toEqual(['no_entitlements', 'login_disabled', 'credential_refused:v1', 'no_live_sessions']);
   expect(grace.attestation?.checks.find((c) => c.check === 'credential_refused:v1')?.evidence).toMatchObject({ probed: true, access: 'denied', code: '28000' });
