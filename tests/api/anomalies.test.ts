@@ -1,51 +1,28 @@
 // Anomaly throttling end to end through the HTTP API: real worker, real Temporal dev server (Updates,
 // Schedules), real Postgres roles. Assertions read pg_roles / pg_auth_members, log in as the role,
 // and open real sessions for the collector to count.
-import type { Worker } from '@temporalio/worker';
 import { Client } from 'pg';
-import pino from 'pino';
 import request from 'supertest';
-import { createApp } from '../../api/app';
-import { createScenarioRouters } from '../../api/scenarios';
-import { loadConfig } from '../../lib/config';
 import { probeTargetFromUrl } from '../../lib/estate';
-import { createToken } from '../../lib/principals';
 import { ensureUsageCollectorSchedule } from '../../lib/usage';
 import { leakWorkflowId } from '../../workflows/leakContainment.contract';
 import { waitFor } from '../helpers/wait';
-import { createTestWorld, DEMO_PRINCIPALS, type TestWorld } from '../helpers/world';
+import { createApiWorld, type ApiWorld } from '../helpers/api-world';
+import type { TestWorld } from '../helpers/world';
 
+let api: ApiWorld;
 let w: TestWorld;
-let worker: Worker;
-let running: Promise<void>;
-let app: ReturnType<typeof createApp>;
-const tokens: Record<string, string> = {};
 
 beforeAll(async () => {
-  w = await createTestWorld({ temporal: 'local' });
-  worker = await w.createWorker();
-  running = worker.run();
-  const config = { ...loadConfig({ NODE_ENV: 'test' }), TEMPORAL_TASK_QUEUE: w.taskQueue };
-  const temporal = { client: w.env.client, taskQueue: w.taskQueue, namespace: 'default' };
-  app = createApp({
-    pool: w.db.pool,
-    temporal,
-    config,
-    logger: pino({ level: 'silent' }),
-    extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors }),
-  });
-  for (const p of DEMO_PRINCIPALS) tokens[p.id] = await createToken(w.db.pool, p.id);
+  api = await createApiWorld();
+  w = api.w;
 }, 120_000);
 
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await w?.teardown();
-});
+afterAll(async () => api?.teardown());
 
-const as = (who: string) => ({ Authorization: `Bearer ${tokens[who]}` });
-const post = (path: string, who: string, payload: unknown) => request(app).post(path).set(as(who)).send(payload as object);
-const get = (path: string, who = 'alice') => request(app).get(path).set(as(who));
+const as = (who: string) => api.as(who);
+const post = (path: string, who: string, payload: unknown) => api.post(path, who, payload);
+const get = (path: string, who = 'alice') => api.get(path, who);
 const MINUTE = 60_000;
 const minuteAgo = (n: number) => new Date(Math.floor(Date.now() / MINUTE) * MINUTE - n * MINUTE + 1000).toISOString();
 
@@ -56,16 +33,7 @@ async function untilState(nhiId: string, state: string) {
   }, 30_000);
 }
 
-async function roleState(nhiId: string) {
-  const { rows: r } = await w.estateAdmin.query('SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = $1', [w.role(nhiId)]);
-  const { rows: m } = await w.estateAdmin.query(
-    `SELECT g.rolname AS "group", gr.rolname AS grantor, m.admin_option, m.inherit_option, m.set_option
-       FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles gr ON gr.oid = m.grantor JOIN pg_roles r ON r.oid = m.member
-      WHERE r.rolname = $1 ORDER BY 1, 2`,
-    [w.role(nhiId)],
-  );
-  return { ...r[0], memberships: m };
-}
+const roleState = (nhiId: string) => w.roleState(nhiId);
 
 async function connectAs(nhiId: string, password: string): Promise<Client> {
   const c = new Client({ ...probeTargetFromUrl(w.estateUrl), user: w.role(nhiId), password, connectionTimeoutMillis: 5000 });
@@ -136,7 +104,7 @@ test('bad input: item-level errors by index, 400 when nothing is valid, 413 over
   expect((await post('/v1/anomalies/ci_deployer/clear', 'bob', {})).status).toBe(400);
 
   // Documented from the same schemas.
-  const doc = (await request(app).get('/openapi.json')).body;
+  const doc = (await request(api.app).get('/openapi.json')).body;
   for (const p of ['/v1/usage', '/v1/usage/{nhiId}', '/v1/anomalies', '/v1/anomalies/{nhiId}', '/v1/anomalies/{nhiId}/clear', '/v1/anomalies/{nhiId}/confirm', '/v1/anomalies/{nhiId}/approve-throttle']) {
     expect(doc.paths[p]).toBeDefined();
   }

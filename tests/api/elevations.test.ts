@@ -1,46 +1,27 @@
 // JIT elevation end to end through the HTTP API: real worker, real Temporal dev server (Updates),
 // real Postgres roles. Assertions read role membership from Postgres itself.
-import pino from 'pino';
 import request from 'supertest';
-import { createApp } from '../../api/app';
-import { createScenarioRouters } from '../../api/scenarios';
-import { loadConfig } from '../../lib/config';
-import { createToken } from '../../lib/principals';
-import type { Worker } from '@temporalio/worker';
-import { createTestWorld, DEMO_PRINCIPALS, type TestWorld } from '../helpers/world';
+import { createApiWorld, type ApiWorld } from '../helpers/api-world';
+import type { TestWorld } from '../helpers/world';
 import { waitFor } from '../helpers/wait';
 
+let api: ApiWorld;
 let w: TestWorld;
-let worker: Worker;
-let running: Promise<void>;
-let app: ReturnType<typeof createApp>;
-const tokens: Record<string, string> = {};
+let app: ApiWorld['app'];
 
 beforeAll(async () => {
-  w = await createTestWorld({ temporal: 'local' });
-  await w.addNhi({ id: 'svc_etl', kind: 'service_account', criticality: 'medium' });
-  await w.addNhi({ id: 'svc_sync', kind: 'service_account', criticality: 'medium' });
-  worker = await w.createWorker();
-  running = worker.run();
-  const config = { ...loadConfig({ NODE_ENV: 'test' }), TEMPORAL_TASK_QUEUE: w.taskQueue };
-  const temporal = { client: w.env.client, taskQueue: w.taskQueue, namespace: 'default' };
-  app = createApp({
-    pool: w.db.pool,
-    temporal,
-    config,
-    logger: pino({ level: 'silent' }),
-    extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors }),
+  api = await createApiWorld({
+    setup: async (world) => {
+      await world.addNhi({ id: 'svc_etl', kind: 'service_account', criticality: 'medium' });
+      await world.addNhi({ id: 'svc_sync', kind: 'service_account', criticality: 'medium' });
+    },
   });
-  for (const p of DEMO_PRINCIPALS) tokens[p.id] = await createToken(w.db.pool, p.id);
+  ({ w, app } = api);
 }, 120_000);
 
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await w?.teardown();
-});
+afterAll(async () => api?.teardown());
 
-const as = (who: string) => ({ Authorization: `Bearer ${tokens[who]}` });
+const as = (who: string) => api.as(who);
 const body = (over: Record<string, unknown> = {}) => ({
   nhiId: 'svc_etl',
   entitlements: ['estate_readonly'],
@@ -49,9 +30,7 @@ const body = (over: Record<string, unknown> = {}) => ({
   ...over,
 });
 
-async function post(path: string, who: string, payload: unknown, headers: Record<string, string> = {}) {
-  return request(app).post(path).set(as(who)).set(headers).send(payload as object);
-}
+const post = (path: string, who: string, payload: unknown, headers: Record<string, string> = {}) => api.post(path, who, payload, headers);
 async function state(id: string) {
   return (await request(app).get(`/v1/elevations/${id}`).set(as('alice'))).body;
 }

@@ -4,17 +4,13 @@
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Worker } from '@temporalio/worker';
 import { Client } from 'pg';
 import pino from 'pino';
 import request from 'supertest';
-import { createApp } from '../../api/app';
-import { createScenarioRouters } from '../../api/scenarios';
-import { loadConfig } from '../../lib/config';
 import { hmslHash } from '../../lib/leak-intake';
-import { createToken } from '../../lib/principals';
 import { waitFor } from '../helpers/wait';
-import { createTestWorld, DEMO_PRINCIPALS, type TestWorld } from '../helpers/world';
+import { createApiWorld, type ApiWorld } from '../helpers/api-world';
+import type { TestWorld } from '../helpers/world';
 
 const FIXTURES = path.resolve(__dirname, '../../../shared/fixtures/webhooks');
 const GH_SECRET = 'gh-webhook-secret-for-tests';
@@ -22,32 +18,19 @@ const GG_SECRET = 'gg-webhook-secret-for-tests';
 const ghFixture = readFileSync(path.join(FIXTURES, 'github-secret-scanning-alert-created.json'));
 const ggFixture = readFileSync(path.join(FIXTURES, 'gitguardian-incident-triggered.json'));
 
+let api: ApiWorld;
 let w: TestWorld;
-let worker: Worker;
-let running: Promise<void>;
-let app: ReturnType<typeof createApp>;
-const tokens: Record<string, string> = {};
+let app: ApiWorld['app'];
 const logs: string[] = [];
 /** Every response body the tests saw, for the secrets-hygiene check at the end. */
 const seen: string[] = [];
 
 beforeAll(async () => {
-  w = await createTestWorld({ temporal: 'local' });
-  worker = await w.createWorker();
-  running = worker.run();
-  const config = {
-    ...loadConfig({ NODE_ENV: 'test', GITHUB_WEBHOOK_SECRET: GH_SECRET, GITGUARDIAN_WEBHOOK_SECRET: GG_SECRET }),
-    TEMPORAL_TASK_QUEUE: w.taskQueue,
-  };
-  const temporal = { client: w.env.client, taskQueue: w.taskQueue, namespace: 'default' };
-  app = createApp({
-    pool: w.db.pool,
-    temporal,
-    config,
+  api = await createApiWorld({
+    env: { GITHUB_WEBHOOK_SECRET: GH_SECRET, GITGUARDIAN_WEBHOOK_SECRET: GG_SECRET },
     logger: pino({ level: 'debug' }, { write: (line: string) => void logs.push(line) }),
-    extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors }),
   });
-  for (const p of DEMO_PRINCIPALS) tokens[p.id] = await createToken(w.db.pool, p.id);
+  ({ w, app } = api);
   // The fixtures' repository, registered as where svc_payments' credential could leak (one hint per vendor type).
   await w.db.pool.query(`UPDATE nhis SET exposure_hints = $2 WHERE id = $1`, [
     'svc_payments',
@@ -61,13 +44,9 @@ beforeAll(async () => {
   await w.db.pool.query(`UPDATE secrets SET created_at = now() - interval '30 days', activated_at = now() - interval '30 days' WHERE status = 'active'`);
 }, 120_000);
 
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await w?.teardown();
-});
+afterAll(async () => api?.teardown());
 
-const as = (who: string) => ({ Authorization: `Bearer ${tokens[who]}` });
+const as = (who: string) => api.as(who);
 const keep = <T extends { text: string }>(res: T): T => {
   seen.push(res.text);
   return res;

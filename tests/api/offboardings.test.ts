@@ -1,59 +1,30 @@
 // Offboarding end to end through the HTTP API: real worker, real Temporal dev server (Updates and
 // visibility), real Postgres roles. Assertions read pg_roles / pg_auth_members and log in.
-import type { Worker } from '@temporalio/worker';
 import { Client } from 'pg';
-import pino from 'pino';
-import request from 'supertest';
-import { createApp } from '../../api/app';
-import { createScenarioRouters } from '../../api/scenarios';
-import { loadConfig } from '../../lib/config';
 import { probeTargetFromUrl } from '../../lib/estate';
 import { createToken, upsertPrincipal } from '../../lib/principals';
 import { statusQuery } from '../../workflows/offboarding.contract';
 import { waitFor } from '../helpers/wait';
-import { createTestWorld, DEMO_PRINCIPALS, type TestWorld } from '../helpers/world';
+import { createApiWorld, type ApiWorld } from '../helpers/api-world';
+import type { TestWorld } from '../helpers/world';
 
+let api: ApiWorld;
 let w: TestWorld;
-let worker: Worker;
-let running: Promise<void>;
-let app: ReturnType<typeof createApp>;
-const tokens: Record<string, string> = {};
 
 beforeAll(async () => {
-  w = await createTestWorld({ temporal: 'local' });
-  await w.addNhi({ id: 'svc_legacy', kind: 'service_account', criticality: 'medium' });
-  worker = await w.createWorker();
-  running = worker.run();
-  const config = { ...loadConfig({ NODE_ENV: 'test' }), TEMPORAL_TASK_QUEUE: w.taskQueue };
-  const temporal = { client: w.env.client, taskQueue: w.taskQueue, namespace: 'default' };
-  app = createApp({
-    pool: w.db.pool,
-    temporal,
-    config,
-    logger: pino({ level: 'silent' }),
-    extraRouters: createScenarioRouters({
-      pool: w.db.pool,
-      temporal,
-      config,
-      policy: w.deps.policy,
-      connectors: w.deps.connectors,
-      offboardingSettings: { checkIntervalMinutes: 24 * 60 },
-    }),
+  api = await createApiWorld({
+    setup: (world) => world.addNhi({ id: 'svc_legacy', kind: 'service_account', criticality: 'medium' }).then(() => undefined),
+    scenario: { offboardingSettings: { checkIntervalMinutes: 24 * 60 } },
+    // partner_acme's owner, as a principal: policy lets the owner of an integration offboard it.
+    principals: { 'team-partnerships': ['requester'] },
   });
-  // partner_acme's owner, as a principal: policy lets the owner of an integration offboard it.
-  await upsertPrincipal(w.db.pool, { id: 'team-partnerships', roles: ['requester'] });
-  for (const id of [...DEMO_PRINCIPALS.map((p) => p.id), 'team-partnerships']) tokens[id] = await createToken(w.db.pool, id);
+  w = api.w;
 }, 120_000);
 
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await w?.teardown();
-});
+afterAll(async () => api?.teardown());
 
-const as = (who: string) => ({ Authorization: `Bearer ${tokens[who]}` });
-const post = (path: string, who: string, payload: object) => request(app).post(path).set(as(who)).send(payload);
-const get = (path: string, who = 'alice') => request(app).get(path).set(as(who));
+const post = (path: string, who: string, payload: object) => api.post(path, who, payload);
+const get = (path: string, who = 'alice') => api.get(path, who);
 const offboard = (who: string, over: Record<string, unknown> = {}) =>
   post('/v1/offboardings', who, { nhiId: 'partner_acme', reason: 'contract with Acme ended', ticket: 'TICKET-9', graceDays: 1, watchDays: 1, ...over });
 
@@ -69,17 +40,7 @@ async function inventoryStatus(nhiId: string): Promise<string> {
   return rows[0].status;
 }
 
-/** Everything Postgres says about the role's access: login, limit, and each membership row with its grantor and options. */
-async function roleState(nhiId: string) {
-  const { rows: r } = await w.estateAdmin.query('SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = $1', [w.role(nhiId)]);
-  const { rows: m } = await w.estateAdmin.query(
-    `SELECT g.rolname AS "group", gr.rolname AS grantor, m.admin_option, m.inherit_option, m.set_option
-       FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles gr ON gr.oid = m.grantor JOIN pg_roles r ON r.oid = m.member
-      WHERE r.rolname = $1 ORDER BY 1, 2`,
-    [w.role(nhiId)],
-  );
-  return { ...r[0], memberships: m };
-}
+const roleState = (nhiId: string) => w.roleState(nhiId);
 
 async function login(nhiId: string, password: string): Promise<string> {
   const c = new Client({ ...probeTargetFromUrl(w.estateUrl), user: w.role(nhiId), password, connectionTimeoutMillis: 5000 });
@@ -122,7 +83,7 @@ describe('bad input: a clear 4xx and nothing changed', () => {
     expect(res.status).toBe(403);
     expect(res.body.error.message).toMatch(/only an admin, or the owner of an integration/);
     await upsertPrincipal(w.db.pool, { id: 'team-payments', roles: ['requester'] });
-    tokens['team-payments'] = await createToken(w.db.pool, 'team-payments');
+    api.tokens['team-payments'] = await createToken(w.db.pool, 'team-payments');
     const owner = await offboard('team-payments', { nhiId: 'svc_payments' });
     expect(owner.status).toBe(403);
     expect(await inventoryStatus('partner_acme')).toBe('active');

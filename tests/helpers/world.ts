@@ -50,6 +50,8 @@ export interface TestWorld {
   /** Entitlement (group role) name under this world's prefix. */
   ent(name: string): string;
   memberships(nhiId: string): Promise<string[]>;
+  /** Everything Postgres says about a role's access: login, limit, and each membership with its grantor and options. */
+  roleState(nhiId: string): Promise<{ rolcanlogin: boolean; rolconnlimit: number; memberships: { group: string; grantor: string; admin_option: boolean; inherit_option: boolean; set_option: boolean }[] }>;
   /** Register one more NHI: a real login role the connector administers, with no memberships. */
   addNhi(nhi: { id: string; kind?: string; criticality?: string; tags?: string[]; owner?: string }): Promise<string>;
   /** Give an NHI a fresh password through the secret store (active version) and return it, for login tests. */
@@ -108,6 +110,16 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
         [world.role(nhiId)],
       );
       return rows.map((r) => r.g);
+    },
+    async roleState(nhiId) {
+      const { rows: r } = await estateAdmin.query('SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = $1', [world.role(nhiId)]);
+      const { rows: m } = await estateAdmin.query(
+        `SELECT g.rolname AS "group", gr.rolname AS grantor, m.admin_option, m.inherit_option, m.set_option
+           FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles gr ON gr.oid = m.grantor JOIN pg_roles r ON r.oid = m.member
+          WHERE r.rolname = $1 ORDER BY 1, 2`,
+        [world.role(nhiId)],
+      );
+      return { ...r[0], memberships: m };
     },
     async addNhi(nhi) {
       const role = `${prefix}${nhi.id}`;
