@@ -2,7 +2,7 @@
 // batch sizes 1, 100 and 1 000 (keep-alive HTTP, a few concurrent clients), and the latency from a
 // spike's ingestion to a verified level-1 throttle — on a real Temporal dev server, a real worker
 // and real PostgreSQL roles, all on this machine.
-//   node -r @swc-node/register bench/usage.ts      (BENCH_BATCHES=1,100 BENCH_SECONDS=5 BENCH_CLIENTS=4)
+//   npm run bench:usage      (BENCH_BATCHES=1,100 BENCH_SECONDS=5 BENCH_CLIENTS=4)
 import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
