@@ -162,7 +162,8 @@ test('abort during grace restores memberships, login and limits exactly; then co
   expect(restore[0].readback.probe).toMatchObject({ access: 'granted' });
   expect((await post(`/v1/offboardings/${id}/abort`, 'admin', { reason: 'twice' })).status).toBe(409);
 
-  // A new offboarding under the same id; confirm skips the grace period.
+  // A new offboarding under the same id, once the aborted run has closed; confirm skips the grace period.
+  await waitFor('aborted run closed', async () => (await w.env.client.workflow.getHandle(id).describe()).status.name !== 'RUNNING');
   const second = await offboard('admin', { graceDays: 30, watchDays: 1 });
   expect(second.status).toBe(202);
   const grace2 = await untilState(id, 'grace');
