@@ -40,6 +40,10 @@ export const configSchema = z.object({
   NOTIFY_WEBHOOK_SECRET: z.string().min(16).optional(),
   GITHUB_WEBHOOK_SECRET: z.string().min(1).optional(),
   GITGUARDIAN_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** When set, GitHub alerts are fetched from the REST API to fingerprint the leaked secret (needs secret scanning read access). */
+  GITHUB_TOKEN: z.string().min(20, 'must be a GitHub token (at least 20 characters)').optional(),
+  /** GitHub REST API base URL (GitHub Enterprise Server: https://HOST/api/v3). */
+  GITHUB_API_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).default('https://api.github.com'),
   /** JIT: how long an unanswered approval request waits before it expires. */
   APPROVAL_TIMEOUT_MINUTES: duration.default(60),
   /** JIT: how long before expiry the warning notification goes out. */
@@ -101,7 +105,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       parsed.error.issues.map((i) => {
         const name = i.path.join('.') || '(environment)';
         const value = cleaned[String(i.path[0])];
-        return `${name}: ${i.message}${value !== undefined && !/KEY|SECRET/.test(name) ? ` (got ${JSON.stringify(value)})` : ''}`;
+        return `${name}: ${i.message}${value !== undefined && !/KEY|SECRET|TOKEN/.test(name) ? ` (got ${JSON.stringify(value)})` : ''}`;
       }),
     );
   }

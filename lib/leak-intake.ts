@@ -527,3 +527,13 @@ export function normalizeGenericLeak(body: GenericLeak, receivedAt: Date, delive
     summary: oneLine(`generic ${body.source}: ${subject}`),
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// GitHub alert reference (for the REST API lookup)
+
+/** `{repository, number}` of a GitHub alert, from its externalId `github:owner/repo#42`; else null. */
+export function githubAlertRef(alert: Pick<NormalizedAlert, 'source' | 'externalId'>): { repository: string; number: number } | null {
+  if (alert.source !== 'github') return null;
+  const m = /^github:([^/\s#]+\/[^/\s#]+)#(\d{1,12})$/.exec(alert.externalId);
+  return m ? { repository: m[1], number: Number(m[2]) } : null;
+}

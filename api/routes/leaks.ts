@@ -3,7 +3,8 @@
 // `POST /webhooks/gitguardian`, which live outside /v1 because vendors cannot send our bearer
 // token: they authenticate by HMAC signature over the raw body instead.
 //
-// Each alert is matched to NHIs (fingerprint of an issued credential, the NHI id, or exposure
+// Each alert is matched to NHIs (fingerprint of an issued credential — for GitHub alerts, when
+// GITHUB_TOKEN is set, of the secret fetched from GitHub's REST API — the NHI id, or exposure
 // hints), then: contained (signal-with-start on `leak-<nhiId>`, so a second alert joins the running
 // containment), recorded as already contained, or kept as an unmatched incident for triage.
 import { createHash, randomUUID } from 'node:crypto';
@@ -12,11 +13,14 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { appendAudit } from '../../lib/audit';
 import { bindIncident, createIncident, getIncident, incidentSchema, incidentStatusSchema, listIncidents, unbindIncident } from '../../lib/incidents';
+import { fetchSecretScanningAlert } from '../../lib/github-alerts';
 import { getNhi, nhiIdSchema } from '../../lib/inventory';
 import {
   fingerprintsOfKind,
   genericLeakSchema,
+  githubAlertRef,
   isIgnored,
+  labelFingerprint,
   LeakPayloadError,
   matchByExposureHints,
   normalizeGenericLeak,
@@ -77,7 +81,18 @@ const bindResultSchema = z.strictObject({ incident: incidentSchema, containment:
 
 // ---------------------------------------------------------------------------------------------
 
-type Target = { nhiId: string; matchedBy: MatchedBy; verdict: 'contain' | 'already_contained'; reason?: string };
+/**
+ * How a target was found. `github_api_fingerprint`: the fingerprint of the secret GitHub's REST API
+ * returned for the alert. The workflow's evidence (`LeakAlert.matchedBy`) records it as
+ * `fingerprint`; intake results, audit rows and incidents name it exactly.
+ */
+type Match = MatchedBy | 'github_api_fingerprint';
+const contractMatch = (m: Match): MatchedBy => (m === 'github_api_fingerprint' ? 'fingerprint' : m);
+
+type Target = { nhiId: string; matchedBy: Match; verdict: 'contain' | 'already_contained'; reason?: string };
+
+/** Where an alert's fingerprints came from, when not from the alert itself. */
+type FingerprintVia = { via: 'github_api' };
 
 const oneLine = (s: string | undefined, max = 100) => (s ?? '').replace(/[^\x20-\x7e]/g, '?').slice(0, max);
 
@@ -109,8 +124,9 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
 
   // --- matching ------------------------------------------------------------------------------
 
-  async function resolveTargets(alert: NormalizedAlert): Promise<{ targets: Target[]; unmatchedReason?: string }> {
+  async function resolveTargets(alert: NormalizedAlert, fpVia?: FingerprintVia): Promise<{ targets: Target[]; unmatchedReason?: string }> {
     // 1. A fingerprint of a credential we issued names the NHI, and says whether it is still live.
+    const fpMatch: Match = fpVia?.via === 'github_api' ? 'github_api_fingerprint' : 'fingerprint';
     const sha = fingerprintsOfKind(alert, 'sha256').map((f) => f.toLowerCase());
     const hmsl = fingerprintsOfKind(alert, 'hmsl').map((f) => f.toLowerCase());
     if (sha.length || hmsl.length) {
@@ -119,14 +135,14 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
         [sha, hmsl],
       );
       const live = rows.filter((r) => r.status === 'active' || r.status === 'pending');
-      if (live.length) return { targets: [...new Set(live.map((r) => r.nhi_id))].map((nhiId) => ({ nhiId, matchedBy: 'fingerprint', verdict: 'contain' })) };
+      if (live.length) return { targets: [...new Set(live.map((r) => r.nhi_id))].map((nhiId) => ({ nhiId, matchedBy: fpMatch, verdict: 'contain' as const })) };
       if (rows.length) {
         const byNhi = new Map(rows.map((r) => [r.nhi_id, r]));
         return {
           targets: [...byNhi.values()].map((r) => ({
             nhiId: r.nhi_id,
-            matchedBy: 'fingerprint',
-            verdict: 'already_contained',
+            matchedBy: fpMatch,
+            verdict: 'already_contained' as const,
             reason: `the leaked credential (version ${r.version}) is already ${r.status}`,
           })),
         };
@@ -175,7 +191,7 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
 
   // --- acting on an alert --------------------------------------------------------------------
 
-  function toLeakAlert(a: NormalizedAlert, receivedAt: Date, matchedBy: MatchedBy, extra: Partial<LeakAlert> = {}): LeakAlert {
+  function toLeakAlert(a: NormalizedAlert, receivedAt: Date, matchedBy: Match, extra: Partial<LeakAlert> = {}): LeakAlert {
     return {
       key: `${a.externalId}|${a.action}|${a.deliveryId ?? ''}`,
       source: a.source,
@@ -192,12 +208,12 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
       detectedAt: a.detectedAt,
       receivedAt: receivedAt.toISOString(),
       summary: a.summary,
-      matchedBy,
+      matchedBy: contractMatch(matchedBy),
       ...extra,
     };
   }
 
-  async function startOrJoin(nhiId: string, alert: LeakAlert): Promise<z.output<typeof containmentRefSchema>> {
+  async function startOrJoin(nhiId: string, alert: LeakAlert, matchedBy: Match = alert.matchedBy): Promise<z.output<typeof containmentRefSchema>> {
     const workflowId = leakWorkflowId(nhiId);
     const input: LeakContainmentInput = { version: 1, nhiId };
     await client.workflow.signalWithStart(LEAK_WORKFLOW_TYPE, {
@@ -209,14 +225,14 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
       // A finished containment's id may be used again: a new leak of the new credential is a new containment.
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
       staticSummary: leakSummary(nhiId, alert),
-      staticDetails: `${alert.summary}\nMatched by ${alert.matchedBy}${alert.evidenceUrl ? `\nEvidence: ${alert.evidenceUrl}` : ''}`,
+      staticDetails: `${alert.summary}\nMatched by ${matchedBy}${alert.evidenceUrl ? `\nEvidence: ${alert.evidenceUrl}` : ''}`,
       typedSearchAttributes: [
         { key: NhiIdKey, value: nhiId },
         { key: ScenarioKey, value: LEAK_SCENARIO },
         { key: NhiStateKey, value: 'opening' },
       ],
     });
-    return { nhiId, workflowId, matchedBy: alert.matchedBy, statusUrl: `/v1/leaks/${nhiId}` };
+    return { nhiId, workflowId, matchedBy, statusUrl: `/v1/leaks/${nhiId}` };
   }
 
   const auditAlert = (workflowId: string, nhiId: string | null, actor: string, outcome: string, alert: NormalizedAlert, extra: Record<string, unknown> = {}) =>
@@ -231,9 +247,9 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
       details: { source: alert.source, externalId: alert.externalId, action: alert.action, severity: alert.severity, deliveryId: alert.deliveryId ?? null, detectedAt: alert.detectedAt, fingerprints: alert.fingerprints, ...extra },
     });
 
-  async function handleAlert(alert: NormalizedAlert, receivedAt: Date, actor: string): Promise<LeakIntakeResult> {
+  async function handleAlert(alert: NormalizedAlert, receivedAt: Date, actor: string, fpVia?: FingerprintVia): Promise<LeakIntakeResult> {
     const summary = { source: alert.source, externalId: alert.externalId, action: alert.action, severity: alert.severity, summary: alert.summary };
-    const { targets, unmatchedReason } = await resolveTargets(alert);
+    const { targets, unmatchedReason } = await resolveTargets(alert, fpVia);
     const result = emptyResult({ alert: summary });
 
     if (!alert.trigger) {
@@ -270,7 +286,7 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
 
     for (const t of targets) {
       if (t.verdict === 'contain') {
-        const ref = await startOrJoin(t.nhiId, toLeakAlert(alert, receivedAt, t.matchedBy, actor.startsWith('webhook:') ? {} : { reportedBy: actor }));
+        const ref = await startOrJoin(t.nhiId, toLeakAlert(alert, receivedAt, t.matchedBy, actor.startsWith('webhook:') ? {} : { reportedBy: actor }), t.matchedBy);
         result.containments.push(ref);
         await auditAlert(ref.workflowId, t.nhiId, actor, 'containment', alert, { matchedBy: t.matchedBy });
       } else {
@@ -378,6 +394,25 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
 
   // --- vendor webhooks (HMAC, outside /v1) ---------------------------------------------------
 
+  /**
+   * With GITHUB_TOKEN set: fetch the alert from GitHub's REST API and add the fingerprints (sha256,
+   * hmsl) of its secret to the alert, so matching tries credentials we issued before exposure hints.
+   * The secret itself never leaves lib/github-alerts. On any failure (404, 403, timeout) the alert
+   * goes on unchanged — exposure hints, then triage — and the reason is logged.
+   */
+  async function withGithubApiFingerprints(req: Request, alert: NormalizedAlert): Promise<{ alert: NormalizedAlert; via?: FingerprintVia }> {
+    const token = deps.config.GITHUB_TOKEN;
+    const ref = githubAlertRef(alert);
+    if (!token || !ref) return { alert };
+    const r = await fetchSecretScanningAlert({ apiUrl: deps.config.GITHUB_API_URL, token, repository: ref.repository, number: ref.number });
+    if (!r.ok) {
+      req.log.warn({ source: 'github', externalId: alert.externalId, status: r.status, reason: r.reason }, `GitHub alert lookup failed: ${r.reason}; matching by exposure hints`);
+      return { alert };
+    }
+    const fingerprints = [labelFingerprint('sha256', r.sha256), labelFingerprint('hmsl', r.hmsl), ...alert.fingerprints];
+    return { alert: { ...alert, fingerprints: [...new Set(fingerprints)] }, via: { via: 'github_api' } };
+  }
+
   router.post('/webhooks/github', async (req, res) => {
     const secret = deps.config.GITHUB_WEBHOOK_SECRET ?? '';
     const raw = req.rawBody ?? Buffer.alloc(0);
@@ -393,7 +428,11 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
       payloadError(err);
     }
     const deliveryId = delivery ? oneLine(delivery) : undefined;
-    const result = await once('github', deliveryId, async () => (isIgnored(parsed) ? ignoredResult(parsed) : handleAlert(parsed, receivedAt, 'webhook:github')));
+    const result = await once('github', deliveryId, async () => {
+      if (isIgnored(parsed)) return ignoredResult(parsed);
+      const enriched = await withGithubApiFingerprints(req, parsed);
+      return handleAlert(enriched.alert, receivedAt, 'webhook:github', enriched.via);
+    });
     send(res, result);
   });
 
@@ -435,7 +474,7 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
   webhookDoc(
     '/webhooks/github',
     'GitHub secret_scanning_alert webhook',
-    'Authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the raw body with GITHUB_WEBHOOK_SECRET), not a bearer token. Configure the webhook with content type application/json. `created`, `reopened`, `publicly_leaked` and `validated` (active) trigger containment; `resolved` is recorded; other events get 202 with a reason. Redeliveries are recognised by `X-GitHub-Delivery`.',
+    'Authenticated by `X-Hub-Signature-256` (HMAC-SHA256 of the raw body with GITHUB_WEBHOOK_SECRET), not a bearer token. Configure the webhook with content type application/json. `created`, `reopened`, `publicly_leaked` and `validated` (active) trigger containment; `resolved` is recorded; other events get 202 with a reason. Redeliveries are recognised by `X-GitHub-Delivery`. With GITHUB_TOKEN set, the alert is fetched from GitHub\'s REST API and the fingerprint of its secret is matched against credentials we issued (`matchedBy: github_api_fingerprint`) before exposure hints.',
     z.object({ 'x-hub-signature-256': z.string(), 'x-github-event': z.string(), 'x-github-delivery': z.string() }),
   );
   webhookDoc(

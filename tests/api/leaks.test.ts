@@ -2,11 +2,15 @@
 // generic detector route, triage of unmatched alerts; real worker, real Temporal dev server, real
 // Postgres roles. Assertions log in to the estate with the old and new passwords.
 import { createHash, createHmac, randomUUID } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 import pino from 'pino';
 import request from 'supertest';
+import { loadConfig } from '../../lib/config';
+import { fetchSecretScanningAlertFingerprint } from '../../lib/github-alerts';
 import { hmslHash } from '../../lib/leak-intake';
 import { waitFor } from '../helpers/wait';
 import { createApiWorld, type ApiWorld } from '../helpers/api-world';
@@ -337,4 +341,155 @@ test('secrets hygiene: no credential value in any API response, log line or audi
   const incidents = await w.db.pool.query('SELECT * FROM incidents');
   const haystacks = [...seen, ...logs, JSON.stringify(rows), JSON.stringify(incidents.rows), JSON.stringify(w.notifier.sent)];
   for (const value of values) expect(haystacks.some((h) => h.includes(value))).toBe(false);
+});
+
+// GitHub alerts mapped by the secret GitHub's REST API returns, fingerprinted in memory. The API is
+// a real HTTP server on 127.0.0.1 (no network); this world has GITHUB_TOKEN and GITHUB_API_URL set.
+describe('GitHub REST API lookup (GITHUB_TOKEN set)', () => {
+  const TOKEN = `ghp_${'t3stT0ken'.repeat(4)}`;
+  let api2: ApiWorld;
+  let server: Server;
+  let apiUrl: string;
+  const requests: { method?: string; url?: string; headers: IncomingHttpHeaders }[] = [];
+  /** Alert number → the secret the fake API returns (other numbers: 404). */
+  const alerts = new Map<number, string>();
+  const logs2: string[] = [];
+  const seen2: string[] = [];
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      requests.push({ method: req.method, url: req.url, headers: req.headers });
+      const m = /^\/repos\/([^/]+)\/([^/]+)\/secret-scanning\/alerts\/(\d+)$/.exec(req.url ?? '');
+      const secret = m ? alerts.get(Number(m[3])) : undefined;
+      if (m?.[3] === '999') return; // hangs: the client's timeout must end it
+      if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+        res.writeHead(401, { 'Content-Type': 'application/json' }).end('{"message":"Bad credentials"}');
+      } else if (!m || secret === undefined) {
+        res.writeHead(404, { 'Content-Type': 'application/json' }).end('{"message":"Not Found"}');
+      } else {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(
+          JSON.stringify({ number: Number(m[3]), state: 'open', secret_type: 'postgres_connection_uri', secret, validity: 'active' }),
+        );
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    apiUrl = `http://127.0.0.1:${port}`;
+    api2 = await createApiWorld({
+      env: { GITHUB_WEBHOOK_SECRET: GH_SECRET, GITHUB_TOKEN: TOKEN, GITHUB_API_URL: apiUrl },
+      logger: pino({ level: 'debug' }, { write: (line: string) => void logs2.push(line) }),
+    });
+    // Only svc_payments has a hint here; agent_reports has none, so only the API lookup can find it.
+    await api2.w.db.pool.query(`UPDATE nhis SET exposure_hints = $2 WHERE id = $1`, [
+      'svc_payments',
+      JSON.stringify([{ repository: 'acme-corp/payments-service', secretType: 'postgres_connection_uri' }]),
+    ]);
+    await api2.w.db.pool.query(`UPDATE secrets SET created_at = now() - interval '30 days', activated_at = now() - interval '30 days' WHERE status = 'active'`);
+  }, 120_000);
+
+  afterAll(async () => {
+    await api2?.teardown();
+    server?.closeAllConnections();
+    await new Promise((r) => server?.close(r));
+  });
+
+  const keep2 = <T extends { text: string }>(res: T): T => {
+    seen2.push(res.text);
+    return res;
+  };
+  const ghAlert = (number: number, repository: string) => {
+    const event = JSON.parse(ghFixture.toString());
+    event.alert.number = number;
+    event.repository.full_name = repository;
+    const body = JSON.stringify(event);
+    return request(api2.app)
+      .post('/webhooks/github')
+      .set({ 'Content-Type': 'application/json', 'X-GitHub-Event': 'secret_scanning_alert', 'X-GitHub-Delivery': randomUUID(), 'X-Hub-Signature-256': ghSign(body) })
+      .send(body)
+      .then(keep2);
+  };
+  const password2 = async (nhiId: string) => api2.w.secrets.reveal((await api2.w.secrets.active(nhiId))!.ref);
+  const login2 = async (nhiId: string, password: string) => {
+    const u = new URL(api2.w.estateUrl);
+    const c = new Client({ host: u.hostname, port: Number(u.port), database: u.pathname.slice(1), user: api2.w.role(nhiId), password });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      await c.end();
+      return 'ok';
+    } catch (err) {
+      return (err as { code?: string }).code ?? 'error';
+    }
+  };
+  const contained2 = (nhiId: string) =>
+    waitFor(`leak ${nhiId} contained`, async () => {
+      const res = await request(api2.app).get(`/v1/leaks/${nhiId}`).set(api2.as('alice'));
+      seen2.push(res.text);
+      return res.status === 200 && res.body.state === 'contained' ? res.body : null;
+    }, 30_000);
+
+  test('the secret GitHub returns is fingerprinted and matched to the NHI that issued it, before exposure hints', async () => {
+    const nhiId = 'agent_reports';
+    const oldPassword = await password2(nhiId);
+    alerts.set(101, oldPassword);
+    const res = await ghAlert(101, 'acme-corp/analytics');
+    expect(res.status).toBe(202);
+    expect(res.body).toMatchObject({ outcome: 'containment', containments: [{ nhiId, workflowId: `leak-${nhiId}`, matchedBy: 'github_api_fingerprint' }] });
+
+    const call = requests.find((r) => r.url === '/repos/acme-corp/analytics/secret-scanning/alerts/101');
+    expect(call).toMatchObject({ method: 'GET', headers: { authorization: `Bearer ${TOKEN}`, accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28' } });
+
+    const s = await contained2(nhiId);
+    expect(s.alerts[0]).toMatchObject({ label: 'github #101', matchedBy: 'fingerprint', fingerprints: [`sha256:${createHash('sha256').update(oldPassword).digest('hex')}`, `hmsl:${hmslHash(oldPassword)}`] });
+    expect(await login2(nhiId, oldPassword)).toBe('28P01');
+    expect(await login2(nhiId, await password2(nhiId))).toBe('ok');
+    const { rows } = await api2.w.db.pool.query(`SELECT details FROM audit_events WHERE action = 'leak.alert' AND nhi_id = $1`, [nhiId]);
+    expect(rows.map((r) => r.details.matchedBy)).toContain('github_api_fingerprint');
+  });
+
+  test('the fake API answers 404 → exposure hints, else triage; the reason names the status only', async () => {
+    const before = requests.length;
+    const hinted = await ghAlert(404, 'acme-corp/payments-service');
+    expect(hinted.status).toBe(202);
+    expect(hinted.body).toMatchObject({ outcome: 'containment', containments: [{ nhiId: 'svc_payments', matchedBy: 'exposure_hint' }] });
+    const unknown = await ghAlert(405, 'acme-corp/nowhere');
+    expect(unknown.body).toMatchObject({ outcome: 'unmatched', incidentId: expect.any(String) });
+    expect(requests.slice(before).map((r) => r.url)).toEqual([
+      '/repos/acme-corp/payments-service/secret-scanning/alerts/404',
+      '/repos/acme-corp/nowhere/secret-scanning/alerts/405',
+    ]);
+    expect(logs2.some((l) => l.includes('GitHub alert lookup failed') && l.includes('404'))).toBe(true);
+    await contained2('svc_payments');
+  });
+
+  test('fetchSecretScanningAlertFingerprint: fingerprints only; 403/401, 404 and timeouts → null with a reason naming the status', async () => {
+    alerts.set(7, 'a-secret-value-for-the-direct-call');
+    const reasons: string[] = [];
+    const onFailure = (reason: string) => void reasons.push(reason);
+    const fp = await fetchSecretScanningAlertFingerprint({ apiUrl, token: TOKEN, repository: 'acme-corp/x', number: 7 });
+    expect(fp).toEqual({ sha256: createHash('sha256').update('a-secret-value-for-the-direct-call').digest('hex'), hmsl: hmslHash('a-secret-value-for-the-direct-call') });
+    expect(await fetchSecretScanningAlertFingerprint({ apiUrl, token: 'wrong-token-wrong-token', repository: 'acme-corp/x', number: 7, onFailure })).toBeNull();
+    expect(await fetchSecretScanningAlertFingerprint({ apiUrl, token: TOKEN, repository: 'acme-corp/x', number: 8, onFailure })).toBeNull();
+    expect(await fetchSecretScanningAlertFingerprint({ apiUrl, token: TOKEN, repository: 'acme-corp/x', number: 999, timeoutMs: 200, onFailure })).toBeNull();
+    expect(reasons).toEqual([expect.stringMatching(/answered 401/), expect.stringMatching(/answered 404/), expect.stringMatching(/timed out after 200 ms/)]);
+    for (const r of reasons) expect(r).not.toMatch(/a-secret-value|wrong-token/);
+    // Config: the token is optional, has a minimum length and is never echoed; the API URL must be a URL.
+    expect(() => loadConfig({ GITHUB_TOKEN: 'short-tok' })).toThrow(/GITHUB_TOKEN/);
+    expect(() => loadConfig({ GITHUB_TOKEN: 'short-tok' })).not.toThrow(/short-tok/);
+    expect(() => loadConfig({ GITHUB_API_URL: 'not a url' })).toThrow(/GITHUB_API_URL/);
+    expect(loadConfig({}).GITHUB_API_URL).toBe('https://api.github.com');
+  });
+
+  test('secrets hygiene: the secret GitHub returned and the token appear in no response, log line, audit or incident row', async () => {
+    const values = [TOKEN, ...alerts.values()];
+    for (const v of await api2.w.secrets.list('agent_reports')) {
+      const value = await api2.w.secrets.reveal(v.ref).catch(() => undefined);
+      if (value) values.push(value);
+    }
+    const { rows } = await api2.w.db.pool.query('SELECT * FROM audit_events');
+    const incidents = await api2.w.db.pool.query('SELECT * FROM incidents');
+    const deliveries = await api2.w.db.pool.query('SELECT * FROM webhook_deliveries');
+    const haystacks = [...seen2, ...logs2, JSON.stringify(rows), JSON.stringify(incidents.rows), JSON.stringify(deliveries.rows), JSON.stringify(api2.w.notifier.sent)];
+    for (const value of values) expect(haystacks.some((h) => h.includes(value))).toBe(false);
+  });
 });
