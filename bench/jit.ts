@@ -2,27 +2,16 @@
 // expiry → verified revocation, p50/p99, with 1, 100 and 1 000 concurrent elevations, on a real
 // Temporal dev server, a real worker and real PostgreSQL roles (all on this machine).
 //   npm run bench:jit            (BENCH_LEVELS=1,100 to pick levels)
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createTestWorld } from '../tests/helpers/world';
 import { jitElevation } from '../workflows/jitElevation';
 import { jitWorkflowId, type JitStatus } from '../workflows/jitElevation.contract';
+import { machine, pct, runBench, startBenchPostgres } from './support';
 
 const levels = (process.env.BENCH_LEVELS ?? '1,100,1000').split(',').map(Number);
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
-}
-
 async function main() {
-  const { startEmbeddedPostgres } = await import('../lib/embedded-postgres.mjs');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nhi-bench-'));
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const pg = await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port, persistent: false });
-  process.env.TEST_DATABASE_URL = pg.url;
+  const pg = await startBenchPostgres();
   const w = await createTestWorld({ temporal: 'local' });
   const max = Math.max(...levels);
   for (let i = 0; i < max; i++) await w.addNhi({ id: `bench_${i}`, kind: 'service_account', criticality: 'medium' });
@@ -75,7 +64,7 @@ async function main() {
   process.stdout.write(
     [
       '',
-      `JIT elevation on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+      `JIT elevation on ${machine()}`,
       '| concurrent | request → verified grant p50 (ms) | p99 (ms) | expiry → verified revocation p50 (ms) | p99 (ms) | verified |',
       '|---|---|---|---|---|---|',
       ...rows,
@@ -84,7 +73,4 @@ async function main() {
   );
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err?.stack ?? err}\n`);
-  process.exit(1);
-});
+runBench(main);

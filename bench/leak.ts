@@ -18,9 +18,7 @@
 // probe(old), N at once on N other fresh NHIs, through the same pools the worker uses. Rounds
 // alternate (containments, then raw) so that drift on the machine hits both sides alike.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { generateCredential } from '../lib/secret-store';
 import { createTestWorld, type TestWorld } from '../tests/helpers/world';
 import {
@@ -33,18 +31,13 @@ import {
   type LeakStatus,
 } from '../workflows/leakContainment.contract';
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../workflows/search-attributes';
+import { machine, pct, runBench, startBenchPostgres } from './support';
 
 const levels = (process.env.BENCH_LEVELS ?? '1,20').split(',').map(Number);
 const roundList = (process.env.BENCH_ROUNDS ?? '30,5').split(',').map(Number);
 const roundsFor = (i: number) => roundList[Math.min(i, roundList.length - 1)];
 const warmup = Number(process.env.BENCH_WARMUP ?? 1);
 const debug = process.env.BENCH_DEBUG === '1';
-
-function pct(xs: number[], p: number): number {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-}
 
 const at = (s: LeakStatus, event: string) => {
   const e = s.timeline.find((t) => t.event === event);
@@ -183,11 +176,7 @@ const r1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
 
 async function main() {
   const t = Date.now();
-  const { startEmbeddedPostgres } = await import('../lib/embedded-postgres.mjs');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nhi-bench-'));
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const pg = await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port, persistent: false });
-  process.env.TEST_DATABASE_URL = pg.url;
+  const pg = await startBenchPostgres();
   const w = await createTestWorld({ temporal: 'local' });
   const worker = await w.createWorker();
   const running = worker.run();
@@ -246,7 +235,4 @@ async function main() {
   );
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err?.stack ?? err}\n`);
-  process.exit(1);
-});
+runBench(main);

@@ -3,11 +3,8 @@
 // spike's ingestion to a verified level-1 throttle — on a real Temporal dev server, a real worker
 // and real PostgreSQL roles, all on this machine.
 //   npm run bench:usage      (BENCH_BATCHES=1,100 BENCH_SECONDS=5 BENCH_CLIENTS=4)
-import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
 import { createApp } from '../api/app';
 import { createScenarioRouters } from '../api/scenarios';
@@ -15,6 +12,7 @@ import { loadConfig } from '../lib/config';
 import { createToken } from '../lib/principals';
 import { createTestWorld } from '../tests/helpers/world';
 import type { AnomalyStatus } from '../workflows/anomalyThrottling.contract';
+import { machine, pct, runBench, startBenchPostgres } from './support';
 
 const batches = (process.env.BENCH_BATCHES ?? '1,100,1000').split(',').map(Number);
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
@@ -22,17 +20,8 @@ const clients = Number(process.env.BENCH_CLIENTS ?? 4);
 const spikes = Number(process.env.BENCH_SPIKES ?? 5);
 const NHIS = 10;
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-}
-
 async function main() {
-  const { startEmbeddedPostgres } = await import('../lib/embedded-postgres.mjs');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nhi-bench-'));
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const pg = await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port, persistent: false });
-  process.env.TEST_DATABASE_URL = pg.url;
+  const pg = await startBenchPostgres();
   const w = await createTestWorld({ temporal: 'local' });
   for (let i = 0; i < NHIS; i++) await w.addNhi({ id: `load_${i}` });
   for (let i = 0; i < spikes; i++) await w.addNhi({ id: `spike_${i}` });
@@ -132,7 +121,7 @@ async function main() {
   process.stdout.write(
     [
       '',
-      `Usage intake on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; ${clients} keep-alive clients, ${seconds} s per batch size, ${NHIS} NHIs`,
+      `Usage intake on ${machine()}; ${clients} keep-alive clients, ${seconds} s per batch size, ${NHIS} NHIs`,
       '| batch size | events/s | requests/s | request p50 (ms) | p99 (ms) |',
       '|---|---|---|---|---|',
       ...rows,
@@ -146,7 +135,4 @@ async function main() {
   );
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err?.stack ?? err}\n`);
-  process.exit(1);
-});
+runBench(main);

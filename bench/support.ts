@@ -1,0 +1,34 @@
+// What every benchmark shares: percentiles, a throwaway PostgreSQL for the test world, the machine
+// line printed with the figures, and a main() that exits non-zero on failure.
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/** The p-th percentile (nearest rank); NaN for no samples. */
+export function pct(xs: number[], p: number): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+}
+
+/** Start an embedded PostgreSQL in a temp folder and point the test helpers (createTestWorld) at it. */
+export async function startBenchPostgres(): Promise<{ stop(): Promise<void> }> {
+  const { startEmbeddedPostgres } = await import('../lib/embedded-postgres.mjs');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nhi-bench-'));
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const pg = await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port, persistent: false });
+  process.env.TEST_DATABASE_URL = pg.url;
+  return pg;
+}
+
+export function machine(): string {
+  const cpus = os.cpus();
+  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+}
+
+export function runBench(main: () => Promise<void>): void {
+  main().catch((err) => {
+    process.stderr.write(`${err?.stack ?? err}\n`);
+    process.exit(1);
+  });
+}
