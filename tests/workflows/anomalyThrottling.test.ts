@@ -158,7 +158,7 @@ test('automatic throttle verified at the target; repeated detections join; silen
   // The incident and the owner's notification.
   const { rows: inc } = await w.db.pool.query('SELECT kind, status, nhi_id, workflow_id FROM incidents WHERE id = $1', [l1.incidentId]);
   expect(inc[0]).toEqual({ kind: 'anomaly', status: 'open', nhi_id: nhiId, workflow_id: handle.workflowId });
-  expect(w.notifier.sent.filter((n) => n.workflowId === handle.workflowId).map((n) => n.kind)).toContain('anomaly.throttled');
+  await waitFor('anomaly.throttled notice', async () => w.notifier.sent.some((n) => n.workflowId === handle.workflowId && n.kind === 'anomaly.throttled'));
 
   // Silence: after the acknowledgement timeout, level 2 — login refused, live sessions ended.
   await w.env.sleep('31 minutes');
@@ -171,7 +171,7 @@ test('automatic throttle verified at the target; repeated detections join; silen
   await session.end().catch(() => undefined);
   const { rows: live } = await w.estateAdmin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1', [w.role(nhiId)]);
   expect(live[0].n).toBe(0);
-  expect(w.notifier.sent.filter((n) => n.workflowId === handle.workflowId).map((n) => n.kind)).toContain('anomaly.level_2');
+  await waitFor('anomaly.level_2 notice', async () => w.notifier.sent.some((n) => n.workflowId === handle.workflowId && n.kind === 'anomaly.level_2'));
 
   // Still nothing: escalation to leak containment (a child), which rotates the credential.
   const s = await handle.result();
@@ -232,7 +232,8 @@ test('a critical NHI is not throttled without a person: it waits, reminds, chang
   expect(s.decision).toMatchObject({ automatic: false, needsConfirmation: true });
   expect(s.decision?.reasons.join(' ')).toMatch(/critical/);
   expect(s.level).toBe(0);
-  expect(w.notifier.sent.filter((n) => n.workflowId === handle.workflowId).map((n) => n.kind)).toContain('anomaly.confirmation_needed');
+  // The state is set before the notification activity completes: wait for it.
+  await waitFor('confirmation notice', async () => w.notifier.sent.some((n) => n.workflowId === handle.workflowId && n.kind === 'anomaly.confirmation_needed'));
 
   await w.env.sleep('31 minutes');
   await waitFor('reminder', async () => w.notifier.sent.some((n) => n.workflowId === handle.workflowId && n.id.includes(':reminder:1')));
