@@ -157,8 +157,11 @@ test('usage history then a spike: throttled and verified at the target; another 
   expect(cleared.body).toMatchObject({ state: 'cleared', level: 0, cleared: { by: 'bob', reason: 'expected quarterly batch job' }, restored: { exact: true } });
   expect(await roleState(nhiId)).toEqual(before);
   expect(await inventoryStatus(nhiId)).toBe('active');
-  const { rows: inc } = await w.db.pool.query('SELECT status, closed_at FROM incidents WHERE id = $1', [cleared.body.incidentId]);
-  expect(inc[0].status).toBe('resolved');
+  // The incident is closed right after the state turns cleared (the answer may come in between).
+  const inc = await waitFor('incident resolved', async () => {
+    const { rows } = await w.db.pool.query('SELECT status, closed_at FROM incidents WHERE id = $1', [cleared.body.incidentId]);
+    return rows[0]?.status === 'resolved' ? rows : null;
+  });
   expect(inc[0].closed_at).toBeTruthy();
 
   // Finished: clear and confirm are conflicts now.
