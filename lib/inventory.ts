@@ -35,6 +35,20 @@ export const exposureHintSchema = z
   })
   .meta({ id: 'ExposureHint', description: 'Where a leaked credential of this NHI could show up (matches leak alerts).' });
 
+/** A workload or NHI that uses this identity: a name, or a record saying who owns it and why. */
+export const dependentSchema = z
+  .union([
+    text(200),
+    z.strictObject({
+      id: text(200),
+      kind: text(64).optional(),
+      owner: text(200).optional(),
+      description: text(500).optional(),
+    }),
+  ])
+  .meta({ id: 'Dependent' });
+export type Dependent = z.output<typeof dependentSchema>;
+
 export const newNhiSchema = z
   .strictObject({
     id: nhiIdSchema,
@@ -48,7 +62,7 @@ export const newNhiSchema = z
     criticality: criticalitySchema.default('medium'),
     tags: z.array(text(64)).max(50).default([]),
     usageBaseline: z.number().finite().nonnegative().nullable().default(null).meta({ description: 'Expected events per minute' }),
-    dependents: z.array(text(200)).max(200).default([]).meta({ description: 'Workloads that use this identity\'s credential' }),
+    dependents: z.array(dependentSchema).max(200).default([]).meta({ description: 'Workloads that use this identity\'s credential' }),
     exposureHints: z.array(exposureHintSchema).max(50).default([]),
     status: nhiStatusSchema.default('active'),
   })
@@ -65,7 +79,7 @@ export const nhiSchema = z
     criticality: criticalitySchema,
     tags: z.array(z.string()),
     usageBaseline: z.number().nullable(),
-    dependents: z.array(z.string()),
+    dependents: z.array(dependentSchema),
     exposureHints: z.array(exposureHintSchema),
     status: nhiStatusSchema,
     createdAt: z.iso.datetime(),
@@ -103,7 +117,7 @@ interface Row {
   criticality: Criticality;
   tags: string[];
   usage_baseline: number | null;
-  dependents: string[];
+  dependents: Dependent[];
   exposure_hints: { repository: string; secretType?: string }[];
   status: NhiStatus;
   created_at: Date;

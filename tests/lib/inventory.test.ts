@@ -98,3 +98,15 @@ test('credential fingerprints come from the secret store, newest first, without 
   ]);
   for (const c of creds) expect(Object.keys(c).sort()).toEqual(['activatedAt', 'createdAt', 'fingerprint', 'ref', 'retiredAt', 'status', 'version']);
 });
+
+test('dependents may be names or records (who owns them, why they matter)', async () => {
+  const nhi = await createNhi(db.pool, {
+    id: 'partner_dep',
+    kind: 'integration',
+    owner: 'team-x',
+    connector: 'postgres',
+    externalRef: 'partner_dep',
+    dependents: ['nightly-export', { id: 'invoice-sync', kind: 'integration', owner: 'team-finance', description: 'pulls invoices' }],
+  });
+  expect((await getNhi(db.pool, nhi.id))?.dependents).toEqual(['nightly-export', { id: 'invoice-sync', kind: 'integration', owner: 'team-finance', description: 'pulls invoices' }]);
+});
