@@ -4,7 +4,6 @@
 // ends, then restored), silence (level 2: login suspended; then containment), or a quiet period
 // (automatic restore where policy allows). Restores are never abandoned.
 import {
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowCancellationType,
@@ -42,7 +41,7 @@ import {
   type AnomalyThrottlingInput,
   type SupersedeInput,
 } from './anomalyThrottling.contract';
-import { ErrorType } from './errors';
+import { causeMessage, ErrorType } from './errors';
 import { alertSignal, LEAK_SCENARIO, LEAK_WORKFLOW_TYPE, leakSummary, leakWorkflowId, type LeakAlert, type LeakContainmentInput, type LeakStatus } from './leakContainment.contract';
 import { Mutex } from './mutex';
 import { Saga } from './saga';
@@ -58,12 +57,6 @@ const notifyActivity = proxyActivities<Activities>(notification).notify;
 const MINUTE = 60_000;
 const MAX_EVIDENCE = 50;
 const iso = (ms: number) => new Date(ms).toISOString();
-
-function causeMessage(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  if (err instanceof Error && err.cause instanceof Error) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
 
 const closed = (message: string) => ApplicationFailure.create({ message, type: ErrorType.RequestClosed, nonRetryable: true });
 

@@ -28,3 +28,9 @@ export const NON_RETRYABLE: string[] = [
   ErrorType.InvalidRequest,
   ErrorType.SecretMissing,
 ];
+
+/** What went wrong, for timelines and audit: an activity failure's own message (its cause), else the error's. */
+export function causeMessage(err: unknown): string {
+  if (err instanceof Error) return err.cause instanceof Error ? err.cause.message : err.message;
+  return String(err);
+}

@@ -15,7 +15,7 @@ import {
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities';
 import { fastCall, notification, untilDone } from './activity-presets';
-import { ErrorType } from './errors';
+import { causeMessage, ErrorType } from './errors';
 import {
   approveUpdate,
   closeWindowSignal,
@@ -325,7 +325,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     }
     if (saga.size) {
       // A grant failed for good: undo what was granted and end rolled back, with the cause.
-      s.failure = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+      s.failure = causeMessage(err);
       const outcomes = await saga.compensate();
       transition('rolled_back', s.failure);
       await CancellationScope.nonCancellable(() =>
@@ -347,7 +347,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
         } catch (err) {
           if (!s.escalated) {
             s.escalated = true;
-            event('escalated', `revocation of ${entitlement} keeps failing: ${err instanceof Error ? (err.cause as Error | undefined)?.message ?? err.message : String(err)}`);
+            event('escalated', `revocation of ${entitlement} keeps failing: ${causeMessage(err)}`);
             refreshDetails();
             await acts.recordAudit({ stepId: `escalate:${entitlement}`, scenario: 'jit', nhiId: s.nhiId, actor: 'system', action: 'revocation.escalate', outcome: 'escalated', details: { entitlement, attempts: input.settings.revokeEscalationAttempts } });
             await notify({ id: `${workflowId}:escalate:${entitlement}`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: revoking ${entitlement} from ${s.nhiId} keeps failing; still retrying` });

@@ -19,7 +19,7 @@ import {
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities';
 import { fastLocal, notification, untilDone } from './activity-presets';
-import { ErrorType, NON_RETRYABLE } from './errors';
+import { causeMessage, ErrorType, NON_RETRYABLE } from './errors';
 import {
   alertSignal,
   DEFAULT_LEAK_SETTINGS,
@@ -45,11 +45,6 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 type Arg<K extends keyof Activities> = Parameters<Activities[K]>[0];
 type Result<K extends keyof Activities> = Awaited<ReturnType<Activities[K]>>;
-
-function causeMessage(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** A failure retrying cannot fix (the activity said so, or its type is in the shared list). */
 function isPermanent(err: unknown): boolean {

@@ -20,7 +20,7 @@ import {
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities';
 import { fastCall, longWithHeartbeat, notification, untilDone } from './activity-presets';
-import { ErrorType } from './errors';
+import { causeMessage, ErrorType } from './errors';
 import {
   abortUpdate,
   confirmUpdate,
@@ -66,12 +66,6 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 function invalid(message: string): ApplicationFailure {
   return ApplicationFailure.create({ message, type: ErrorType.InvalidRequest, nonRetryable: true });
-}
-
-/** The cause an activity failure carries (the activity's own message), else the error's message. */
-function reasonOf(err: unknown): string {
-  if (err instanceof Error) return err.cause instanceof Error ? err.cause.message : err.message;
-  return String(err);
 }
 
 function checkInput(input: OffboardingInput, settings: typeof DEFAULT_OFFBOARDING_SETTINGS) {
@@ -202,7 +196,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
 
   // --- helpers ---------------------------------------------------------------------------
   async function escalate(step: string, err: unknown) {
-    const detail = reasonOf(err);
+    const detail = causeMessage(err);
     s.escalations.push({ at: iso(Date.now()), step, detail });
     const n = s.escalations.length;
     event('escalated', `${step}: ${detail}`);
@@ -237,7 +231,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       if (isCancellation(err)) throw err;
       // Their access goes with the revocation below; the elevations themselves need a person.
       await escalate('end running elevations', err);
-      return { elevations: [], throttles: { supported: false, ended: [] }, skipped: `could not reach the other workflows: ${reasonOf(err)}` };
+      return { elevations: [], throttles: { supported: false, ended: [] }, skipped: `could not reach the other workflows: ${causeMessage(err)}` };
     }
   }
 
@@ -470,7 +464,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       });
       throw err;
     }
-    s.failure = reasonOf(err);
+    s.failure = causeMessage(err);
     await CancellationScope.nonCancellable(async () => {
       // Before the snapshot nothing changed at the target: put the inventory back. After it, fail
       // closed: access stays removed and the record stays `offboarding` for a person to look at.
