@@ -12,11 +12,9 @@ const levels = (process.env.BENCH_LEVELS ?? '1,100,1000').split(',').map(Number)
 
 async function main() {
   const pg = await startBenchPostgres();
-  const w = await createTestWorld({ temporal: 'local' });
+  const w = await createTestWorld({ temporal: 'local', runWorker: true });
   const max = Math.max(...levels);
   for (let i = 0; i < max; i++) await w.addNhi({ id: `bench_${i}`, kind: 'service_account', criticality: 'medium' });
-  const worker = await w.createWorker();
-  const running = worker.run();
   const rows: string[] = [];
   try {
     for (const n of levels) {
@@ -56,8 +54,6 @@ async function main() {
       process.stdout.write(`${n} elevations done\n`);
     }
   } finally {
-    worker.shutdown();
-    await running;
     await w.teardown();
     await pg.stop();
   }

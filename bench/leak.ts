@@ -177,9 +177,7 @@ const r1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
 async function main() {
   const t = Date.now();
   const pg = await startBenchPostgres();
-  const w = await createTestWorld({ temporal: 'local' });
-  const worker = await w.createWorker();
-  const running = worker.run();
+  const w = await createTestWorld({ temporal: 'local', runWorker: true });
   const rows: string[] = [];
   const detail: string[] = [];
   try {
@@ -210,8 +208,6 @@ async function main() {
       process.stdout.write(`${n} concurrent: ${rounds} rounds done\n`);
     }
   } finally {
-    worker.shutdown();
-    await running;
     await w.teardown();
     await pg.stop();
   }

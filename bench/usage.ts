@@ -22,11 +22,9 @@ const NHIS = 10;
 
 async function main() {
   const pg = await startBenchPostgres();
-  const w = await createTestWorld({ temporal: 'local' });
+  const w = await createTestWorld({ temporal: 'local', runWorker: true });
   for (let i = 0; i < NHIS; i++) await w.addNhi({ id: `load_${i}` });
   for (let i = 0; i < spikes; i++) await w.addNhi({ id: `spike_${i}` });
-  const worker = await w.createWorker();
-  const running = worker.run();
   const config = { ...loadConfig({ NODE_ENV: 'test' }), TEMPORAL_TASK_QUEUE: w.taskQueue, API_BODY_LIMIT: '2mb' };
   const temporal = { client: w.env.client, taskQueue: w.taskQueue, namespace: 'default' };
   const app = createApp({
@@ -113,8 +111,6 @@ async function main() {
   } finally {
     agent.destroy();
     await new Promise((r) => server.close(() => r(undefined)));
-    worker.shutdown();
-    await running;
     await w.teardown();
     await pg.stop();
   }

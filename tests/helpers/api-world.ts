@@ -1,6 +1,5 @@
 // The API end to end for one test file: a TestWorld on the local dev server, a running worker, the
 // app with every scenario router, and a token per demo principal.
-import type { Worker } from '@temporalio/worker';
 import pino, { type Logger } from 'pino';
 import request from 'supertest';
 import { createApp } from '../../api/app';
@@ -28,14 +27,12 @@ export async function createApiWorld(
     logger?: Logger;
     /** More principals (id → roles) with tokens. */
     principals?: Record<string, ('requester' | 'approver' | 'deployer' | 'detector' | 'admin')[]>;
-    /** Runs before the worker starts (e.g. w.addNhi). */
+    /** Extra setup of the world (e.g. w.addNhi). */
     setup?: (w: TestWorld) => Promise<void>;
   } = {},
 ): Promise<ApiWorld> {
-  const w = await createTestWorld({ temporal: 'local' });
+  const w = await createTestWorld({ temporal: 'local', runWorker: true });
   await opts.setup?.(w);
-  const worker: Worker = await w.createWorker();
-  const running = worker.run();
   const config = { ...loadConfig({ NODE_ENV: 'test', ...opts.env }), TEMPORAL_TASK_QUEUE: w.taskQueue };
   const temporal = { client: w.env.client, taskQueue: w.taskQueue, namespace: 'default' };
   const app = createApp({
@@ -56,10 +53,6 @@ export async function createApiWorld(
     as,
     post: (path, who, payload, headers = {}) => request(app).post(path).set(as(who)).set(headers).send(payload as object),
     get: (path, who = 'alice') => request(app).get(path).set(as(who)),
-    async teardown() {
-      worker.shutdown();
-      await running;
-      await w.teardown();
-    },
+    teardown: () => w.teardown(),
   };
 }

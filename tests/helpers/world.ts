@@ -63,7 +63,8 @@ export interface TestWorld {
   teardown(): Promise<void>;
 }
 
-export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local' }): Promise<TestWorld> {
+/** With `runWorker`, a worker on the real activities runs until teardown (which stops it first). */
+export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local'; runWorker?: boolean }): Promise<TestWorld> {
   const prefix = `w${randomBytes(3).toString('hex')}_`;
   const db = await createTestDatabase();
   const secretKey = randomBytes(32);
@@ -151,6 +152,10 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
       });
     },
     async teardown() {
+      if (worker) {
+        worker.shutdown();
+        await running;
+      }
       await env.teardown().catch(() => undefined);
       await connector.close().catch(() => undefined);
       await estateAdmin.end().catch(() => undefined);
@@ -161,5 +166,11 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
       await db.drop();
     },
   };
+  let worker: Worker | undefined;
+  let running: Promise<void> | undefined;
+  if (opts.runWorker) {
+    worker = await world.createWorker();
+    running = worker.run();
+  }
   return world;
 }

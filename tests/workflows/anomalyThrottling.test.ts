@@ -2,7 +2,6 @@
 // Postgres roles: assertions read pg_roles / pg_auth_members / pg_stat_activity and log in.
 // Clear/confirm are Updates: they are covered end to end through the API (tests/api/anomalies.test.ts).
 import { randomBytes } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import { Client } from 'pg';
 import { probeTargetFromUrl } from '../../lib/estate';
 import {
@@ -22,20 +21,12 @@ import { waitFor } from '../helpers/wait';
 import { createTestWorld, type TestWorld } from '../helpers/world';
 
 let w: TestWorld;
-let worker: Worker;
-let running: Promise<void>;
 
 beforeAll(async () => {
-  w = await createTestWorld({ temporal: 'time-skipping' });
-  worker = await w.createWorker();
-  running = worker.run();
+  w = await createTestWorld({ temporal: 'time-skipping', runWorker: true });
 }, 120_000);
 
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await w?.teardown();
-});
+afterAll(async () => w?.teardown());
 
 function evidence(over: Partial<AnomalyEvidence> = {}): AnomalyEvidence {
   const now = new Date().toISOString();

@@ -1,30 +1,21 @@
 // JIT elevation on the time-skipping server, against real Postgres roles.
 import { randomBytes } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
 import { jitElevation } from '../../workflows/jitElevation';
 import { jitWorkflowId, statusQuery, type JitElevationInput, type JitState } from '../../workflows/jitElevation.contract';
 import { createTestWorld, type TestWorld } from '../helpers/world';
 import { waitFor } from '../helpers/wait';
 
 let w: TestWorld;
-let worker: Worker;
-let running: Promise<void>;
 
 beforeAll(async () => {
-  w = await createTestWorld({ temporal: 'time-skipping' });
+  w = await createTestWorld({ temporal: 'time-skipping', runWorker: true });
   await w.addNhi({ id: 'svc_etl', kind: 'service_account', criticality: 'medium' });
   await w.addNhi({ id: 'svc_batch', kind: 'service_account', criticality: 'medium' });
   await w.addNhi({ id: 'svc_ledger', kind: 'service_account', criticality: 'medium', tags: ['break-glass'] });
-  worker = await w.createWorker();
-  running = worker.run();
 }, 120_000);
 
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await w?.teardown();
-});
+afterAll(async () => w?.teardown());
 
 const settings = { approvalTimeoutMinutes: 60, expiryWarningMinutes: 10, revokeEscalationAttempts: 2 };
 

@@ -2,7 +2,6 @@
 // real Postgres roles: assertions log in with the old and new passwords and read pg_stat_activity.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import { Client } from 'pg';
 import { projectRoot } from '../../lib/paths';
 import { JIT_WORKFLOW_TYPE, statusQuery as jitStatusQuery, type JitElevationInput } from '../../workflows/jitElevation.contract';
@@ -21,20 +20,12 @@ import { waitFor } from '../helpers/wait';
 import { createTestWorld, type TestWorld } from '../helpers/world';
 
 let w: TestWorld;
-let worker: Worker;
-let running: Promise<void>;
 
 beforeAll(async () => {
-  w = await createTestWorld({ temporal: 'local' });
-  worker = await w.createWorker();
-  running = worker.run();
+  w = await createTestWorld({ temporal: 'local', runWorker: true });
 }, 120_000);
 
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await w?.teardown();
-});
+afterAll(async () => w?.teardown());
 
 function alert(over: Partial<LeakAlert> = {}): LeakAlert {
   const id = randomBytes(4).toString('hex');

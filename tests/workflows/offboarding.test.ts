@@ -1,7 +1,6 @@
 // Offboarding on the time-skipping server, against real Postgres roles: grace and watch periods pass
 // in milliseconds. Assertions read pg_roles, pg_auth_members and pg_stat_activity, and log in.
 import { randomBytes } from 'node:crypto';
-import type { Worker } from '@temporalio/worker';
 import { Client } from 'pg';
 import { createActivities } from '../../activities';
 import { scramSha256Verifier } from '../../connectors/postgres';
@@ -14,20 +13,12 @@ import { waitFor } from '../helpers/wait';
 import { createTestWorld, type TestWorld } from '../helpers/world';
 
 let w: TestWorld;
-let worker: Worker;
-let running: Promise<void>;
 
 beforeAll(async () => {
-  w = await createTestWorld({ temporal: 'time-skipping' });
-  worker = await w.createWorker();
-  running = worker.run();
+  w = await createTestWorld({ temporal: 'time-skipping', runWorker: true });
 }, 120_000);
 
-afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await w?.teardown();
-});
+afterAll(async () => w?.teardown());
 
 function input(over: Partial<OffboardingInput>): OffboardingInput {
   return {
