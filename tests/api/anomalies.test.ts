@@ -1,9 +1,7 @@
 // Anomaly throttling end to end through the HTTP API: real worker, real Temporal dev server (Updates,
 // Schedules), real Postgres roles. Assertions read pg_roles / pg_auth_members, log in as the role,
 // and open real sessions for the collector to count.
-import { Client } from 'pg';
 import request from 'supertest';
-import { probeTargetFromUrl } from '../../lib/estate';
 import { ensureUsageCollectorSchedule } from '../../lib/usage';
 import { leakWorkflowId } from '../../workflows/leakContainment.contract';
 import { waitFor } from '../helpers/wait';
@@ -34,29 +32,6 @@ async function untilState(nhiId: string, state: string) {
 }
 
 const roleState = (nhiId: string) => w.roleState(nhiId);
-
-async function connectAs(nhiId: string, password: string): Promise<Client> {
-  const c = new Client({ ...probeTargetFromUrl(w.estateUrl), user: w.role(nhiId), password, connectionTimeoutMillis: 5000 });
-  c.on('error', () => undefined);
-  await c.connect();
-  return c;
-}
-
-async function login(nhiId: string, password: string): Promise<string> {
-  try {
-    await (await connectAs(nhiId, password)).end();
-    return 'ok';
-  } catch (err) {
-    return (err as { code?: string }).code ?? 'error';
-  }
-}
-
-const activePassword = async (nhiId: string) => w.secrets.reveal((await w.secrets.active(nhiId))!.ref);
-
-async function inventoryStatus(nhiId: string): Promise<string> {
-  const { rows } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', [nhiId]);
-  return rows[0].status;
-}
 
 test('bad input: item-level errors by index, 400 when nothing is valid, 413 over 5000, roles, 404/409', async () => {
   const now = new Date().toISOString();
@@ -130,7 +105,7 @@ test('usage history then a spike: throttled and verified at the target; another 
   const throttled = await roleState(nhiId);
   expect(throttled.rolconnlimit).toBe(2);
   expect(throttled.memberships.map((m: { group: string }) => m.group)).toEqual([w.ent('estate_readonly')]);
-  expect(await inventoryStatus(nhiId)).toBe('throttled');
+  expect(await w.inventoryStatus(nhiId)).toBe('throttled');
 
   // The usage view shows the buckets and the learnt baseline.
   const usage = await get(`/v1/usage/${nhiId}?minutes=90`);
@@ -156,7 +131,7 @@ test('usage history then a spike: throttled and verified at the target; another 
   expect(cleared.status).toBe(200);
   expect(cleared.body).toMatchObject({ state: 'cleared', level: 0, cleared: { by: 'bob', reason: 'expected quarterly batch job' }, restored: { exact: true } });
   expect(await roleState(nhiId)).toEqual(before);
-  expect(await inventoryStatus(nhiId)).toBe('active');
+  expect(await w.inventoryStatus(nhiId)).toBe('active');
   // The incident is closed right after the state turns cleared (the answer may come in between).
   const inc = await waitFor('incident resolved', async () => {
     const { rows } = await w.db.pool.query('SELECT status, closed_at FROM incidents WHERE id = $1', [cleared.body.incidentId]);
@@ -172,8 +147,8 @@ test('usage history then a spike: throttled and verified at the target; another 
 test('confirm: leak containment runs as a child — the old password fails — then the throttle is lifted', async () => {
   const nhiId = 'agent_reports';
   const before = await roleState(nhiId);
-  const oldPassword = await activePassword(nhiId);
-  expect(await login(nhiId, oldPassword)).toBe('ok');
+  const oldPassword = await w.activePassword(nhiId);
+  expect(await w.login(nhiId, oldPassword)).toBe('ok');
   const r = await post('/v1/anomalies', 'detector-bot', { nhiId, observedRate: 900, baselineRate: 20, source: 'siem:splunk', detail: 'prompt-injected agent exporting tables' });
   expect(r.status).toBe(202);
   await untilState(nhiId, 'throttled_l1');
@@ -187,10 +162,10 @@ test('confirm: leak containment runs as a child — the old password fails — t
 
   const s = await untilState(nhiId, 'escalated');
   expect(s.containment.state).toBe('contained');
-  expect(await login(nhiId, oldPassword)).toBe('28P01');
-  expect(await login(nhiId, await activePassword(nhiId))).toBe('ok');
+  expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+  expect(await w.login(nhiId, await w.activePassword(nhiId))).toBe('ok');
   expect(await roleState(nhiId)).toEqual(before);
-  expect(await inventoryStatus(nhiId)).toBe('active');
+  expect(await w.inventoryStatus(nhiId)).toBe('active');
   const leak = await get(`/v1/leaks/${nhiId}`);
   expect(leak.body).toMatchObject({ state: 'contained', alerts: [expect.objectContaining({ action: 'confirmed', reportedBy: 'bob' })] });
 });
@@ -218,8 +193,8 @@ test('a critical NHI waits for a person: approve-throttle applies level 1, clear
 
 test('the collector schedule turns real sessions into usage buckets', async () => {
   const nhiId = 'ci_deployer';
-  const password = await activePassword(nhiId);
-  const sessions = await Promise.all([1, 2, 3].map(() => connectAs(nhiId, password)));
+  const password = await w.activePassword(nhiId);
+  const sessions = await Promise.all([1, 2, 3].map(() => w.connectAs(nhiId, password)));
   const scheduleId = `usage-collector-${w.prefix}`;
   try {
     const { created } = await ensureUsageCollectorSchedule(w.env.client, { taskQueue: w.taskQueue, scheduleId, paused: true, input: { version: 1, intervalSeconds: 60 } });

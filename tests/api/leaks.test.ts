@@ -6,7 +6,6 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Client } from 'pg';
 import pino from 'pino';
 import request from 'supertest';
 import { loadConfig } from '../../lib/config';
@@ -88,20 +87,6 @@ async function untilContained(nhiId: string, runNot?: string) {
   }, 30_000);
 }
 
-async function login(nhiId: string, password: string): Promise<string> {
-  const u = new URL(w.estateUrl);
-  const c = new Client({ host: u.hostname, port: Number(u.port), database: u.pathname.slice(1), user: w.role(nhiId), password });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    await c.end();
-    return 'ok';
-  } catch (err) {
-    return (err as { code?: string }).code ?? 'error';
-  }
-}
-
-const activePassword = async (nhiId: string) => w.secrets.reveal((await w.secrets.active(nhiId))!.ref);
 const activatedRotations = async (nhiId: string) =>
   (await w.db.pool.query(`SELECT count(*)::int AS n FROM rotations WHERE nhi_id = $1 AND status = 'activated'`, [nhiId])).rows[0].n as number;
 
@@ -196,7 +181,7 @@ describe('bad requests: 401/400 and nothing recorded', () => {
 
 test('GitHub and GitGuardian fixtures for the same NHI: one rotation; a replayed delivery and a late alert rotate nothing', async () => {
   const nhiId = 'svc_payments';
-  const oldPassword = await activePassword(nhiId);
+  const oldPassword = await w.activePassword(nhiId);
   const versionsBefore = (await w.secrets.list(nhiId)).length;
   const delivery = randomUUID();
   const [gh, gg] = await Promise.all([github(ghFixture, { 'X-GitHub-Delivery': delivery }), gitguardian(ggFixture)]);
@@ -211,8 +196,8 @@ test('GitHub and GitGuardian fixtures for the same NHI: one rotation; a replayed
   expect(s.verification).toMatchObject({ oldCredential: 'denied', newCredential: 'granted', preRotationSessions: 0 });
   expect(await activatedRotations(nhiId)).toBe(1);
   expect(await w.secrets.list(nhiId)).toHaveLength(versionsBefore + 1);
-  expect(await login(nhiId, oldPassword)).toBe('28P01');
-  expect(await login(nhiId, await activePassword(nhiId))).toBe('ok');
+  expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+  expect(await w.login(nhiId, await w.activePassword(nhiId))).toBe('ok');
 
   const d = await w.env.client.workflow.getHandle(`leak-${nhiId}`).describe();
   expect(await d.staticSummary()).toBe('Leak svc_payments (github #42, critical)');
@@ -232,7 +217,7 @@ test('GitHub and GitGuardian fixtures for the same NHI: one rotation; a replayed
   expect(late.body).toMatchObject({ outcome: 'already_contained', containments: [], alreadyContained: [{ nhiId, reason: expect.stringMatching(/after the leak was detected/) }] });
   await new Promise((r) => setTimeout(r, 300));
   expect(await activatedRotations(nhiId)).toBe(1);
-  expect(await login(nhiId, await activePassword(nhiId))).toBe('ok');
+  expect(await w.login(nhiId, await w.activePassword(nhiId))).toBe('ok');
 
   // `resolved` upstream is recorded, not acted on.
   const resolved = JSON.parse(ghFixture.toString());
@@ -247,7 +232,7 @@ test('GitHub and GitGuardian fixtures for the same NHI: one rotation; a replayed
 
 test('GitGuardian matched by the hmsl_hash of a credential we issued; the same secret again is already contained', async () => {
   const nhiId = 'agent_reports';
-  const oldPassword = await activePassword(nhiId);
+  const oldPassword = await w.activePassword(nhiId);
   const event = JSON.parse(ggFixture.toString());
   event.incident.id = 4001;
   event.incident.hmsl_hash = hmslHash(oldPassword);
@@ -258,7 +243,7 @@ test('GitGuardian matched by the hmsl_hash of a credential we issued; the same s
   expect(res.body).toMatchObject({ outcome: 'containment', containments: [{ nhiId, matchedBy: 'fingerprint' }] });
   const s = await untilContained(nhiId);
   expect(s.alerts[0]).toMatchObject({ source: 'gitguardian', label: 'gitguardian #4001', fingerprints: [`hmsl:${hmslHash(oldPassword)}`, expect.stringMatching(/^gg-secret-hash:/)] });
-  expect(await login(nhiId, oldPassword)).toBe('28P01');
+  expect(await w.login(nhiId, oldPassword)).toBe('28P01');
 
   // GitGuardian re-sends the incident (new occurrence): the fingerprint is of a retired credential.
   event.action = 'new_occurrence';
@@ -271,15 +256,15 @@ test('GitGuardian matched by the hmsl_hash of a credential we issued; the same s
 
 test('generic alert from a detector: contained; its fingerprint later is already contained; Idempotency-Key replays', async () => {
   const nhiId = 'ci_deployer';
-  const oldPassword = await activePassword(nhiId);
+  const oldPassword = await w.activePassword(nhiId);
   const key = { 'Idempotency-Key': `leak-${randomUUID()}` };
   const res = await leak({ nhiId, source: 'trufflehog', severity: 'high', evidenceUrl: 'https://ci.example.com/runs/77' }, 'detector-bot', key);
   expect(res.status).toBe(202);
   expect(res.body).toMatchObject({ outcome: 'containment', containments: [{ nhiId, matchedBy: 'nhi_id', statusUrl: `/v1/leaks/${nhiId}` }] });
   const s = await untilContained(nhiId);
   expect(s.alerts[0]).toMatchObject({ label: 'trufflehog', reportedBy: 'detector-bot' });
-  expect(await login(nhiId, oldPassword)).toBe('28P01');
-  expect(await login(nhiId, await activePassword(nhiId))).toBe('ok');
+  expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+  expect(await w.login(nhiId, await w.activePassword(nhiId))).toBe('ok');
 
   const replay = await leak({ nhiId, source: 'trufflehog', severity: 'high', evidenceUrl: 'https://ci.example.com/runs/77' }, 'detector-bot', key);
   expect(replay.status).toBe(200);
@@ -314,14 +299,14 @@ test('an alert that matches no NHI waits for triage; binding it starts the conta
   expect((await request(app).post(`/v1/incidents/${id}/bind`).set(as('bob')).send({ nhiId: 'nobody_here' })).status).toBe(400);
 
   const nhiId = 'partner_acme';
-  const oldPassword = await activePassword(nhiId);
+  const oldPassword = await w.activePassword(nhiId);
   const bound = keep(await request(app).post(`/v1/incidents/${id}/bind`).set(as('bob')).send({ nhiId }));
   expect(bound.status).toBe(202);
   expect(bound.body).toMatchObject({ incident: { id, status: 'open', nhiId }, containment: { nhiId, matchedBy: 'bound' } });
   const s = await untilContained(nhiId);
   expect(s.incidentId).toBe(id);
   expect(s.alerts[0]).toMatchObject({ matchedBy: 'bound', reportedBy: 'bob', label: 'github #77' });
-  expect(await login(nhiId, oldPassword)).toBe('28P01');
+  expect(await w.login(nhiId, oldPassword)).toBe('28P01');
 
   const closed = keep(await request(app).get(`/v1/incidents/${id}`).set(as('alice')));
   expect(closed.body).toMatchObject({ status: 'closed', nhiId, details: { outcome: 'contained', boundBy: 'bob' } });
@@ -408,19 +393,6 @@ describe('GitHub REST API lookup (GITHUB_TOKEN set)', () => {
       .send(body)
       .then(keep2);
   };
-  const password2 = async (nhiId: string) => api2.w.secrets.reveal((await api2.w.secrets.active(nhiId))!.ref);
-  const login2 = async (nhiId: string, password: string) => {
-    const u = new URL(api2.w.estateUrl);
-    const c = new Client({ host: u.hostname, port: Number(u.port), database: u.pathname.slice(1), user: api2.w.role(nhiId), password });
-    c.on('error', () => undefined);
-    try {
-      await c.connect();
-      await c.end();
-      return 'ok';
-    } catch (err) {
-      return (err as { code?: string }).code ?? 'error';
-    }
-  };
   const contained2 = (nhiId: string) =>
     waitFor(`leak ${nhiId} contained`, async () => {
       const res = await request(api2.app).get(`/v1/leaks/${nhiId}`).set(api2.as('alice'));
@@ -430,7 +402,7 @@ describe('GitHub REST API lookup (GITHUB_TOKEN set)', () => {
 
   test('the secret GitHub returns is fingerprinted and matched to the NHI that issued it, before exposure hints', async () => {
     const nhiId = 'agent_reports';
-    const oldPassword = await password2(nhiId);
+    const oldPassword = await api2.w.activePassword(nhiId);
     alerts.set(101, oldPassword);
     const res = await ghAlert(101, 'acme-corp/analytics');
     expect(res.status).toBe(202);
@@ -441,8 +413,8 @@ describe('GitHub REST API lookup (GITHUB_TOKEN set)', () => {
 
     const s = await contained2(nhiId);
     expect(s.alerts[0]).toMatchObject({ label: 'github #101', matchedBy: 'fingerprint', fingerprints: [`sha256:${createHash('sha256').update(oldPassword).digest('hex')}`, `hmsl:${hmslHash(oldPassword)}`] });
-    expect(await login2(nhiId, oldPassword)).toBe('28P01');
-    expect(await login2(nhiId, await password2(nhiId))).toBe('ok');
+    expect(await api2.w.login(nhiId, oldPassword)).toBe('28P01');
+    expect(await api2.w.login(nhiId, await api2.w.activePassword(nhiId))).toBe('ok');
     const { rows } = await api2.w.db.pool.query(`SELECT details FROM audit_events WHERE action = 'leak.alert' AND nhi_id = $1`, [nhiId]);
     expect(rows.map((r) => r.details.matchedBy)).toContain('github_api_fingerprint');
   });

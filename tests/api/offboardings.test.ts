@@ -1,7 +1,5 @@
 // Offboarding end to end through the HTTP API: real worker, real Temporal dev server (Updates and
 // visibility), real Postgres roles. Assertions read pg_roles / pg_auth_members and log in.
-import { Client } from 'pg';
-import { probeTargetFromUrl } from '../../lib/estate';
 import { createToken, upsertPrincipal } from '../../lib/principals';
 import { statusQuery } from '../../workflows/offboarding.contract';
 import { waitFor } from '../helpers/wait';
@@ -35,25 +33,7 @@ async function untilState(id: string, state: string) {
   }, 30_000);
 }
 
-async function inventoryStatus(nhiId: string): Promise<string> {
-  const { rows } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', [nhiId]);
-  return rows[0].status;
-}
-
 const roleState = (nhiId: string) => w.roleState(nhiId);
-
-async function login(nhiId: string, password: string): Promise<string> {
-  const c = new Client({ ...probeTargetFromUrl(w.estateUrl), user: w.role(nhiId), password, connectionTimeoutMillis: 5000 });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    return 'ok';
-  } catch (err) {
-    return (err as { code?: string }).code ?? String(err);
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
 
 describe('bad input: a clear 4xx and nothing changed', () => {
   test.each([
@@ -69,7 +49,7 @@ describe('bad input: a clear 4xx and nothing changed', () => {
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('validation_error');
     expect(res.body.error.issues.map((i: { path: string }) => i.path)).toContain(path);
-    expect(await inventoryStatus('partner_acme')).toBe('active');
+    expect(await w.inventoryStatus('partner_acme')).toBe('active');
   });
 
   test('unknown NHI → 404', async () => {
@@ -86,8 +66,8 @@ describe('bad input: a clear 4xx and nothing changed', () => {
     api.tokens['team-payments'] = await createToken(w.db.pool, 'team-payments');
     const owner = await offboard('team-payments', { nhiId: 'svc_payments' });
     expect(owner.status).toBe(403);
-    expect(await inventoryStatus('partner_acme')).toBe('active');
-    expect(await inventoryStatus('svc_payments')).toBe('active');
+    expect(await w.inventoryStatus('partner_acme')).toBe('active');
+    expect(await w.inventoryStatus('svc_payments')).toBe('active');
     await expect(w.env.client.workflow.getHandle('offboard-partner_acme').describe()).rejects.toThrow();
   });
 
@@ -114,10 +94,10 @@ test('abort during grace restores memberships, login and limits exactly; then co
   const id = started.body.id;
   const grace = await untilState(id, 'grace');
   expect(grace.attestation.outcome).toBe('no_standing_access');
-  expect(await inventoryStatus('partner_acme')).toBe('offboarding');
+  expect(await w.inventoryStatus('partner_acme')).toBe('offboarding');
   const disabled = await roleState('partner_acme');
   expect(disabled).toMatchObject({ rolcanlogin: false, memberships: [] });
-  expect(await login('partner_acme', password)).toBe('28000');
+  expect(await w.login('partner_acme', password)).toBe('28000');
 
   // Temporal UI: the summary, and the search attributes.
   const d = await w.env.client.workflow.getHandle(id).describe();
@@ -152,8 +132,8 @@ test('abort during grace restores memberships, login and limits exactly; then co
 
   // Exactly as before, read from Postgres; and the stored password works again.
   expect(await roleState('partner_acme')).toEqual(before);
-  expect(await login('partner_acme', password)).toBe('ok');
-  expect(await inventoryStatus('partner_acme')).toBe('active');
+  expect(await w.login('partner_acme', password)).toBe('ok');
+  expect(await w.inventoryStatus('partner_acme')).toBe('active');
   expect((await w.secrets.active('partner_acme'))?.status).toBe('active');
   const { rows: restore } = await w.db.pool.query(
     `SELECT readback FROM audit_events WHERE workflow_id = $1 AND step_id = $2`,
@@ -172,10 +152,10 @@ test('abort during grace restores memberships, login and limits exactly; then co
   const confirmed = await post(`/v1/offboardings/${id}/confirm`, 'admin', { comment: 'no need to wait' });
   expect(confirmed.status).toBe(200);
   expect(confirmed.body).toMatchObject({ state: 'watching', confirmedBy: 'admin' });
-  expect(await inventoryStatus('partner_acme')).toBe('offboarded');
+  expect(await w.inventoryStatus('partner_acme')).toBe('offboarded');
   expect((await roleState('partner_acme'))).toMatchObject({ rolcanlogin: false, memberships: [] });
   expect((await w.secrets.list('partner_acme')).every((c) => c.status === 'deleted')).toBe(true);
-  expect(await login('partner_acme', password)).toBe('28000');
+  expect(await w.login('partner_acme', password)).toBe('28000');
 
   // Finalised: nothing left to restore, and no second offboarding.
   const late = await post(`/v1/offboardings/${id}/abort`, 'admin', { reason: 'too late' });
@@ -195,7 +175,7 @@ test('abort during grace restores memberships, login and limits exactly; then co
   await waitFor('watch cancelled', async () => (await h.describe()).status.name !== 'RUNNING');
   const end = await h.query(statusQuery);
   expect(end).toMatchObject({ state: 'completed', watch: { cancelled: true } });
-  expect(await inventoryStatus('partner_acme')).toBe('offboarded');
+  expect(await w.inventoryStatus('partner_acme')).toBe('offboarded');
 }, 120_000);
 
 test('offboarding while a JIT elevation is active ends the elevation first; abort after completion is 409', async () => {
@@ -217,7 +197,7 @@ test('offboarding while a JIT elevation is active ends the elevation first; abor
   expect(await w.memberships('svc_legacy')).toEqual([]);
   const { rows: open } = await w.db.pool.query('SELECT holder FROM grants WHERE nhi_id = $1 AND released_at IS NULL', ['svc_legacy']);
   expect(open).toEqual([]);
-  expect(await inventoryStatus('svc_legacy')).toBe('offboarded');
+  expect(await w.inventoryStatus('svc_legacy')).toBe('offboarded');
   expect((await roleState('svc_legacy')).rolcanlogin).toBe(false);
 
   // No new elevation for an offboarded NHI, and nothing to abort.
@@ -244,6 +224,6 @@ test('offboarding an NHI under an anomaly throttle supersedes the throttle (no r
   expect(done.otherScenarios.throttles).toMatchObject({ supported: true, found: ['anomaly-agent_reports'], ended: ['anomaly-agent_reports'] });
   await waitFor('superseded', async () => (await get('/v1/anomalies/agent_reports')).body.state === 'superseded');
   expect(await w.memberships('agent_reports')).toEqual([]);
-  expect(await inventoryStatus('agent_reports')).toBe('offboarded');
+  expect(await w.inventoryStatus('agent_reports')).toBe('offboarded');
   expect((await roleState('agent_reports')).rolcanlogin).toBe(false);
 }, 120_000);

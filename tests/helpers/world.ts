@@ -8,7 +8,7 @@ import { Worker } from '@temporalio/worker';
 import { Client } from 'pg';
 import { createActivities, type ActivityDeps } from '../../activities';
 import { scramSha256Verifier, type PostgresConnector } from '../../connectors/postgres';
-import { createEstateConnector, ensureConnectorRole, ensureDemoEstate, estateConnectorUrl, type DemoEstateResult } from '../../lib/estate';
+import { createEstateConnector, ensureConnectorRole, ensureDemoEstate, estateConnectorUrl, probeTargetFromUrl, type DemoEstateResult } from '../../lib/estate';
 import { MemoryNotifier } from '../../lib/notifier';
 import { loadNhiPolicies } from '../../lib/policy-decisions';
 import { upsertPrincipal } from '../../lib/principals';
@@ -56,6 +56,14 @@ export interface TestWorld {
   addNhi(nhi: { id: string; kind?: string; criticality?: string; tags?: string[]; owner?: string }): Promise<string>;
   /** Give an NHI a fresh password through the secret store (active version) and return it, for login tests. */
   issueCredential(nhiId: string): Promise<string>;
+  /** The NHI's current password, from the secret store. */
+  activePassword(nhiId: string): Promise<string>;
+  /** A real session to the estate as the NHI's role (the caller ends it). */
+  connectAs(nhiId: string, password: string): Promise<Client>;
+  /** Log in as the NHI's role: 'ok', or the SQLSTATE the server refused with (28P01 wrong password, 28000 login not allowed). */
+  login(nhiId: string, password: string): Promise<string>;
+  /** The inventory's status of the NHI. */
+  inventoryStatus(nhiId: string): Promise<string>;
   createWorker(
     activityOverrides?: Record<string, (...args: any[]) => Promise<unknown>>,
     options?: { taskQueue?: string; maxCachedWorkflows?: number },
@@ -139,6 +147,27 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
       await estateAdmin.query(`ALTER ROLE ${world.role(nhiId)} PASSWORD '${scramSha256Verifier(value)}'`);
       await secrets.activate(pending.ref);
       return value;
+    },
+    async activePassword(nhiId) {
+      return secrets.reveal((await secrets.active(nhiId))!.ref);
+    },
+    async connectAs(nhiId, password) {
+      const c = new Client({ ...probeTargetFromUrl(estateUrl), user: world.role(nhiId), password, connectionTimeoutMillis: 5000 });
+      c.on('error', () => undefined);
+      await c.connect();
+      return c;
+    },
+    async login(nhiId, password) {
+      try {
+        await (await world.connectAs(nhiId, password)).end();
+        return 'ok';
+      } catch (err) {
+        return (err as { code?: string }).code ?? String(err);
+      }
+    },
+    async inventoryStatus(nhiId) {
+      const { rows } = await db.pool.query<{ status: string }>('SELECT status FROM nhis WHERE id = $1', [nhiId]);
+      return rows[0].status;
     },
     async createWorker(activityOverrides = {}, options = {}) {
       return Worker.create({

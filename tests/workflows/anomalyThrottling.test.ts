@@ -2,8 +2,6 @@
 // Postgres roles: assertions read pg_roles / pg_auth_members / pg_stat_activity and log in.
 // Clear/confirm are Updates: they are covered end to end through the API (tests/api/anomalies.test.ts).
 import { randomBytes } from 'node:crypto';
-import { Client } from 'pg';
-import { probeTargetFromUrl } from '../../lib/estate';
 import {
   ANOMALY_WORKFLOW_TYPE,
   anomalySignal,
@@ -83,32 +81,6 @@ async function roleState(nhiId: string) {
   return { ...r[0], memberships: m };
 }
 
-async function connectAs(nhiId: string, password: string): Promise<Client> {
-  const c = new Client({ ...probeTargetFromUrl(w.estateUrl), user: w.role(nhiId), password, connectionTimeoutMillis: 5000 });
-  c.on('error', () => undefined);
-  await c.connect();
-  return c;
-}
-
-/** 'ok' or the SQLSTATE (28P01 wrong password, 28000 login not allowed). */
-async function login(nhiId: string, password: string): Promise<string> {
-  try {
-    await (await connectAs(nhiId, password)).end();
-    return 'ok';
-  } catch (err) {
-    return (err as { code?: string }).code ?? 'error';
-  }
-}
-
-async function activePassword(nhiId: string): Promise<string> {
-  return w.secrets.reveal((await w.secrets.active(nhiId))!.ref);
-}
-
-async function inventoryStatus(nhiId: string): Promise<string> {
-  const { rows } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', [nhiId]);
-  return rows[0].status;
-}
-
 test('automatic throttle verified at the target; repeated detections join; silence → level 2 (login refused) → containment as a child; then restored', async () => {
   const nhiId = 'ci_deployer';
   // Give it write access, so level 1 has something to take away.
@@ -116,8 +88,8 @@ test('automatic throttle verified at the target; repeated detections join; silen
   const before = await roleState(nhiId);
   expect(before.rolconnlimit).toBe(-1);
   expect(before.memberships.map((m: { group: string }) => m.group)).toEqual([w.ent('estate_readonly'), w.ent('estate_writer')]);
-  const oldPassword = await activePassword(nhiId);
-  const session = await connectAs(nhiId, oldPassword);
+  const oldPassword = await w.activePassword(nhiId);
+  const session = await w.connectAs(nhiId, oldPassword);
 
   const first = evidence();
   const handle = await raise(nhiId, first);
@@ -132,7 +104,7 @@ test('automatic throttle verified at the target; repeated detections join; silen
   expect(l1.decision).toMatchObject({ automatic: true, autoRestoreAfterMinutes: null });
   expect(l1.levels[0]).toMatchObject({ level: 1, connectionLimit: 2, removed: ['estate_writer'], verified: true });
   expect(l1.snapshot).toMatchObject({ connectionLimit: -1, canLogin: true, entitlements: ['estate_readonly', 'estate_writer'] });
-  expect(await inventoryStatus(nhiId)).toBe('throttled');
+  expect(await w.inventoryStatus(nhiId)).toBe('throttled');
   expect((await handle.describe()).typedSearchAttributes.get(NhiStateKey)).toBe('throttled_l1');
 
   // Further detections join the same workflow as evidence; a repeat is counted, not added.
@@ -157,7 +129,7 @@ test('automatic throttle verified at the target; repeated detections join; silen
   expect(l2.levels[1]).toMatchObject({ level: 2, canLogin: false, verified: true });
   expect(l2.levels[1].sessionsTerminated).toBeGreaterThanOrEqual(1);
   expect((await roleState(nhiId)).rolcanlogin).toBe(false);
-  expect(await login(nhiId, oldPassword)).toBe('28000');
+  expect(await w.login(nhiId, oldPassword)).toBe('28000');
   await expect(session.query('SELECT 1')).rejects.toThrow();
   await session.end().catch(() => undefined);
   const { rows: live } = await w.estateAdmin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1', [w.role(nhiId)]);
@@ -173,13 +145,13 @@ test('automatic throttle verified at the target; repeated detections join; silen
   expect(leak.alerts[0]).toMatchObject({ source: 'generic', label: 'anomaly-throttling', action: 'unanswered' });
   const leakInfo = await w.env.client.workflow.getHandle(leakWorkflowId(nhiId)).describe();
   expect(leakInfo.raw.workflowExecutionInfo?.parentExecution?.workflowId).toBe(handle.workflowId);
-  expect(await login(nhiId, oldPassword)).toBe('28P01');
-  expect(await login(nhiId, await activePassword(nhiId))).toBe('ok');
+  expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+  expect(await w.login(nhiId, await w.activePassword(nhiId))).toBe('ok');
 
   // Then the throttle is lifted: exactly what was there before.
   expect(await roleState(nhiId)).toEqual(before);
   expect(s.restored).toMatchObject({ exact: true, excluded: [] });
-  expect(await inventoryStatus(nhiId)).toBe('active');
+  expect(await w.inventoryStatus(nhiId)).toBe('active');
   const { rows: closed } = await w.db.pool.query('SELECT status, closed_at, details FROM incidents WHERE id = $1', [s.incidentId]);
   expect(closed[0].status).toBe('closed');
   expect(closed[0].details.outcome).toBe('escalated');
@@ -210,7 +182,7 @@ test('where policy allows, a quiet period restores access by itself — exactly'
   expect(s.state).toBe('auto_restored');
   expect(s.levels).toHaveLength(1);
   expect(await roleState(nhiId)).toEqual(before);
-  expect(await inventoryStatus(nhiId)).toBe('active');
+  expect(await w.inventoryStatus(nhiId)).toBe('active');
   const { rows } = await w.db.pool.query(`SELECT action FROM audit_events WHERE workflow_id = $1 AND action IN ('anomaly.auto_restore', 'access.restore')`, [handle.workflowId]);
   expect(rows.map((r) => r.action).sort()).toEqual(['access.restore', 'anomaly.auto_restore']);
 });
@@ -229,7 +201,7 @@ test('a critical NHI is not throttled without a person: it waits, reminds, chang
   await w.env.sleep('31 minutes');
   await waitFor('reminder', async () => w.notifier.sent.some((n) => n.workflowId === handle.workflowId && n.id.includes(':reminder:1')));
   expect(await roleState(nhiId)).toEqual(before);
-  expect(await inventoryStatus(nhiId)).toBe('active');
+  expect(await w.inventoryStatus(nhiId)).toBe('active');
 
   // Offboarding's hook: end now, leave access as it is.
   await handle.signal(supersedeSignal, { by: 'offboarding', reason: 'offboard-svc_payments took over' });

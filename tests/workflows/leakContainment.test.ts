@@ -2,7 +2,6 @@
 // real Postgres roles: assertions log in with the old and new passwords and read pg_stat_activity.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Client } from 'pg';
 import { projectRoot } from '../../lib/paths';
 import { JIT_WORKFLOW_TYPE, statusQuery as jitStatusQuery, type JitElevationInput } from '../../workflows/jitElevation.contract';
 import {
@@ -65,29 +64,6 @@ async function contain(nhiId: string, a: LeakAlert, opts: { taskQueue?: string; 
   });
 }
 
-/** Log in to the estate as the NHI's role: 'ok' or the SQLSTATE (28P01 = wrong password). */
-async function login(nhiId: string, password: string): Promise<string> {
-  const c = await connectAs(nhiId, password).catch((err) => err as { code?: string });
-  if (c instanceof Client) {
-    await c.end();
-    return 'ok';
-  }
-  return c.code ?? 'error';
-}
-
-async function connectAs(nhiId: string, password: string): Promise<Client> {
-  const u = new URL(w.estateUrl);
-  const c = new Client({ host: u.hostname, port: Number(u.port), database: u.pathname.slice(1), user: w.role(nhiId), password });
-  c.on('error', () => undefined);
-  await c.connect();
-  return c;
-}
-
-async function activePassword(nhiId: string): Promise<string> {
-  const ref = await w.secrets.active(nhiId);
-  return w.secrets.reveal(ref!.ref);
-}
-
 async function untilState(nhiId: string, state: LeakStatus['state']) {
   const h = w.env.client.workflow.getHandle(leakWorkflowId(nhiId));
   return waitFor(`leak ${nhiId} ${state}`, async () => {
@@ -113,10 +89,10 @@ function allText(v: unknown, out: string[] = [], depth = 0): string[] {
 
 test('generic alert: rotated, old password refused (28P01), new one works, an earlier session is terminated, incident closed', async () => {
   const nhiId = 'ci_deployer';
-  const oldPassword = await activePassword(nhiId);
+  const oldPassword = await w.activePassword(nhiId);
   const versionsBefore = (await w.secrets.list(nhiId)).length;
-  expect(await login(nhiId, oldPassword)).toBe('ok');
-  const session = await connectAs(nhiId, oldPassword);
+  expect(await w.login(nhiId, oldPassword)).toBe('ok');
+  const session = await w.connectAs(nhiId, oldPassword);
   const { rows: pidRows } = await session.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
   const pid = pidRows[0].pid;
 
@@ -130,10 +106,10 @@ test('generic alert: rotated, old password refused (28P01), new one works, an ea
   expect(s.timeline.map((t) => t.event)).toEqual(expect.arrayContaining(['alert', 'incident opened', 'rotating', 'rotated', 'sessions ended', 'verified', 'contained']));
 
   // The target itself: the old password is refused, the new one (from the store) logs in.
-  expect(await login(nhiId, oldPassword)).toBe('28P01');
-  const newPassword = await activePassword(nhiId);
+  expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+  const newPassword = await w.activePassword(nhiId);
   expect(newPassword).not.toBe(oldPassword);
-  expect(await login(nhiId, newPassword)).toBe('ok');
+  expect(await w.login(nhiId, newPassword)).toBe('ok');
   const alive = await w.estateAdmin.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid]);
   expect(alive.rowCount).toBe(0);
   await expect(session.query('SELECT 1')).rejects.toThrow();
@@ -248,7 +224,7 @@ test('the target refuses the password change: old credential still works, incide
     expect(s.rotation).toBeUndefined();
 
     // Never stranded: the old credential still logs in, and it is still the active version.
-    expect(await login(nhiId, oldPassword)).toBe('ok');
+    expect(await w.login(nhiId, oldPassword)).toBe('ok');
     expect((await w.secrets.active(nhiId))?.ref).toBe(activeBefore!.ref);
     const staged = (await w.secrets.list(nhiId)).filter((v) => v.ref !== activeBefore!.ref);
     expect(staged.map((v) => v.status)).toEqual(['discarded']);
@@ -267,8 +243,8 @@ test('the target refuses the password change: old credential still works, incide
     const done: LeakStatus = await handle.result();
     expect(done.state).toBe('contained');
     expect(done.attempts).toBe(2);
-    expect(await login(nhiId, oldPassword)).toBe('28P01');
-    expect(await login(nhiId, await activePassword(nhiId))).toBe('ok');
+    expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+    expect(await w.login(nhiId, await w.activePassword(nhiId))).toBe('ok');
     const { rows: inc } = await w.db.pool.query('SELECT status FROM incidents WHERE id = $1', [done.incidentId]);
     expect(inc[0].status).toBe('closed');
   } finally {
@@ -328,7 +304,7 @@ test('worker killed (SIGKILL) mid-containment, after the password changed: the n
     // A short workflow task timeout: the task the killed worker held is handed on quickly.
     const handle = await contain(nhiId, alert(), { taskQueue: queue, workflowTaskTimeout: '2s' });
     await waitFor('password changed at the target', async () => messages.includes('applied'));
-    expect(await login(nhiId, oldPassword)).toBe('28P01');
+    expect(await w.login(nhiId, oldPassword)).toBe('28P01');
     child.kill('SIGKILL');
     await exited;
 
@@ -342,7 +318,7 @@ test('worker killed (SIGKILL) mid-containment, after the password changed: the n
       const versions = await w.secrets.list(nhiId);
       expect(versions).toHaveLength(versionsBefore + 1);
       expect(versions.map((v) => v.status)).toEqual(['retired', 'active']);
-      expect(await login(nhiId, await activePassword(nhiId))).toBe('ok');
+      expect(await w.login(nhiId, await w.activePassword(nhiId))).toBe('ok');
     } finally {
       second.shutdown();
       await secondRunning;

@@ -3,9 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { createActivities } from '../../activities';
-import { scramSha256Verifier } from '../../connectors/postgres';
 import { probeTargetFromUrl } from '../../lib/estate';
-import { generateCredential } from '../../lib/secret-store';
 import { offboarding } from '../../workflows/offboarding';
 import { offboardingWorkflowId, statusQuery, type OffboardingInput, type OffboardingState } from '../../workflows/offboarding.contract';
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
@@ -57,33 +55,6 @@ async function liveSessions(nhiId: string): Promise<number> {
   return rows[0].n;
 }
 
-/** Log in to the estate as the NHI: 'ok', or the SQLSTATE the server refused with. */
-async function login(nhiId: string, password: string): Promise<string> {
-  const c = new Client({ ...probeTargetFromUrl(w.estateUrl), user: w.role(nhiId), password, connectionTimeoutMillis: 5000 });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    return 'ok';
-  } catch (err) {
-    return (err as { code?: string }).code ?? String(err);
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
-async function activePassword(nhiId: string): Promise<string> {
-  return w.secrets.reveal((await w.secrets.active(nhiId))!.ref);
-}
-
-/** A stored, active credential the target accepts (added NHIs start without one). */
-async function issueCredential(nhiId: string): Promise<string> {
-  const value = generateCredential();
-  const pending = await w.secrets.putPending(nhiId, value);
-  await w.estateAdmin.query(`ALTER ROLE ${w.role(nhiId)} PASSWORD '${scramSha256Verifier(value)}'`);
-  await w.secrets.activate(pending.ref);
-  return value;
-}
-
 const grantByConnector = (nhiId: string, ent: string) =>
   w.estateAdmin.query(`GRANT ${w.ent(ent)} TO ${w.role(nhiId)} GRANTED BY ${w.connectorRole}`);
 
@@ -96,8 +67,8 @@ async function auditOf(nhiId: string, requestId: string) {
 }
 
 test('full run: disable and prove, grace, finalise, watch with a re-grant by hand reverted, continue-as-new', async () => {
-  const password = await activePassword('partner_acme');
-  expect(await login('partner_acme', password)).toBe('ok');
+  const password = await w.activePassword('partner_acme');
+  expect(await w.login('partner_acme', password)).toBe('ok');
   // A live session that offboarding must end.
   const session = new Client({ ...probeTargetFromUrl(w.estateUrl), user: w.role('partner_acme'), password });
   session.on('error', () => undefined);
@@ -112,7 +83,7 @@ test('full run: disable and prove, grace, finalise, watch with a re-grant by han
   expect((await roleRow('partner_acme')).rolcanlogin).toBe(false);
   expect(await w.memberships('partner_acme')).toEqual([]);
   expect(await liveSessions('partner_acme')).toBe(0);
-  expect(await login('partner_acme', password)).toBe('28000');
+  expect(await w.login('partner_acme', password)).toBe('28000');
   await session.end().catch(() => undefined);
 
   expect(grace.snapshot).toMatchObject({ exists: true, canLogin: true, entitlements: ['estate_readonly'] });
@@ -195,7 +166,7 @@ test('a connector failure mid-disable is retried and the final state is consiste
   await w.addNhi({ id: 'svc_flaky', kind: 'service_account' });
   await grantByConnector('svc_flaky', 'estate_readonly');
   await grantByConnector('svc_flaky', 'estate_writer');
-  const password = await issueCredential('svc_flaky');
+  const password = await w.issueCredential('svc_flaky');
   const real = createActivities(w.deps);
   let calls = 0;
   const queue = `${w.taskQueue}-flaky`;
@@ -224,7 +195,7 @@ test('a connector failure mid-disable is retried and the final state is consiste
     expect(result.attestation?.outcome).toBe('no_standing_access');
     expect(await w.memberships('svc_flaky')).toEqual([]);
     expect((await roleRow('svc_flaky')).rolcanlogin).toBe(false);
-    expect(await login('svc_flaky', password)).not.toBe('ok');
+    expect(await w.login('svc_flaky', password)).not.toBe('ok');
     expect((await w.secrets.list('svc_flaky')).map((c) => c.status)).toEqual(['deleted']);
     const { rows } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', ['svc_flaky']);
     expect(rows[0].status).toBe('offboarded');
@@ -263,17 +234,17 @@ test('a membership the connector may not revoke is escalated, and revoked once a
 test('cancelling during grace compensates like an abort: the snapshot is restored and verified', async () => {
   await w.addNhi({ id: 'svc_cancel', kind: 'service_account' });
   await grantByConnector('svc_cancel', 'estate_readonly');
-  const password = await issueCredential('svc_cancel');
+  const password = await w.issueCredential('svc_cancel');
   const handle = await start({ nhiId: 'svc_cancel', graceDays: 5, watchDays: 5 });
   await untilState(handle, 'grace');
   expect(await w.memberships('svc_cancel')).toEqual([]);
-  expect(await login('svc_cancel', password)).toBe('28000');
+  expect(await w.login('svc_cancel', password)).toBe('28000');
   await handle.cancel();
   await expect(handle.result()).rejects.toThrow();
   const s = await handle.query(statusQuery);
   expect(s).toMatchObject({ state: 'aborted', abort: { by: 'temporal (cancel request)' } });
   expect(await w.memberships('svc_cancel')).toEqual([w.ent('estate_readonly')]);
-  expect(await login('svc_cancel', password)).toBe('ok');
+  expect(await w.login('svc_cancel', password)).toBe('ok');
   const { rows } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', ['svc_cancel']);
   expect(rows[0].status).toBe('active');
 });
