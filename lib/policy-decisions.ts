@@ -454,14 +454,25 @@ export function decideThrottle(engine: PolicyEngine, input: { nhi: NhiFacts }): 
 
 /** May this person confirm a throttle that policy would not apply automatically? */
 export function canConfirmThrottle(engine: PolicyEngine, input: { principal: Principal; nhi: NhiFacts }): ApprovalDecision {
-  const d = ask(engine, PolicyAction.Throttle, input.principal, uid(EntityType.Nhi, input.nhi.id), [
-    principalEntity(input.principal),
-    nhiEntity(input.nhi),
-  ]);
+  return principalMay(engine, PolicyAction.Throttle, input, `no policy lets ${input.principal.id} throttle ${input.nhi.id}`, false);
+}
+
+/**
+ * May this principal take `action` on this NHI? The reasons explain a refusal; with `explainAllowed`
+ * they also give the permitting policies' reasons.
+ */
+function principalMay(
+  engine: PolicyEngine,
+  action: PolicyAction,
+  input: { principal: Principal; nhi: NhiFacts },
+  fallback: string,
+  explainAllowed: boolean,
+): ApprovalDecision {
+  const d = ask(engine, action, input.principal, uid(EntityType.Nhi, input.nhi.id), [principalEntity(input.principal), nhiEntity(input.nhi)]);
   const allowed = d.decision === 'allow';
   return {
     allowed,
-    reasons: allowed ? [] : explain(engine, d, `no policy lets ${input.principal.id} throttle ${input.nhi.id}`),
+    reasons: allowed && !explainAllowed ? [] : explain(engine, d, fallback),
     determiningPolicies: d.determiningPolicies,
     policySetHash: d.policySetHash,
   };
@@ -473,15 +484,5 @@ export function canConfirmThrottle(engine: PolicyEngine, input: { principal: Pri
 
 /** May this principal (a detector, an admin, the orchestrator) start a containment for this NHI? */
 export function decideContainment(engine: PolicyEngine, input: { principal: Principal; nhi: NhiFacts }): ApprovalDecision {
-  const d = ask(engine, PolicyAction.Contain, input.principal, uid(EntityType.Nhi, input.nhi.id), [
-    principalEntity(input.principal),
-    nhiEntity(input.nhi),
-  ]);
-  const allowed = d.decision === 'allow';
-  return {
-    allowed,
-    reasons: explain(engine, d, `no policy lets ${input.principal.id} contain ${input.nhi.id}`),
-    determiningPolicies: d.determiningPolicies,
-    policySetHash: d.policySetHash,
-  };
+  return principalMay(engine, PolicyAction.Contain, input, `no policy lets ${input.principal.id} contain ${input.nhi.id}`, true);
 }
