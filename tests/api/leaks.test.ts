@@ -1,4 +1,4 @@
-// Leak intake end to end through the HTTP API: signed vendor webhooks (the shared fixtures), the
+// Leak intake end to end through the HTTP API: signed vendor webhooks (tests/fixtures/webhooks), the
 // generic detector route, triage of unmatched alerts; real worker, real Temporal dev server, real
 // Postgres roles. Assertions log in to the estate with the old and new passwords.
 import { createHash, createHmac, randomUUID } from 'node:crypto';
@@ -15,7 +15,7 @@ import { waitFor } from '../helpers/wait';
 import { createApiWorld, type ApiWorld } from '../helpers/api-world';
 import type { TestWorld } from '../helpers/world';
 
-const FIXTURES = path.resolve(__dirname, '../../../shared/fixtures/webhooks');
+const FIXTURES = path.resolve(__dirname, '../fixtures/webhooks');
 const GH_SECRET = 'gh-webhook-secret-for-tests';
 const GG_SECRET = 'gg-webhook-secret-for-tests';
 const ghFixture = readFileSync(path.join(FIXTURES, 'github-secret-scanning-alert-created.json'));

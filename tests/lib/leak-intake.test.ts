@@ -22,8 +22,8 @@ import {
   type NormalizedAlert,
 } from '../../lib/leak-intake';
 
-// Shared fixtures live beside the clone (CI puts a copy of shared/ there too).
-const FIXTURES = path.resolve(__dirname, '../../../shared/fixtures/webhooks');
+// The vendors' payload shapes, kept in the repository (tests/fixtures/webhooks/README.md says what each is).
+const FIXTURES = path.resolve(__dirname, '../fixtures/webhooks');
 const githubRaw = readFileSync(path.join(FIXTURES, 'github-secret-scanning-alert-created.json'));
 const gitguardianRaw = readFileSync(path.join(FIXTURES, 'gitguardian-incident-triggered.json'));
 const githubFixture = () => JSON.parse(githubRaw.toString('utf8'));
