@@ -96,6 +96,8 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   let evidenceSinceLevel = false;
   let level2Failed = false;
   let containmentTried = false;
+  /** Awaiting confirmation: when the next reminder goes out. */
+  let reminderAtMs: number | undefined;
   let owner = '';
 
   const isFinal = () => ANOMALY_FINAL_STATES.includes(s.state);
@@ -104,17 +106,43 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     s.state = state;
     event(state, detail);
     upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
-    refreshDetails();
+    publish();
   };
   const rate = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(1));
-  function refreshDetails() {
+
+  /**
+   * What the current state has scheduled: the next reminder while a person must decide; while
+   * throttled, the automatic restore (policy AutoRestore, after a quiet period) and the step-up on
+   * silence. Computed from moments already recorded (last evidence, level applied, reminder timer
+   * started), never from the time of asking, so every publish carries the deadlines its state
+   * implies and the wait loop below waits for exactly these.
+   */
+  function deadlines(): { autoRestoreAt?: number; stepUpAt?: number } {
+    if (s.state === 'awaiting_confirmation') return { stepUpAt: reminderAtMs };
+    if ((s.state !== 'throttled_l1' && s.state !== 'throttled_l2') || s.level === 0) return {};
+    const quietMinutes = s.decision?.autoRestoreAfterMinutes ?? null;
+    const autoRestoreAt = quietMinutes !== null ? lastEvidenceMs + quietMinutes * MINUTE : undefined;
+    // Where policy restores by itself, silence steps up only while the anomaly persists.
+    const persists = quietMinutes === null || evidenceSinceLevel;
+    const stepUpAt = !containmentTried && persists ? levelAtMs + (s.level === 1 && !level2Failed ? settings.ackTimeoutMinutes : settings.escalationTimeoutMinutes) * MINUTE : undefined;
+    return { autoRestoreAt, stepUpAt };
+  }
+
+  /**
+   * Publish the status: the deadlines together with the state they follow from (one synchronous
+   * step, so a query never sees a state without its schedule), and the details line of the UI.
+   */
+  function publish() {
+    const d = deadlines();
+    s.autoRestoreAt = d.autoRestoreAt !== undefined ? iso(d.autoRestoreAt) : undefined;
+    s.stepUpAt = d.stepUpAt !== undefined ? iso(d.stepUpAt) : undefined;
     const latest = s.evidence.at(-1);
     const levelText = s.level === 0 ? 'not throttled' : s.level === 1 ? `level 1: CONNECTION LIMIT ${settings.connectionLimit}, write access removed` : 'level 2: login suspended, sessions ended';
     const lines = [`**${s.state}** — ${s.nhiId} (${levelText})`];
     if (latest) lines.push(`evidence: ${s.evidenceCount}${s.duplicates ? ` (+${s.duplicates} repeats)` : ''}; latest ${rate(latest.observedRate)}/min vs ${rate(latest.baselineRate)}/min (${latest.source})`);
     if (s.decision) lines.push(`policy: ${s.decision.automatic ? 'automatic throttle' : 'a person must confirm'}${s.decision.autoRestoreAfterMinutes !== null ? `; auto-restore after ${s.decision.autoRestoreAfterMinutes} quiet minutes` : ''}`);
     if (s.incidentId) lines.push(`incident ${s.incidentId}`);
-    if (s.stepUpAt && !isFinal()) lines.push(`no answer by ${s.stepUpAt} → ${s.level === 1 && !level2Failed ? 'level 2' : 'containment'}`);
+    if (s.stepUpAt && !isFinal()) lines.push(`no answer by ${s.stepUpAt} → ${s.level === 0 ? 'a reminder' : s.level === 1 && !level2Failed ? 'level 2' : 'containment'}`);
     if (s.autoRestoreAt && !isFinal()) lines.push(`restored automatically at ${s.autoRestoreAt} if quiet`);
     if (s.containment) lines.push(`containment ${s.containment.workflowId} (${s.containment.mode}${s.containment.state ? `, ${s.containment.state}` : ''})`);
     if (s.cleared) lines.push(`cleared by ${s.cleared.by}: ${s.cleared.reason}`);
@@ -151,7 +179,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     lastEvidenceMs = Date.now();
     evidenceSinceLevel = true;
     event(s.evidenceCount === 1 ? 'anomaly' : 'anomaly joined', `${rate(e.observedRate)}/min vs baseline ${rate(e.baselineRate)}/min from ${e.source}${e.detail ? `: ${e.detail}` : ''}`);
-    refreshDetails();
+    publish();
   }
 
   // --- message handlers -------------------------------------------------------------------
@@ -248,7 +276,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   const incidentId = uuid4();
   const audited = { scenario: 'anomaly', nhiId: s.nhiId };
   try {
-    refreshDetails();
+    publish();
     const { decision, nhi } = await acts.decideAnomalyThrottle({ nhiId: s.nhiId, run, evidence: s.evidence });
     s.decision = decision;
     owner = nhi.owner;
@@ -273,6 +301,8 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
         details: { owner, incidentId, level: 1 },
       });
     } else {
+      // The first reminder is due a timeout after asking; the loop below republishes it when its timer starts.
+      reminderAtMs = Date.now() + settings.ackTimeoutMinutes * MINUTE;
       transition('awaiting_confirmation', decision.reasons.join('; '));
       s.incidentId = incidentId;
       await acts.openAnomalyIncident({ incidentId, nhiId: s.nhiId, run, evidence: s.evidence, decision, timeline: s.timeline });
@@ -287,14 +317,15 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       });
       // Silence here only repeats the call, louder: policy says a person decides for this NHI.
       for (let reminder = 1; ; reminder++) {
-        s.stepUpAt = iso(Date.now() + settings.ackTimeoutMinutes * MINUTE);
-        refreshDetails();
+        reminderAtMs = Date.now() + settings.ackTimeoutMinutes * MINUTE;
+        publish();
         const answered = await condition(() => Boolean(approveRequest || clearRequest || confirmRequest || superseded), settings.ackTimeoutMinutes * MINUTE);
         if (answered) break;
         event('reminder', `no answer after ${reminder * settings.ackTimeoutMinutes} minutes`);
         notify({ id: `${workflowId}:${run}:reminder:${reminder}`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `STILL UNANSWERED: anomalous usage of ${s.nhiId} (owner ${owner}) needs a decision: ${describeLatest()}` });
       }
-      s.stepUpAt = undefined;
+      reminderAtMs = undefined;
+      publish();
       // (No allHandlersFinished here: the approve handler waits for the throttle this flow applies next.)
       if (superseded) return await endSuperseded();
       if (clearRequest) {
@@ -332,13 +363,8 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
 
       const now = Date.now();
       const quietMinutes = s.decision?.autoRestoreAfterMinutes ?? null;
-      const autoRestoreAt = quietMinutes !== null && s.level > 0 ? lastEvidenceMs + quietMinutes * MINUTE : undefined;
-      // Where policy restores by itself, silence steps up only while the anomaly persists.
-      const persists = quietMinutes === null || evidenceSinceLevel;
-      const stepUpAt = s.level > 0 && !containmentTried && persists ? levelAtMs + (s.level === 1 && !level2Failed ? settings.ackTimeoutMinutes : settings.escalationTimeoutMinutes) * MINUTE : undefined;
-      s.autoRestoreAt = autoRestoreAt !== undefined ? iso(autoRestoreAt) : undefined;
-      s.stepUpAt = stepUpAt !== undefined ? iso(stepUpAt) : undefined;
-      refreshDetails();
+      // The same deadlines the state was published with (here it is throttled, or awaiting a retried confirmation).
+      const { autoRestoreAt, stepUpAt } = deadlines();
 
       const deadline = Math.min(autoRestoreAt ?? Infinity, stepUpAt ?? Infinity);
       const count = s.evidenceCount;
@@ -419,7 +445,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
         // Level 1 still holds; the next step is containment.
         level2Failed = true;
         levelAtMs = Date.now();
-        refreshDetails();
+        publish();
         return false;
       }
       const outcomes = await saga.compensate();
@@ -445,15 +471,13 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       } catch (err) {
         s.escalated = true;
         event('escalated', `restore keeps failing: ${causeMessage(err)}`);
-        refreshDetails();
+        publish();
         await acts.recordAudit({ ...audited, stepId: `${run}:${step}:escalate`, actor: 'system', action: 'restore.escalate', outcome: 'escalated', details: { cause: causeMessage(err), attempts: settings.restoreEscalationAttempts } });
         notify({ id: `${workflowId}:${run}:${step}:escalate`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: restoring ${s.nhiId}'s access keeps failing (${causeMessage(err)}); still retrying` });
         s.restored = await restoreForever(args);
       }
     });
     s.level = 0;
-    s.stepUpAt = undefined;
-    s.autoRestoreAt = undefined;
     event('restored', `exact${s.restored?.excluded.length ? `, except ended elevations: ${s.restored.excluded.join(', ')}` : ''} (verified)`);
   }
 
@@ -466,7 +490,6 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     containmentTried = true;
     s.escalated = true;
     s.containment = undefined;
-    s.stepUpAt = undefined;
     transition('escalating', reason);
     await acts.recordAudit({ ...audited, stepId: `${run}:escalate`, actor: by, action: 'anomaly.escalate', outcome: 'containment', details: { reason, level: s.level } });
     // The containment proves the new credential by logging in with it.
@@ -522,13 +545,13 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
             if (p.status !== 'COMPLETED') throw new Error(`containment ${leakId} ended ${p.status.toLowerCase()}`);
             return undefined;
           }
-          refreshDetails();
+          publish();
           await sleep(MINUTE);
         }
       })();
     }
     event('containment', `${s.containment.mode} ${leakId}`);
-    refreshDetails();
+    publish();
     // Settled either way, so a containment failing after a supersede is no unhandled rejection.
     const settled = result.then(
       (status) => ({ ok: true as const, status }),
@@ -584,9 +607,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   }
 
   async function finish(): Promise<AnomalyStatus> {
-    s.stepUpAt = undefined;
-    s.autoRestoreAt = undefined;
-    refreshDetails();
+    publish();
     await Promise.all(pending);
     await condition(allHandlersFinished);
     return s;

@@ -61,6 +61,13 @@ function raise(nhiId: string, e: AnomalyEvidence) {
   });
 }
 
+const MINUTE = 60_000;
+
+/**
+ * The first status in this state. A state is published together with what it implies (its
+ * deadlines), so those can be asserted on this status; what activities do after the state is
+ * reached (the incident row, notifications) needs its own wait.
+ */
 async function untilState(nhiId: string, state: AnomalyState): Promise<AnomalyStatus> {
   const h = w.env.client.workflow.getHandle(anomalyWorkflowId(nhiId));
   return waitFor(`anomaly ${nhiId} ${state}`, async () => {
@@ -102,6 +109,9 @@ test('automatic throttle verified at the target; repeated detections join; silen
   expect(throttled.memberships.map((m: { group: string }) => m.group)).toEqual([w.ent('estate_readonly')]);
   expect(l1.level).toBe(1);
   expect(l1.decision).toMatchObject({ automatic: true, autoRestoreAfterMinutes: null });
+  // No automatic restore for it: silence steps up, and the time comes with the state.
+  expect(l1.stepUpAt).toBeDefined();
+  expect(l1.autoRestoreAt).toBeUndefined();
   expect(l1.levels[0]).toMatchObject({ level: 1, connectionLimit: 2, removed: ['estate_writer'], verified: true });
   expect(l1.snapshot).toMatchObject({ connectionLimit: -1, canLogin: true, entitlements: ['estate_readonly', 'estate_writer'] });
   expect(await w.inventoryStatus(nhiId)).toBe('throttled');
@@ -118,9 +128,10 @@ test('automatic throttle verified at the target; repeated detections join; silen
   expect(joined.evidence.map((e) => e.observedRate)).toEqual([240, 400]);
   expect(joined.runId).toBe(l1.runId);
 
-  // The incident and the owner's notification.
-  const { rows: inc } = await w.db.pool.query('SELECT kind, status, nhi_id, workflow_id FROM incidents WHERE id = $1', [l1.incidentId]);
-  expect(inc[0]).toEqual({ kind: 'anomaly', status: 'open', nhi_id: nhiId, workflow_id: handle.workflowId });
+  // The incident (opened by an activity after the throttle) and the owner's notification.
+  expect(l1.incidentId).toBeDefined();
+  const inc = await waitFor('anomaly incident row', async () => (await w.db.pool.query('SELECT kind, status, nhi_id, workflow_id FROM incidents WHERE id = $1', [l1.incidentId])).rows[0]);
+  expect(inc).toEqual({ kind: 'anomaly', status: 'open', nhi_id: nhiId, workflow_id: handle.workflowId });
   await waitFor('anomaly.throttled notice', async () => w.notifier.sent.some((n) => n.workflowId === handle.workflowId && n.kind === 'anomaly.throttled'));
 
   // Silence: after the acknowledgement timeout, level 2 — login refused, live sessions ended.
@@ -173,7 +184,9 @@ test('where policy allows, a quiet period restores access by itself — exactly'
   const handle = await raise(nhiId, evidence({ observedRate: 90, baselineRate: 10 }));
   const l1 = await untilState(nhiId, 'throttled_l1');
   expect(l1.decision?.autoRestoreAfterMinutes).toBe(60);
+  // Published with the state: the restore is due 60 quiet minutes after the last evidence.
   expect(l1.autoRestoreAt).toBeDefined();
+  expect(Date.parse(l1.autoRestoreAt!) - Date.parse(l1.lastEvidenceAt!)).toBe(60 * MINUTE);
   // Quiet and policy restores by itself: no step-up is scheduled.
   expect(l1.stepUpAt).toBeUndefined();
   expect((await roleState(nhiId)).rolconnlimit).toBe(2);
@@ -195,6 +208,9 @@ test('a critical NHI is not throttled without a person: it waits, reminds, chang
   expect(s.decision).toMatchObject({ automatic: false, needsConfirmation: true });
   expect(s.decision?.reasons.join(' ')).toMatch(/critical/);
   expect(s.level).toBe(0);
+  // The first reminder's time comes with the state; silence here only reminds.
+  expect(s.stepUpAt).toBeDefined();
+  expect(s.autoRestoreAt).toBeUndefined();
   // The state is set before the notification activity completes: wait for it.
   await waitFor('confirmation notice', async () => w.notifier.sent.some((n) => n.workflowId === handle.workflowId && n.kind === 'anomaly.confirmation_needed'));
 
