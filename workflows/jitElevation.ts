@@ -80,6 +80,8 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   const event = (name: string, detail?: string) => s.timeline.push({ at: iso(Date.now()), event: name, detail });
   const transition = (state: JitState, detail?: string) => {
     s.state = state;
+    // A final state carries why it ended from the moment it is reached.
+    if (JIT_FINAL_STATES.includes(state)) s.endReason = endReason ?? s.endReason;
     event(state, detail);
     upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
     refreshDetails();
@@ -265,9 +267,9 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     }
 
     // Grant the bundle: the undo is registered before each grant.
-    transition('granting');
     expiresAtMs = Date.now() + input.durationMinutes * MINUTE;
     s.expiresAt = iso(expiresAtMs);
+    transition('granting');
     for (const [i, entitlement] of input.entitlements.entries()) {
       saga.add(`revoke ${entitlement}`, async () => {
         s.entitlements[i] = await revokeForever({ nhiId: s.nhiId, entitlement, actor: 'system', reason: 'rollback', stepId: `rollback:${entitlement}` });
@@ -374,7 +376,6 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
         });
       }
     });
-    s.endReason = endReason ?? s.endReason;
     refreshDetails();
     await condition(allHandlersFinished);
     return s;
