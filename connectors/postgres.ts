@@ -1,16 +1,19 @@
 // The reference connector: PostgreSQL roles. Identities are LOGIN roles, entitlements are memberships
 // in group roles. Entitlements are spoken of by their logical names (the ones Cedar policies and the
-// API use), each mapped to the group role behind it; identities are physical role names. It runs as a dedicated non-superuser role with CREATEROLE and, per Postgres 16+
-// rules, ADMIN OPTION on every role it manages; pg_signal_backend ends sessions and
-// pg_read_all_stats lets it see when they started.
+// API use), each mapped to the group role behind it; identities are physical role names. It runs as
+// a dedicated non-superuser role with CREATEROLE and ADMIN OPTION on every role it manages (on 16+
+// what lets it act on them, on 15 the scope it keeps to); pg_signal_backend ends sessions and
+// pg_read_all_stats lets it see when they started. Version differences: ./postgres-roles.ts.
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Client, escapeIdentifier, escapeLiteral, type ClientConfig, type Pool, type PoolClient } from 'pg';
+import { adminOptionGrantSql, detectRoleSystem, unsupportedVersionMessage, type RoleSystem } from './postgres-roles';
 import {
   ConnectorErrorCode,
   PermanentConnectorError,
   type AccessSnapshot,
   type AccessState,
   type Connector,
+  type ConnectorSetup,
   type DiscoveredIdentity,
   type ProbeResult,
   type SessionInfo,
@@ -175,7 +178,9 @@ export class PostgresConnector implements Connector {
   private readonly probeTarget: PostgresProbeTarget;
   private readonly terminateTimeoutMs: number;
   private readonly ownsPool: boolean;
-  private ready: Promise<void> | undefined;
+  private ready: Promise<RoleSystem> | undefined;
+  /** The server's role rules, known once ensureReady has passed. */
+  private roles: RoleSystem | undefined;
   private closed = false;
 
   constructor(private readonly pool: Pool, options: PostgresConnectorOptions) {
@@ -191,20 +196,79 @@ export class PostgresConnector implements Connector {
     this.ownsPool = options.ownsPool ?? true;
   }
 
-  /** Refuses to run as a superuser: the connector's blast radius is the roles it administers. */
-  private ensureReady(): Promise<void> {
-    this.ready ??= (async () => {
-      const { rows } = await this.pool.query<{ rolname: string; rolsuper: boolean }>(
-        'SELECT rolname, rolsuper FROM pg_roles WHERE rolname = current_user',
+  /**
+   * What the connector role lacks on this server, as sentences that say how to fix it: the role
+   * itself (not a superuser, CREATEROLE, able to use pg_signal_backend and pg_read_all_stats) and
+   * ADMIN OPTION on each grantable entitlement's role. Start-up prints these; the first use refuses
+   * to act while the role itself is wrong.
+   */
+  async checkSetup(): Promise<ConnectorSetup> {
+    return (await this.inspectSetup()).setup;
+  }
+
+  private async inspectSetup(): Promise<{ rs: RoleSystem; setup: ConnectorSetup }> {
+    const rs = await detectRoleSystem(this.pool);
+    const { rows } = await this.pool.query<{
+      rolname: string;
+      rolsuper: boolean;
+      rolcreaterole: boolean;
+      rolinherit: boolean;
+      can_signal: boolean;
+      can_read_stats: boolean;
+    }>(
+      `SELECT rolname, rolsuper, rolcreaterole, rolinherit,
+              pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS can_signal,
+              pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS can_read_stats
+         FROM pg_roles WHERE rolname = current_user`,
+    );
+    const me = rows[0];
+    const q = escapeIdentifier(me.rolname);
+    const roleProblems: string[] = [];
+    const unsupported = unsupportedVersionMessage(rs);
+    if (unsupported) roleProblems.push(unsupported);
+    if (me.rolsuper) {
+      roleProblems.push(
+        `the Postgres connector connects as superuser ${me.rolname}; give it a dedicated non-superuser role (CREATEROLE, pg_signal_backend, pg_read_all_stats)`,
       );
-      if (rows[0]?.rolsuper) {
-        throw permanent(
-          ConnectorErrorCode.Misconfigured,
-          `the Postgres connector connects as superuser ${rows[0].rolname}; give it a dedicated non-superuser role (CREATEROLE, pg_signal_backend)`,
-        );
+    } else {
+      if (!me.rolcreaterole) roleProblems.push(`role ${me.rolname} lacks CREATEROLE: ALTER ROLE ${q} CREATEROLE`);
+      for (const [builtin, can, what] of [
+        ['pg_signal_backend', me.can_signal, 'end sessions'],
+        ['pg_read_all_stats', me.can_read_stats, 'see when sessions started'],
+      ] as const) {
+        if (can) continue;
+        const fix = rs.perGrantOptions
+          ? `GRANT ${builtin} TO ${q} WITH INHERIT TRUE`
+          : me.rolinherit
+            ? `GRANT ${builtin} TO ${q}`
+            : `ALTER ROLE ${q} INHERIT (PostgreSQL 15 has no per-grant INHERIT option) and GRANT ${builtin} TO ${q}`;
+        roleProblems.push(`role ${me.rolname} cannot use ${builtin} to ${what}: ${fix}`);
       }
+    }
+    const entitlementProblems: string[] = [];
+    for (const logical of sortNames(this.grantable)) {
+      const role = this.roleOf.get(logical) ?? logical;
+      const row = await this.roleRow(this.pool, role);
+      if (!row) entitlementProblems.push(`entitlement ${JSON.stringify(logical)}: role ${JSON.stringify(role)} does not exist`);
+      else if (!row.managed) {
+        entitlementProblems.push(`entitlement ${JSON.stringify(logical)}: no ADMIN OPTION on role ${JSON.stringify(role)}: ${adminOptionGrantSql(rs, role, me.rolname)}`);
+      }
+    }
+    return {
+      rs,
+      setup: { target: `PostgreSQL ${rs.version} as ${me.rolname}`, roleProblems, problems: [...roleProblems, ...entitlementProblems] },
+    };
+  }
+
+  /** Refuses to act while the connector role is wrong (a superuser above all: its blast radius is the roles it administers). */
+  private ensureReady(): Promise<RoleSystem> {
+    this.ready ??= (async () => {
+      const { rs, setup } = await this.inspectSetup();
+      if (setup.roleProblems.length) throw permanent(ConnectorErrorCode.Misconfigured, setup.roleProblems.join('; '));
+      this.roles = rs;
+      return rs;
     })().catch((err) => {
-      // A connection failure is worth retrying; a superuser stays refused.
+      // A connection failure is worth retrying; a wrong role stays refused.
       if (!(err instanceof PermanentConnectorError)) this.ready = undefined;
       throw err;
     });
@@ -282,6 +346,10 @@ export class PostgresConnector implements Connector {
     if (mustBeGrantable && !this.grantable.has(entitlement)) {
       throw permanent(ConnectorErrorCode.EntitlementNotGrantable, `entitlement ${JSON.stringify(entitlement)} is not grantable by this connector`);
     }
+    // 16+ would refuse the GRANT anyway; on 15 CREATEROLE reaches every role, so the scope is checked here.
+    if (mustBeGrantable && (row.rolsuper || !row.managed)) {
+      throw permanent(ConnectorErrorCode.InsufficientPrivilege, `the connector has no ADMIN OPTION on ${this.describeRole(role)}`);
+    }
     return row;
   }
 
@@ -334,8 +402,9 @@ export class PostgresConnector implements Connector {
   }
 
   /**
-   * Postgres 16 keeps one membership row per grantor, and a role may only revoke grants made by
-   * roles whose privileges it has. A membership someone else granted is reported, not hidden.
+   * Postgres 16+ keeps one membership row per grantor, and a role may only revoke grants made by
+   * roles whose privileges it has: a membership someone else granted is reported, not hidden. On 15
+   * a CREATEROLE role revokes any membership of a non-superuser role.
    */
   private async revokeIn(c: PoolClient, id: RoleRow, ent: RoleRow): Promise<boolean> {
     const { rows } = await c.query<{ grantor: string; revocable: boolean; own: boolean }>(
@@ -345,18 +414,22 @@ export class PostgresConnector implements Connector {
       [id.oid, ent.oid],
     );
     if (rows.length === 0) return false;
-    const blocked = rows.filter((r) => !r.revocable);
-    if (blocked.length) {
-      throw permanent(
-        ConnectorErrorCode.RevokeBlocked,
-        `${JSON.stringify(id.rolname)} holds ${this.describeRole(ent.rolname)} through a grant by ${blocked
-          .map((r) => r.grantor)
-          .join(', ')}, which this connector cannot revoke`,
-      );
-    }
-    for (const r of rows) {
-      const by = r.own ? '' : ` GRANTED BY ${escapeIdentifier(r.grantor)}`;
-      await c.query(`REVOKE ${escapeIdentifier(ent.rolname)} FROM ${escapeIdentifier(id.rolname)}${by}`);
+    if (!this.roles?.perGrantOptions) {
+      await c.query(`REVOKE ${escapeIdentifier(ent.rolname)} FROM ${escapeIdentifier(id.rolname)}`);
+    } else {
+      const blocked = rows.filter((r) => !r.revocable);
+      if (blocked.length) {
+        throw permanent(
+          ConnectorErrorCode.RevokeBlocked,
+          `${JSON.stringify(id.rolname)} holds ${this.describeRole(ent.rolname)} through a grant by ${blocked
+            .map((r) => r.grantor)
+            .join(', ')}, which this connector cannot revoke`,
+        );
+      }
+      for (const r of rows) {
+        const by = r.own ? '' : ` GRANTED BY ${escapeIdentifier(r.grantor)}`;
+        await c.query(`REVOKE ${escapeIdentifier(ent.rolname)} FROM ${escapeIdentifier(id.rolname)}${by}`);
+      }
     }
     if (await this.isMember(c, id.oid, ent.oid)) {
       throw new Error(`revoke of ${this.describeRole(ent.rolname)} from ${id.rolname} did not take effect`);

@@ -44,8 +44,19 @@ export interface DiscoveredIdentity {
   entitlements: string[];
 }
 
+/** What a connector found about its own setup at the target: empty `problems` means ready. */
+export interface ConnectorSetup {
+  /** Which target and which login, for the start banner (never a credential). */
+  target: string;
+  /** Problems with the connector's own identity: while any remains, every operation is refused. */
+  roleProblems: string[];
+  /** Every problem, each saying how to fix it (roleProblems first, then e.g. entitlements it cannot administer). */
+  problems: string[];
+}
+
 export interface Connector {
   readonly name: string;
+  checkSetup(): Promise<ConnectorSetup>;
   /** Entitlements this connector can grant (e.g. the estate's group roles). */
   listGrantableEntitlements(): Promise<string[]>;
   grant(identity: string, entitlement: string): Promise<{ changed: boolean }>;

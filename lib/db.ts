@@ -7,6 +7,8 @@ import { projectRoot } from './paths';
 export type { Pool } from 'pg';
 
 export const MIGRATIONS_DIR = path.join(projectRoot, 'migrations');
+// Sent as a parameter: digit separators in SQL text only parse on PostgreSQL 16+.
+const MIGRATION_LOCK = 872_341_001;
 
 export function createPool(connectionString: string, extra: PoolConfig = {}): Pool {
   const pool = new Pool({ connectionString, max: 10, connectionTimeoutMillis: 10_000, ...extra });
@@ -23,7 +25,7 @@ export async function migrate(pool: Pool, dir = MIGRATIONS_DIR): Promise<string[
   const client = await pool.connect();
   const applied: string[] = [];
   try {
-    await client.query('SELECT pg_advisory_lock(872_341_001)');
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     await client.query(
       'CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
     );
@@ -43,7 +45,7 @@ export async function migrate(pool: Pool, dir = MIGRATIONS_DIR): Promise<string[
       }
     }
   } finally {
-    await client.query('SELECT pg_advisory_unlock(872_341_001)').catch(() => undefined);
+    await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
     client.release();
   }
   return applied;

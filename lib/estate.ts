@@ -4,6 +4,13 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, escapeIdentifier, escapeLiteral } from 'pg';
 import { PostgresConnector, scramSha256Verifier, scramVerifierMatches, type PostgresProbeTarget } from '../connectors/postgres';
+import {
+  adminOptionGrantSql,
+  detectRoleSystem,
+  inheritedGrantSql,
+  unsupportedVersionMessage,
+  type RoleSystem,
+} from '../connectors/postgres-roles';
 import { createPool, type Pool } from './db';
 import { generateCredential, type SecretStore } from './secret-store';
 
@@ -236,9 +243,10 @@ export function loadOrCreateConnectorPassword(dataDir: string): string {
 }
 
 /**
- * Create or repair the connector's role: LOGIN CREATEROLE, never superuser, NOINHERIT so nothing is
- * inherited unless granted with INHERIT TRUE; pg_signal_backend (end sessions) and pg_read_all_stats
- * (see when sessions started). Idempotent: a second call with the same password changes nothing.
+ * Create or repair the connector's role: LOGIN CREATEROLE, never superuser; pg_signal_backend (end
+ * sessions) and pg_read_all_stats (see when sessions started). On 16+ it is NOINHERIT, so nothing is
+ * inherited unless granted WITH INHERIT TRUE; 15 has no per-grant option, so there it is INHERIT.
+ * Idempotent: a second call with the same password changes nothing.
  */
 export async function ensureConnectorRole(
   adminUrl: string,
@@ -250,19 +258,21 @@ export async function ensureConnectorRole(
   const q = escapeIdentifier(role);
   return withClient(adminUrl, (c) =>
     inTransaction(c, LOCK_CONNECTOR_ROLE, async () => {
+      const rs = await supportedRoleSystem(c);
+      const inherit = rs.perGrantOptions ? 'NOINHERIT' : 'INHERIT';
       let created = false;
       let changed = false;
-      const { rows } = await c.query<{ rolsuper: boolean; rolcanlogin: boolean; rolcreaterole: boolean }>(
-        'SELECT rolsuper, rolcanlogin, rolcreaterole FROM pg_roles WHERE rolname = $1',
+      const { rows } = await c.query<{ rolsuper: boolean; rolcanlogin: boolean; rolcreaterole: boolean; rolinherit: boolean }>(
+        'SELECT rolsuper, rolcanlogin, rolcreaterole, rolinherit FROM pg_roles WHERE rolname = $1',
         [role],
       );
       if (!rows[0]) {
-        await c.query(`CREATE ROLE ${q} LOGIN CREATEROLE NOSUPERUSER NOINHERIT PASSWORD ${escapeLiteral(scramSha256Verifier(opts.password))}`);
+        await c.query(`CREATE ROLE ${q} LOGIN CREATEROLE NOSUPERUSER ${inherit} PASSWORD ${escapeLiteral(scramSha256Verifier(opts.password))}`);
         created = changed = true;
       } else {
         if (rows[0].rolsuper) throw new Error(`refusing to use ${role} as the connector role: it is a superuser`);
-        if (!rows[0].rolcanlogin || !rows[0].rolcreaterole) {
-          await c.query(`ALTER ROLE ${q} LOGIN CREATEROLE`);
+        if (!rows[0].rolcanlogin || !rows[0].rolcreaterole || (!rs.perGrantOptions && !rows[0].rolinherit)) {
+          await c.query(`ALTER ROLE ${q} LOGIN CREATEROLE${rs.perGrantOptions ? '' : ' INHERIT'}`);
           changed = true;
         }
         if (!scramVerifierMatches(await storedVerifier(c, role), opts.password)) {
@@ -271,18 +281,22 @@ export async function ensureConnectorRole(
         }
       }
       for (const builtin of ['pg_signal_backend', 'pg_read_all_stats']) {
-        const { rows: m } = await c.query(
-          `SELECT 1 FROM pg_auth_members WHERE roleid = $1::regrole AND member = $2::regrole AND inherit_option`,
-          [builtin, q],
-        );
-        if (m.length === 0) {
-          await c.query(`GRANT ${builtin} TO ${q} WITH INHERIT TRUE`);
+        const { rows: m } = await c.query<{ usable: boolean }>(`SELECT pg_has_role($2::name, $1::name, 'USAGE') AS usable`, [builtin, role]);
+        if (!m[0].usable) {
+          await c.query(inheritedGrantSql(rs, builtin, role));
           changed = true;
         }
       }
       return { role, created, changed };
     }),
   );
+}
+
+async function supportedRoleSystem(c: Client): Promise<RoleSystem> {
+  const rs = await detectRoleSystem(c);
+  const unsupported = unsupportedVersionMessage(rs);
+  if (unsupported) throw new Error(unsupported);
+  return rs;
 }
 
 /** The stored verifier, or undefined when the admin may not read pg_authid (then the password is reset). */
@@ -385,19 +399,24 @@ GRANT SELECT ON reports TO ${rw};
 GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON payments, invoices, reports, deployments TO ${ad};`;
 }
 
-/**
- * ADMIN OPTION lets the connector manage the role (Postgres 16+); INHERIT FALSE and SET FALSE keep
- * it from using the role's privileges.
- */
-async function ensureAdminOption(c: Client, role: string, connector: string): Promise<boolean> {
-  const { rows } = await c.query<{ admin_option: boolean; inherit_option: boolean; set_option: boolean }>(
-    `SELECT admin_option, inherit_option, set_option FROM pg_auth_members
+/** Give the connector ADMIN OPTION on a role (see adminOptionGrantSql); false when it already has it. */
+async function ensureAdminOption(c: Client, rs: RoleSystem, role: string, connector: string): Promise<boolean> {
+  const options = rs.perGrantOptions ? 'inherit_option OR set_option' : 'false';
+  const { rows } = await c.query<{ admin_option: boolean; uses: boolean }>(
+    `SELECT admin_option, ${options} AS uses FROM pg_auth_members
       WHERE roleid = (SELECT oid FROM pg_roles WHERE rolname = $1) AND member = (SELECT oid FROM pg_roles WHERE rolname = $2)`,
     [role, connector],
   );
-  if (rows.some((r) => r.admin_option) && !rows.some((r) => r.inherit_option || r.set_option)) return false;
-  await c.query(`GRANT ${escapeIdentifier(role)} TO ${escapeIdentifier(connector)} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE`);
+  if (rows.some((r) => r.admin_option) && !rows.some((r) => r.uses)) return false;
+  await c.query(adminOptionGrantSql(rs, role, connector));
   return true;
+}
+
+/** For tests and operators: give `connector` ADMIN OPTION on `role`, as this server's version wants it. */
+export async function grantAdminOption(adminUrl: string, role: string, connector: string): Promise<void> {
+  await withClient(adminUrl, async (c) => {
+    await ensureAdminOption(c, await supportedRoleSystem(c), role, connector);
+  });
 }
 
 /**
@@ -433,6 +452,7 @@ export async function ensureDemoEstate(opts: DemoEstateOptions): Promise<DemoEst
 
   const createdRoles = await withClient(withDatabase(opts.adminUrl, database), (c) =>
     inTransaction(c, LOCK_DEMO_ESTATE, async () => {
+      const rs = await supportedRoleSystem(c);
       const created: string[] = [];
 
       for (const g of names.groups) {
@@ -441,7 +461,7 @@ export async function ensureDemoEstate(opts: DemoEstateOptions): Promise<DemoEst
           await c.query(`CREATE ROLE ${escapeIdentifier(g)} NOLOGIN`);
           created.push(g);
         }
-        await ensureAdminOption(c, g, connector);
+        await ensureAdminOption(c, rs, g, connector);
       }
 
       const { rows: existing } = await c.query<{ t: string }>(
@@ -465,11 +485,11 @@ export async function ensureDemoEstate(opts: DemoEstateOptions): Promise<DemoEst
           await c.query(`COMMENT ON ROLE ${q} IS ${escapeLiteral(`demo NHI: ${nhi.description} (managed by the NHI orchestrator)`)}`);
           created.push(role);
         }
-        await ensureAdminOption(c, role, connector);
+        await ensureAdminOption(c, rs, role, connector);
         if (isNew) {
           // Granted by the connector, so the connector can revoke them later.
           for (const g of nhi.memberOf) {
-            await c.query(`GRANT ${escapeIdentifier(groupOf(g))} TO ${q} WITH INHERIT TRUE GRANTED BY ${escapeIdentifier(connector)}`);
+            await c.query(inheritedGrantSql(rs, groupOf(g), role, connector));
           }
         }
       }
