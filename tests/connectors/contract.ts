@@ -82,6 +82,13 @@ export function runConnectorContract(name: string, setup: () => Promise<Contract
       await t?.teardown();
     });
 
+    test('checkSetup names its target and, set up as documented, finds no problem', async () => {
+      const setup = await c.checkSetup();
+      expect(setup.target).toEqual(expect.any(String));
+      expect(setup.target.length).toBeGreaterThan(0);
+      expect(setup).toMatchObject({ roleProblems: [], problems: [] });
+    });
+
     test('lists what it can grant, and nothing it may not', async () => {
       const grantable = await c.listGrantableEntitlements();
       expect(grantable).toEqual(expect.arrayContaining([t.entitlements.readOnly, t.entitlements.writeCapable, t.entitlements.hostile]));

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client, escapeIdentifier, escapeLiteral } from 'pg';
 import { PostgresConnector, resolveEntitlementRoles, scramSha256Verifier, scramVerifierMatches } from '../../connectors/postgres';
+import { adminOptionGrantSql, detectRoleSystem, membershipOptionColumns, type RoleSystem } from '../../connectors/postgres-roles';
 import { ConnectorErrorCode, PermanentConnectorError } from '../../connectors/types';
 import { createPool } from '../../lib/db';
 import { createEstateConnector, ensureConnectorRole, estateConnectorUrl, probeTargetFromUrl } from '../../lib/estate';
@@ -17,6 +18,8 @@ interface Fixture extends ContractTarget {
   estate: TestDatabase;
   connectorRole: string;
   connectorUrl: string;
+  /** The server's role rules (PostgreSQL 15 differs from 16+). */
+  roles: RoleSystem;
   /** The group roles (physical names). */
   groups: Groups;
   /** The same, as the connector names them (logical names where mapped; `other` is never mapped). */
@@ -61,8 +64,8 @@ async function createFixture(opts: { logical?: boolean } = {}): Promise<Fixture>
   const logicalOf = new Map((Object.keys(groups) as Array<keyof Groups>).map((k) => [groups[k], ents[k]]));
   const reportedAs = (role: string) => logicalOf.get(role) ?? role;
   const sql = async (text: string, params: unknown[] = []) => (await estate.pool.query(text, params)).rows;
-  const adminOn = (role: string) =>
-    sql(`GRANT ${escapeIdentifier(role)} TO ${escapeIdentifier(connectorRole)} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE`);
+  const roles = await detectRoleSystem(estate.pool);
+  const adminOn = (role: string) => sql(adminOptionGrantSql(roles, role, connectorRole));
   await sql(`CREATE ROLE ${escapeIdentifier(canary)} NOLOGIN`);
   for (const g of Object.values(groups)) {
     await sql(`CREATE ROLE ${escapeIdentifier(g)} NOLOGIN`);
@@ -92,6 +95,7 @@ async function createFixture(opts: { logical?: boolean } = {}): Promise<Fixture>
     estate,
     connectorRole,
     connectorUrl,
+    roles,
     groups,
     ents,
     reportedAs,
@@ -159,7 +163,7 @@ describe('postgres connector specifics', () => {
     await f?.teardown();
   });
 
-  test('its role is not a superuser and cannot use the privileges of the roles it manages', async () => {
+  test('its role is not a superuser; on 16+ it cannot use the privileges of the roles it manages', async () => {
     const { identity } = await f.newIdentity();
     const client = new Client({ connectionString: f.connectorUrl });
     await client.connect();
@@ -170,11 +174,14 @@ describe('postgres connector specifics', () => {
                 pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS can_read_stats,
                 pg_has_role(current_user, $1, 'MEMBER WITH ADMIN OPTION') AS admin_identity,
                 pg_has_role(current_user, $1, 'USAGE') AS uses_identity,
-                pg_has_role(current_user, $1, 'SET') AS sets_identity,
+                pg_has_role(current_user, $1, '${f.roles.perGrantOptions ? 'SET' : 'MEMBER'}') AS sets_identity,
                 pg_has_role(current_user, $2, 'USAGE') AS uses_group
            FROM pg_roles r WHERE r.rolname = current_user`,
         [identity, f.groups.rw],
       );
+      // PostgreSQL 15 has no per-grant INHERIT/SET: ADMIN OPTION makes the connector a member that
+      // uses the role's privileges (a CREATEROLE role on 15 can take them anyway).
+      const usesManaged = !f.roles.perGrantOptions;
       expect(rows[0]).toEqual({
         me: f.connectorRole,
         rolsuper: false,
@@ -182,12 +189,68 @@ describe('postgres connector specifics', () => {
         can_signal: true,
         can_read_stats: true,
         admin_identity: true,
-        uses_identity: false,
-        sets_identity: false,
-        uses_group: false,
+        uses_identity: usesManaged,
+        sets_identity: usesManaged,
+        uses_group: usesManaged,
       });
     } finally {
       await client.end();
+    }
+  });
+
+  test('checkSetup names the server and finds nothing wrong with a role made by ensureConnectorRole', async () => {
+    expect(await f.connector.checkSetup()).toEqual({
+      target: `PostgreSQL ${f.roles.version} as ${f.connectorRole}`,
+      roleProblems: [],
+      problems: [],
+    });
+  });
+
+  test('checkSetup says what the connector role lacks on this version, and the connector refuses to act until fixed', async () => {
+    const role = `${f.prefix}_weak`;
+    const password = generateCredential();
+    await f.sql(`CREATE ROLE ${role} LOGIN PASSWORD ${escapeLiteral(password)}`);
+    const missing = `${f.prefix}_missing`;
+    const weak = new PostgresConnector(createPool(estateConnectorUrl(f.estate.url, { role, password })), {
+      grantable: [f.groups.ro, missing],
+      probe: probeTargetFromUrl(f.estate.url),
+    });
+    try {
+      const setup = await weak.checkSetup();
+      expect(setup.roleProblems).toEqual([
+        `role ${role} lacks CREATEROLE: ALTER ROLE "${role}" CREATEROLE`,
+        expect.stringContaining(`role ${role} cannot use pg_signal_backend to end sessions: GRANT pg_signal_backend TO "${role}"`),
+        expect.stringContaining(`role ${role} cannot use pg_read_all_stats to see when sessions started: GRANT pg_read_all_stats TO "${role}"`),
+      ]);
+      // Entitlements in name order.
+      expect(setup.problems.slice(3)).toEqual([
+        `entitlement ${JSON.stringify(missing)}: role ${JSON.stringify(missing)} does not exist`,
+        `entitlement ${JSON.stringify(f.groups.ro)}: no ADMIN OPTION on role ${JSON.stringify(f.groups.ro)}: ${adminOptionGrantSql(f.roles, f.groups.ro, role)}`,
+      ]);
+      const { identity } = await f.newIdentity();
+      const err = await weak.grant(identity, f.groups.ro).catch((e) => e);
+      expect(err).toBeInstanceOf(PermanentConnectorError);
+      expect(err.code).toBe(ConnectorErrorCode.Misconfigured);
+      expect(err.message).toContain('lacks CREATEROLE');
+      expect(await f.inspect.memberships(identity)).toEqual([]);
+    } finally {
+      await weak.close();
+    }
+  });
+
+  test('an entitlement role it has no ADMIN OPTION on is refused, on every version', async () => {
+    const { identity } = await f.newIdentity();
+    const outside = `${f.prefix}_outside`;
+    await f.sql(`CREATE ROLE ${escapeIdentifier(outside)} NOLOGIN`);
+    const wide = createEstateConnector({ url: f.connectorUrl, grantable: [outside] });
+    try {
+      const err = await wide.grant(identity, outside).catch((e) => e);
+      expect(err).toBeInstanceOf(PermanentConnectorError);
+      expect(err.code).toBe(ConnectorErrorCode.InsufficientPrivilege);
+      expect(err.message).toContain('no ADMIN OPTION');
+      expect(await f.inspect.memberships(identity)).toEqual([]);
+    } finally {
+      await wide.close();
     }
   });
 
@@ -241,10 +304,15 @@ describe('postgres connector specifics', () => {
     expect(await f.connector.grant(identity, f.groups.ro)).toEqual({ changed: true });
   });
 
-  test('a membership granted by another administrator is reported as revoke_blocked, not left silently', async () => {
+  test('a membership granted by another administrator: revoke_blocked on 16+, revoked on 15', async () => {
     const { identity } = await f.newIdentity();
-    // Granted by the superuser: a CREATEROLE role may only revoke grants it (or a role it acts as) made.
+    // Granted by the superuser: on 16+ a CREATEROLE role may only revoke grants it (or a role it acts as) made.
     await f.sql(`GRANT ${escapeIdentifier(f.groups.ro)} TO ${escapeIdentifier(identity)}`);
+    if (!f.roles.perGrantOptions) {
+      expect(await f.connector.revoke(identity, f.groups.ro)).toEqual({ changed: true });
+      expect(await f.inspect.memberships(identity)).toEqual([]);
+      return;
+    }
     const err = await f.connector.revoke(identity, f.groups.ro).catch((e) => e);
     expect(err).toBeInstanceOf(PermanentConnectorError);
     expect(err.code).toBe(ConnectorErrorCode.RevokeBlocked);
@@ -257,11 +325,12 @@ describe('postgres connector specifics', () => {
     const { identity } = await f.newIdentity();
     await f.connector.grant(identity, f.groups.rw);
     const rows = await f.sql(
-      `SELECT g.rolname AS grantor, m.inherit_option FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.grantor
+      `SELECT g.rolname AS grantor, ${membershipOptionColumns(f.roles, 'm', 'u')}
+         FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.grantor JOIN pg_roles u ON u.oid = m.member
         WHERE m.member = $1::regrole AND m.roleid = $2::regrole`,
       [escapeIdentifier(identity), escapeIdentifier(f.groups.rw)],
     );
-    expect(rows).toEqual([{ grantor: f.connectorRole, inherit_option: true }]);
+    expect(rows).toEqual([{ grantor: f.connectorRole, inherit_option: true, set_option: true }]);
   });
 
   test('concurrent grants of the same entitlement: one change, one membership', async () => {

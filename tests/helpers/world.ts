@@ -8,6 +8,7 @@ import { Worker } from '@temporalio/worker';
 import { Client } from 'pg';
 import { createActivities, type ActivityDeps } from '../../activities';
 import { scramSha256Verifier, type PostgresConnector } from '../../connectors/postgres';
+import { adminOptionGrantSql, detectRoleSystem, membershipOptionColumns, type RoleSystem } from '../../connectors/postgres-roles';
 import { createEstateConnector, ensureConnectorRole, ensureDemoEstate, estateConnectorUrl, probeTargetFromUrl, type DemoEstateResult } from '../../lib/estate';
 import { MemoryNotifier } from '../../lib/notifier';
 import { loadNhiPolicies } from '../../lib/policy-decisions';
@@ -36,6 +37,8 @@ export interface TestWorld {
   estateUrl: string;
   /** Superuser connection to the estate database, for assertions and for breaking things on purpose. */
   estateAdmin: Client;
+  /** The estate server's role rules (PostgreSQL 15 differs from 16+). */
+  roles: RoleSystem;
   connector: PostgresConnector;
   connectorRole: string;
   secrets: SecretStore;
@@ -86,6 +89,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
   const connector = createEstateConnector({ url: estateUrl, rolePrefix: prefix });
   const estateAdmin = new Client({ connectionString: urlFor(estateDatabase) });
   await estateAdmin.connect();
+  const roles = await detectRoleSystem(estateAdmin);
   const notifier = new MemoryNotifier();
   const policy = loadNhiPolicies(path.join(projectRoot, 'policies'));
   for (const p of DEMO_PRINCIPALS) await upsertPrincipal(db.pool, { id: p.id, roles: [...p.roles] });
@@ -102,6 +106,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
     estate,
     estateUrl,
     estateAdmin,
+    roles,
     connector,
     connectorRole,
     secrets,
@@ -123,7 +128,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
     async roleState(nhiId) {
       const { rows: r } = await estateAdmin.query('SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = $1', [world.role(nhiId)]);
       const { rows: m } = await estateAdmin.query(
-        `SELECT g.rolname AS "group", gr.rolname AS grantor, m.admin_option, m.inherit_option, m.set_option
+        `SELECT g.rolname AS "group", gr.rolname AS grantor, m.admin_option, ${membershipOptionColumns(roles, 'm', 'r')}
            FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles gr ON gr.oid = m.grantor JOIN pg_roles r ON r.oid = m.member
           WHERE r.rolname = $1 ORDER BY 1, 2`,
         [world.role(nhiId)],
@@ -133,7 +138,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
     async addNhi(nhi) {
       const role = `${prefix}${nhi.id}`;
       await estateAdmin.query(`CREATE ROLE ${role} LOGIN PASSWORD '${randomBytes(12).toString('hex')}'`);
-      await estateAdmin.query(`GRANT ${role} TO ${connectorRole} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE`);
+      await estateAdmin.query(adminOptionGrantSql(roles, role, connectorRole));
       await db.pool.query(
         `INSERT INTO nhis (id, kind, owner, connector, external_ref, criticality, tags) VALUES ($1, $2, $3, 'postgres', $4, $5, $6)`,
         [nhi.id, nhi.kind ?? 'service_account', nhi.owner ?? 'team-test', role, nhi.criticality ?? 'medium', nhi.tags ?? []],

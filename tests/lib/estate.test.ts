@@ -6,6 +6,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Client, escapeIdentifier } from 'pg';
 import type { PostgresConnector } from '../../connectors/postgres';
+import { detectRoleSystem, membershipOptionColumns, type RoleSystem } from '../../connectors/postgres-roles';
 import { ConnectorErrorCode, PermanentConnectorError } from '../../connectors/types';
 import {
   createEstateConnector,
@@ -35,6 +36,7 @@ let orch: TestDatabase;
 let store: SecretStore;
 let estateAdmin: Client;
 let connector: PostgresConnector;
+let rs: RoleSystem;
 
 const options = (over: Partial<DemoEstateOptions> = {}): DemoEstateOptions => ({
   adminUrl: adminUrl(),
@@ -80,6 +82,7 @@ beforeAll(async () => {
   orch = await createTestDatabase({ prefix: 'orch' });
   store = new SecretStore(orch.pool, randomBytes(32));
   await ensureConnectorRole(adminUrl(), { role: connectorRole, password: connectorPassword });
+  rs = await detectRoleSystem(orch.pool);
 });
 
 afterAll(async () => {
@@ -112,7 +115,9 @@ describe('ensureConnectorRole', () => {
            FROM pg_roles WHERE rolname = $1`,
         [role],
       );
-      expect(rows[0]).toEqual({ rolsuper: false, rolcreaterole: true, rolcanlogin: true, rolinherit: false, signal: true, stats: true });
+      // NOINHERIT on 16+ (only what is granted WITH INHERIT TRUE is used); 15 has no per-grant option.
+      const rolinherit = !rs.perGrantOptions;
+      expect(rows[0]).toEqual({ rolsuper: false, rolcreaterole: true, rolcanlogin: true, rolinherit, signal: true, stats: true });
       const before = (await admin.query('SELECT rolpassword FROM pg_authid WHERE rolname = $1', [role])).rows[0].rolpassword;
 
       expect(await ensureConnectorRole(adminUrl(), { role, password })).toEqual({ role, created: false, changed: false });
@@ -176,12 +181,16 @@ describe('ensureDemoEstate', () => {
 
     // The connector administers every role without gaining its privileges.
     const adminRows = await q(
-      `SELECT r.rolname, m.admin_option, m.inherit_option, m.set_option FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+      `SELECT r.rolname, m.admin_option, ${membershipOptionColumns(rs, 'm', 'c')} FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid
+         JOIN pg_roles c ON c.oid = m.member
         WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = $1) AND starts_with(r.rolname, $2) ORDER BY 1`,
       [connectorRole, prefix],
     );
     expect(adminRows).toEqual(
-      [...roles.groups, ...roles.nhis.map((n) => n.role)].sort().map((rolname) => ({ rolname, admin_option: true, inherit_option: false, set_option: false })),
+      [...roles.groups, ...roles.nhis.map((n) => n.role)]
+        .sort()
+        // On 15 ADMIN OPTION is a plain membership: the (INHERIT) connector uses the role's privileges.
+        .map((rolname) => ({ rolname, admin_option: true, inherit_option: !rs.perGrantOptions, set_option: !rs.perGrantOptions })),
     );
 
     const privs = await q(

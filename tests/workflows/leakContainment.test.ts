@@ -2,6 +2,7 @@
 // real Postgres roles: assertions log in with the old and new passwords and read pg_stat_activity.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { adminOptionGrantSql } from '../../connectors/postgres-roles';
 import { projectRoot } from '../../lib/paths';
 import { JIT_WORKFLOW_TYPE, statusQuery as jitStatusQuery, type JitElevationInput } from '../../workflows/jitElevation.contract';
 import {
@@ -237,7 +238,7 @@ test('the target refuses the password change: old credential still works, incide
     await waitFor('escalation notified', async () => w.notifier.sent.some((n) => n.kind === 'escalation' && n.nhiId === nhiId));
 
     // Someone fixes the privilege and asks for a retry.
-    await w.estateAdmin.query(`GRANT ${role} TO ${w.connectorRole} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE`);
+    await w.estateAdmin.query(adminOptionGrantSql(w.roles, role, w.connectorRole));
     restored = true;
     await handle.signal(retrySignal, { by: 'oncall', reason: 'admin option restored' });
     const done: LeakStatus = await handle.result();
@@ -249,7 +250,7 @@ test('the target refuses the password change: old credential still works, incide
     expect(inc[0].status).toBe('closed');
   } finally {
     if (!restored) {
-      await w.estateAdmin.query(`GRANT ${role} TO ${w.connectorRole} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE`);
+      await w.estateAdmin.query(adminOptionGrantSql(w.roles, role, w.connectorRole));
       await w.env.client.workflow.getHandle(leakWorkflowId(nhiId)).terminate('test cleanup').catch(() => undefined);
     }
   }

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { createActivities } from '../../activities';
+import { adminOptionGrantSql } from '../../connectors/postgres-roles';
 import { probeTargetFromUrl } from '../../lib/estate';
 import { offboarding } from '../../workflows/offboarding';
 import { offboardingWorkflowId, statusQuery, type OffboardingInput, type OffboardingState } from '../../workflows/offboarding.contract';
@@ -211,8 +212,14 @@ test('a connector failure mid-disable is retried and the final state is consiste
 test('a membership the connector may not revoke is escalated, and revoked once an operator unblocks it', async () => {
   await w.addNhi({ id: 'svc_stuck', kind: 'service_account' });
   await grantByConnector('svc_stuck', 'estate_readonly');
-  // Granted by the superuser: the connector cannot revoke this one (revoke_blocked).
-  await w.estateAdmin.query(`GRANT ${w.ent('estate_writer')} TO ${w.role('svc_stuck')}`);
+  // What keeps the connector from revoking it: on 16+ a grant by the superuser (revoke_blocked); on 15,
+  // where CREATEROLE revokes any grant, the connector losing its ADMIN OPTION on the group role.
+  const blockedByGrantor = w.roles.perGrantOptions;
+  if (blockedByGrantor) await w.estateAdmin.query(`GRANT ${w.ent('estate_writer')} TO ${w.role('svc_stuck')}`);
+  else {
+    await grantByConnector('svc_stuck', 'estate_writer');
+    await w.estateAdmin.query(`REVOKE ADMIN OPTION FOR ${w.ent('estate_writer')} FROM ${w.connectorRole}`);
+  }
   const handle = await start({ nhiId: 'svc_stuck', graceDays: 0, watchDays: 0, settings: { escalationAttempts: 2 } });
   const escalation = await waitFor('escalation', async () => w.notifier.sent.find((n) => n.kind === 'escalation' && n.nhiId === 'svc_stuck'), 60_000);
   expect(escalation.text).toMatch(/revoke entitlements keeps failing/);
@@ -221,8 +228,9 @@ test('a membership the connector may not revoke is escalated, and revoked once a
   expect(s.escalations[0].detail).toMatch(/estate_writer/);
   expect(await w.memberships('svc_stuck')).toEqual([w.ent('estate_writer')]);
 
-  // An operator removes the superuser's grant; the next retry goes through.
-  await w.estateAdmin.query(`REVOKE ${w.ent('estate_writer')} FROM ${w.role('svc_stuck')}`);
+  // An operator removes the superuser's grant (or gives the ADMIN OPTION back); the next retry goes through.
+  if (blockedByGrantor) await w.estateAdmin.query(`REVOKE ${w.ent('estate_writer')} FROM ${w.role('svc_stuck')}`);
+  else await w.estateAdmin.query(adminOptionGrantSql(w.roles, w.ent('estate_writer'), w.connectorRole));
   const result = await handle.result();
   expect(result.state).toBe('completed');
   expect(result.attestation?.outcome).toBe('no_standing_access');
