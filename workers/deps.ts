@@ -73,3 +73,17 @@ export function buildDependencies(config: Config, logger: Logger): BuiltDependen
     },
   };
 }
+
+/**
+ * Start-up check of the connector: what its own role lacks stops the process (it would refuse every
+ * step anyway); other problems (an entitlement it cannot administer) are warnings. Returns the
+ * target it reached, for the start banner.
+ */
+export async function checkConnectorSetup(connector: Connector, logger: Logger): Promise<string> {
+  const setup = await connector.checkSetup();
+  if (setup.roleProblems.length) {
+    throw new Error(`connector ${connector.name} (${setup.target}) is not set up:\n- ${setup.roleProblems.join('\n- ')}`);
+  }
+  for (const problem of setup.problems) logger.warn({ connector: connector.name }, problem);
+  return setup.target;
+}

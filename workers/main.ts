@@ -4,7 +4,7 @@ import { migrate } from '../lib/db';
 import { createLogger } from '../lib/logger';
 import { connectClient } from '../lib/temporal-connection';
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../lib/usage';
-import { buildDependencies } from './deps';
+import { buildDependencies, checkConnectorSetup } from './deps';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from './worker';
 
 async function main() {
@@ -13,6 +13,7 @@ async function main() {
   installRuntimeLogging(logger);
   const built = buildDependencies(config, logger);
   await migrate(built.pool);
+  logger.info({ estate: await checkConnectorSetup(built.connector, logger) }, 'connector ready');
   const temporal = await connectClient(config);
   built.deps.temporal = { client: temporal.client, taskQueue: config.TEMPORAL_TASK_QUEUE };
   if (config.USAGE_COLLECTOR) {
