@@ -9,6 +9,15 @@ import type { Config } from './config';
 export interface TemporalTarget {
   connectionOptions: NativeConnectionOptions;
   namespace: string;
+  /** `host:port` the connection goes to. */
+  address: string;
+  /** What named it: nothing (the local dev server), TEMPORAL_ADDRESS, or an envconfig profile. */
+  source: 'dev server' | 'TEMPORAL_ADDRESS' | 'profile';
+}
+
+/** True when TEMPORAL_ADDRESS or an envconfig profile names the server: `npm start` then runs none. */
+export function usesExternalTemporal(config: Pick<Config, 'TEMPORAL_ADDRESS'>, env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(config.TEMPORAL_ADDRESS || env.TEMPORAL_CONFIG_FILE || env.TEMPORAL_PROFILE);
 }
 
 export function temporalTarget(config: Config, env: NodeJS.ProcessEnv = process.env): TemporalTarget {
@@ -18,11 +27,16 @@ export function temporalTarget(config: Config, env: NodeJS.ProcessEnv = process.
   if (!config.TEMPORAL_ADDRESS && !usesProfile) overrideEnvVars.TEMPORAL_ADDRESS = `127.0.0.1:${config.TEMPORAL_PORT}`;
   if (!env.TEMPORAL_NAMESPACE && !usesProfile) overrideEnvVars.TEMPORAL_NAMESPACE = config.TEMPORAL_NAMESPACE;
   const { connectionOptions, namespace } = loadClientConnectConfig({ overrideEnvVars });
-  return { connectionOptions, namespace: namespace ?? config.TEMPORAL_NAMESPACE };
+  return {
+    connectionOptions,
+    namespace: namespace ?? config.TEMPORAL_NAMESPACE,
+    address: connectionOptions.address ?? overrideEnvVars.TEMPORAL_ADDRESS ?? `127.0.0.1:${config.TEMPORAL_PORT}`,
+    source: config.TEMPORAL_ADDRESS ? 'TEMPORAL_ADDRESS' : usesProfile ? 'profile' : 'dev server',
+  };
 }
 
-export async function connectClient(config: Config): Promise<{ client: Client; connection: Connection; namespace: string }> {
-  const { connectionOptions, namespace } = temporalTarget(config);
+export async function connectClient(config: Config): Promise<{ client: Client; connection: Connection } & Omit<TemporalTarget, 'connectionOptions'>> {
+  const { connectionOptions, ...target } = temporalTarget(config);
   const connection = await Connection.connect(connectionOptions as Parameters<typeof Connection.connect>[0]);
-  return { client: new Client({ connection, namespace }), connection, namespace };
+  return { client: new Client({ connection, namespace: target.namespace }), connection, ...target };
 }

@@ -1,9 +1,10 @@
-// `npm start`: the whole orchestrator in one terminal — Temporal dev server (with UI), embedded
+// `npm start`: the whole orchestrator in one terminal — Temporal dev server (with UI; or the server
+// TEMPORAL_ADDRESS names, where our search attributes are registered if missing), embedded
 // PostgreSQL (or DATABASE_URL), the demo estate, the worker and the HTTP API. Ctrl-C stops it all.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import path from 'node:path';
-import { Client as PgClient } from 'pg';
+import { Client as PgClient, type Pool } from 'pg';
 import { createApp } from '../api/app';
 import { createScenarioRouters } from '../api/scenarios';
 import { ConfigError, loadConfig, type Config } from '../lib/config';
@@ -12,9 +13,10 @@ import { migrate } from '../lib/db';
 import { DEFAULT_CONNECTOR_ROLE, ensureConnectorRole, ensureDemoEstate, loadOrCreateConnectorPassword } from '../lib/estate';
 import { createLogger, type Logger } from '../lib/logger';
 import { authenticate, createToken, upsertPrincipal, type Role } from '../lib/principals';
-import { connectClient } from '../lib/temporal-connection';
+import { ensureSearchAttributes, type SearchAttributesResult } from '../lib/search-attributes';
+import { connectClient, usesExternalTemporal } from '../lib/temporal-connection';
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../lib/usage';
-import { startDevServer } from '../temporal-dev/dev-server';
+import { startDevServer, type DevServer } from '../temporal-dev/dev-server';
 import { buildDependencies, estateAdminUrl } from '../workers/deps';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from '../workers/worker';
 
@@ -55,6 +57,29 @@ async function ensureDatabase(adminUrl: string, name: string) {
   }
 }
 
+/** The server's own version string (`15.8 (Debian 15.8-1.pgdg120+1)`), for the banner. */
+async function serverVersion(pool: Pool): Promise<string> {
+  const { rows } = await pool.query<{ server_version: string }>('SHOW server_version');
+  return rows[0]?.server_version ?? 'unknown version';
+}
+
+/** A database URL fit to print: password masked, also one given as a query parameter. */
+function printableDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.searchParams.has('password')) u.searchParams.set('password', '***');
+    return redactUrl(u.toString());
+  } catch {
+    return redactUrl(url);
+  }
+}
+
+function describeSearchAttributes(r: SearchAttributesResult): string {
+  const all = [...r.registered, ...r.present];
+  if (r.registered.length) return `${r.registered.join(', ')} registered now${r.present.length ? ` (${r.present.join(', ')} were there)` : ''}`;
+  return `${all.join(', ')} present${r.typesChecked ? '' : ' (types unchecked: the operator service refused to list them)'}`;
+}
+
 /** Demo principals keep their tokens across restarts (dev only; the file is 0600 in the data folder). */
 async function demoTokens(config: Config, pool: import('pg').Pool): Promise<Record<string, string>> {
   const file = path.join(config.dataDir, 'demo-tokens.json');
@@ -84,17 +109,25 @@ async function main() {
   installRuntimeLogging(logger.child({ level: 'warn' }), 'WARN');
 
   // 1. Temporal: the dev server with its UI, unless TEMPORAL_ADDRESS / a profile points elsewhere.
-  const externalTemporal = Boolean(config.TEMPORAL_ADDRESS || process.env.TEMPORAL_PROFILE || process.env.TEMPORAL_CONFIG_FILE);
+  const externalTemporal = usesExternalTemporal(config);
+  let dev: DevServer | undefined;
   if (!externalTemporal) {
     const temporalLog = logger.child({ component: 'temporal-server' });
-    const dev = await startDevServer({
+    dev = await startDevServer({
       dataDir: config.dataDir,
       port: config.TEMPORAL_PORT,
       uiPort: config.TEMPORAL_UI_PORT,
+      namespace: config.TEMPORAL_NAMESPACE,
       onOutput: (line) => (/level=(ERROR|FATAL)/.test(line) && !stopping ? temporalLog.error(line) : temporalLog.debug(line)),
     });
-    stops.push({ name: 'temporal dev server', stop: () => dev.stop() });
+    const started = dev;
+    stops.push({ name: 'temporal dev server', stop: () => started.stop() });
   }
+  const { client, connection, namespace, address, source } = await connectClient(config);
+  stops.push({ name: 'temporal client', stop: () => connection.close() });
+  // Before anything else: the workflows cannot start on a namespace without our search attributes.
+  const attributes = await ensureSearchAttributes(connection, { namespace, address });
+  if (attributes.registered.length) logger.info({ namespace, registered: attributes.registered }, 'search attributes registered');
 
   // 2. PostgreSQL: embedded (data in DATA_DIR/postgres) unless DATABASE_URL is set.
   if (!config.DATABASE_URL) {
@@ -126,8 +159,6 @@ async function main() {
   }
 
   // 4. Worker and API.
-  const { client, connection, namespace } = await connectClient(config);
-  stops.push({ name: 'temporal client', stop: () => connection.close() });
   built.deps.temporal = { client, taskQueue: config.TEMPORAL_TASK_QUEUE };
   const { worker, connection: workerConnection } = await buildWorker(config, built.deps, { workflowBundle: await prebuildWorkflowBundle() });
   const workerDone = worker.run();
@@ -157,16 +188,22 @@ async function main() {
   stops.push({ name: 'api', stop: () => new Promise((r) => server.close(() => r(undefined))) });
 
   const api = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}`;
+  const pgVersion = await serverVersion(built.pool);
+  const pgUrl = printableDatabaseUrl(built.pool.options.connectionString ?? '');
   const lines = [
     '',
     'NHI orchestrator is running',
     `  API            ${api}`,
     `  API docs       ${api}/docs`,
-    externalTemporal ? `  Temporal       ${config.TEMPORAL_ADDRESS ?? '(envconfig profile)'}` : `  Temporal UI    http://127.0.0.1:${config.TEMPORAL_UI_PORT}`,
-    externalTemporal ? '' : `  Temporal gRPC  127.0.0.1:${config.TEMPORAL_PORT}`,
-    `  PostgreSQL     ${redactUrl(built.pool.options.connectionString ?? '')}`,
+    ...(dev
+      ? [`  Temporal       dev server started here, namespace ${namespace}`, `  Temporal UI    ${dev.uiUrl}`, `  Temporal gRPC  ${dev.address}`]
+      : [`  Temporal       external ${address}, namespace ${namespace} (${source === 'profile' ? `envconfig profile ${process.env.TEMPORAL_PROFILE ?? 'default'}` : 'TEMPORAL_ADDRESS'})`]),
+    `  Search attrs   ${describeSearchAttributes(attributes)}`,
+    config.DATABASE_URL
+      ? `  PostgreSQL     ${pgVersion} at ${pgUrl} (DATABASE_URL)`
+      : `  PostgreSQL     ${pgVersion}, embedded (started here, data in ${path.join(config.dataDir, 'postgres')}): ${pgUrl}`,
     `  Data folder    ${config.dataDir}`,
-  ].filter(Boolean);
+  ];
   if (Object.keys(tokens).length) {
     lines.push('', 'Demo principals (Authorization: Bearer <token>):');
     for (const p of DEMO_PRINCIPALS) lines.push(`  ${p.id.padEnd(13)} ${p.roles.join(',').padEnd(10)} ${tokens[p.id]}`);

@@ -13,7 +13,7 @@ export const DEV_SERVER_DYNAMIC_CONFIG = [
   'frontend.workerVersioningWorkflowAPIs=true',
 ];
 
-export function devServerArgs(opts: { dataDir: string; port: number; uiPort: number; ip?: string }): string[] {
+export function devServerArgs(opts: { dataDir: string; port: number; uiPort: number; ip?: string; namespace?: string }): string[] {
   const args = [
     'server',
     'start-dev',
@@ -24,6 +24,8 @@ export function devServerArgs(opts: { dataDir: string; port: number; uiPort: num
     '--log-level', 'warn',
     '--ui-disable-news-fetch',
   ];
+  // `default` always exists; another TEMPORAL_NAMESPACE is created with it (start.ts registers our attributes there).
+  if (opts.namespace && opts.namespace !== 'default') args.push('--namespace', opts.namespace);
   for (const key of ALL_SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
   for (const kv of DEV_SERVER_DYNAMIC_CONFIG) args.push('--dynamic-config-value', kv);
   return args;
@@ -39,6 +41,10 @@ function portOpen(host: string, port: number): Promise<boolean> {
 
 export interface DevServer {
   process: ChildProcess;
+  /** The frontend (gRPC), `127.0.0.1:<port>`. */
+  address: string;
+  /** The Web UI. */
+  uiUrl: string;
   stop(): Promise<void>;
 }
 
@@ -46,6 +52,7 @@ export async function startDevServer(opts: {
   dataDir: string;
   port: number;
   uiPort: number;
+  namespace?: string;
   onOutput?: (line: string) => void;
   timeoutMs?: number;
 }): Promise<DevServer> {
@@ -69,6 +76,8 @@ export async function startDevServer(opts: {
   }
   return {
     process: child,
+    address: `127.0.0.1:${opts.port}`,
+    uiUrl: `http://127.0.0.1:${opts.uiPort}`,
     stop: () =>
       new Promise<void>((resolve) => {
         if (exited !== null) return resolve();
