@@ -17,7 +17,7 @@ import { ensureSearchAttributes, type SearchAttributesResult } from '../lib/sear
 import { connectClient, usesExternalTemporal } from '../lib/temporal-connection';
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../lib/usage';
 import { startDevServer, type DevServer } from '../temporal-dev/dev-server';
-import { buildDependencies, estateAdminUrl } from '../workers/deps';
+import { buildDependencies, checkConnectorSetup, estateAdminUrl } from '../workers/deps';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from '../workers/worker';
 
 export const DEMO_PRINCIPALS: { id: string; roles: Role[] }[] = [
@@ -157,6 +157,8 @@ async function main() {
     }
     tokens = await demoTokens(config, built.pool);
   }
+  // The connector's own role, on this server's version: what it lacks stops the start here.
+  const estateTarget = await checkConnectorSetup(built.connector, logger);
 
   // 4. Worker and API.
   built.deps.temporal = { client, taskQueue: config.TEMPORAL_TASK_QUEUE };
@@ -202,6 +204,7 @@ async function main() {
     config.DATABASE_URL
       ? `  PostgreSQL     ${pgVersion} at ${pgUrl} (DATABASE_URL)`
       : `  PostgreSQL     ${pgVersion}, embedded (started here, data in ${path.join(config.dataDir, 'postgres')}): ${pgUrl}`,
+    `  Estate         ${estateTarget}${config.ESTATE_DATABASE_URL ? ' (ESTATE_DATABASE_URL)' : ', demo estate'}`,
     `  Data folder    ${config.dataDir}`,
   ];
   if (Object.keys(tokens).length) {

@@ -2,6 +2,7 @@
 import { ConfigError, loadConfig } from '../lib/config';
 import { migrate } from '../lib/db';
 import { createLogger } from '../lib/logger';
+import { ensureSearchAttributes } from '../lib/search-attributes';
 import { connectClient } from '../lib/temporal-connection';
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../lib/usage';
 import { buildDependencies, checkConnectorSetup } from './deps';
@@ -15,6 +16,9 @@ async function main() {
   await migrate(built.pool);
   logger.info({ estate: await checkConnectorSetup(built.connector, logger) }, 'connector ready');
   const temporal = await connectClient(config);
+  // The workflows cannot start on a namespace without their search attributes.
+  const attributes = await ensureSearchAttributes(temporal.connection, { namespace: temporal.namespace, address: temporal.address });
+  if (attributes.registered.length) logger.info({ namespace: temporal.namespace, registered: attributes.registered }, 'search attributes registered');
   built.deps.temporal = { client: temporal.client, taskQueue: config.TEMPORAL_TASK_QUEUE };
   if (config.USAGE_COLLECTOR) {
     await ensureUsageCollectorSchedule(temporal.client, {

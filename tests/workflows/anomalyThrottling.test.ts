@@ -76,17 +76,7 @@ async function untilState(nhiId: string, state: AnomalyState): Promise<AnomalySt
   }, 30_000);
 }
 
-/** What Postgres says about the role's access: login, limit, each membership with grantor and options. */
-async function roleState(nhiId: string) {
-  const { rows: r } = await w.estateAdmin.query('SELECT rolcanlogin, rolconnlimit FROM pg_roles WHERE rolname = $1', [w.role(nhiId)]);
-  const { rows: m } = await w.estateAdmin.query(
-    `SELECT g.rolname AS "group", gr.rolname AS grantor, m.admin_option, m.inherit_option, m.set_option
-       FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles gr ON gr.oid = m.grantor JOIN pg_roles r ON r.oid = m.member
-      WHERE r.rolname = $1 ORDER BY 1, 2`,
-    [w.role(nhiId)],
-  );
-  return { ...r[0], memberships: m };
-}
+const roleState = (nhiId: string) => w.roleState(nhiId);
 
 test('automatic throttle verified at the target; repeated detections join; silence → level 2 (login refused) → containment as a child; then restored', async () => {
   const nhiId = 'ci_deployer';
