@@ -17,6 +17,7 @@ import {
   type DiscoveredIdentity,
   type ProbeResult,
   type SessionInfo,
+  type TargetAccess,
   type ThrottleLevel,
 } from './types';
 
@@ -32,6 +33,8 @@ export interface PostgresConnectorOptions {
   grantable: string[];
   /** The grantable entitlements that allow writes: throttle removes these. Must be a subset of `grantable`. */
   writeCapable?: string[];
+  /** Write-capable entitlement → its read-only form (grantable, not write-capable): what a throttle leaves. */
+  readOnlyForms?: Record<string, string>;
   /**
    * Logical entitlement name → the group role behind it. Every method takes and reports mapped
    * entitlements by their logical name; a membership in a role that is no mapped entitlement is
@@ -172,6 +175,7 @@ export class PostgresConnector implements Connector {
   /** Logical names. */
   private readonly grantable: ReadonlySet<string>;
   private readonly writeCapable: ReadonlySet<string>;
+  private readonly readOnlyForms: Readonly<Record<string, string>>;
   /** Logical entitlement → group role, and back. */
   private readonly roleOf: ReadonlyMap<string, string>;
   private readonly entitlementOf: ReadonlyMap<string, string>;
@@ -189,6 +193,12 @@ export class PostgresConnector implements Connector {
     this.writeCapable = new Set(options.writeCapable ?? []);
     const stray = [...this.writeCapable].filter((w) => !this.grantable.has(w));
     if (stray.length) throw new Error(`writeCapable entitlements must also be grantable: ${stray.join(', ')}`);
+    this.readOnlyForms = { ...(options.readOnlyForms ?? {}) };
+    for (const [w, r] of Object.entries(this.readOnlyForms)) {
+      if (!this.writeCapable.has(w) || !this.grantable.has(r) || this.writeCapable.has(r)) {
+        throw new Error(`readOnlyForms: ${w} must be write-capable and ${r} grantable and not write-capable`);
+      }
+    }
     this.roleOf = resolveEntitlementRoles(options);
     this.entitlementOf = new Map([...this.roleOf].map(([logical, role]) => [role, logical]));
     this.probeTarget = options.probe;
@@ -601,30 +611,41 @@ export class PostgresConnector implements Connector {
 
   /** Exact: memberships added since the snapshot are revoked, removed ones granted back. */
   async restore(snapshot: AccessSnapshot): Promise<AccessState> {
-    if (!snapshot || snapshot.exists !== true || !Array.isArray(snapshot.entitlements)) {
+    if (!snapshot || snapshot.exists !== true) {
       throw permanent(ConnectorErrorCode.InvalidArgument, 'restore needs a snapshot of an existing identity');
     }
-    if (!Number.isInteger(snapshot.connectionLimit) || snapshot.connectionLimit < -1) {
-      throw permanent(ConnectorErrorCode.InvalidArgument, 'snapshot connectionLimit must be an integer >= -1');
+    return this.apply(snapshot.identity, snapshot);
+  }
+
+  entitlementCatalogue() {
+    return { grantable: sortNames(this.grantable), writeCapable: sortNames(this.writeCapable), readOnlyForm: { ...this.readOnlyForms } };
+  }
+
+  async apply(identity: string, access: TargetAccess): Promise<AccessState> {
+    if (!access || !Array.isArray(access.entitlements) || typeof access.canLogin !== 'boolean') {
+      throw permanent(ConnectorErrorCode.InvalidArgument, 'apply needs entitlements, canLogin and connectionLimit');
     }
-    const wanted = new Set(snapshot.entitlements.map((e) => checkName('entitlement', e)));
-    return this.mutate(snapshot.identity, async (c) => {
-      const id = await this.identityRow(c, snapshot.identity);
+    if (!Number.isInteger(access.connectionLimit) || access.connectionLimit < -1) {
+      throw permanent(ConnectorErrorCode.InvalidArgument, 'connectionLimit must be an integer >= -1');
+    }
+    const wanted = new Set(access.entitlements.map((e) => checkName('entitlement', e)));
+    return this.mutate(identity, async (c) => {
+      const id = await this.identityRow(c, identity);
       const current = await this.memberships(c, id.oid);
       for (const name of current.filter((e) => !wanted.has(e))) await this.revokeIn(c, id, await this.entitlementRow(c, name, true));
       for (const name of [...wanted].filter((e) => !current.includes(e))) await this.grantIn(c, id, await this.entitlementRow(c, name, true));
-      if (id.rolconnlimit !== snapshot.connectionLimit) {
-        await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} CONNECTION LIMIT ${snapshot.connectionLimit}`);
+      if (id.rolconnlimit !== access.connectionLimit) {
+        await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} CONNECTION LIMIT ${access.connectionLimit}`);
       }
-      if (id.rolcanlogin !== snapshot.canLogin) {
-        await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} ${snapshot.canLogin ? 'LOGIN' : 'NOLOGIN'}`);
+      if (id.rolcanlogin !== access.canLogin) {
+        await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} ${access.canLogin ? 'LOGIN' : 'NOLOGIN'}`);
       }
-      const after = await this.stateIn(c, await this.identityRow(c, snapshot.identity));
+      const after = await this.stateIn(c, await this.identityRow(c, identity));
       const same =
-        after.canLogin === snapshot.canLogin &&
-        after.connectionLimit === snapshot.connectionLimit &&
+        after.canLogin === access.canLogin &&
+        after.connectionLimit === access.connectionLimit &&
         after.entitlements.join('\n') === sortNames(wanted).join('\n');
-      if (!same) throw new Error(`restore of ${snapshot.identity} did not reach the snapshot's state`);
+      if (!same) throw new Error(`${identity} did not reach the access applied to it`);
       return after;
     });
   }

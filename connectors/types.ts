@@ -10,6 +10,22 @@ export interface AccessState {
   entitlements: string[]; // sorted
 }
 
+/** Access to put in place: what the reconciler asks a connector to make true. */
+export interface TargetAccess {
+  canLogin: boolean;
+  connectionLimit: number; // -1 = unlimited
+  entitlements: string[];
+}
+
+/** What a connector declares about its entitlements (the desired-access rule reads this). */
+export interface EntitlementCatalogue {
+  grantable: string[];
+  /** Entitlements that allow writes: a throttle withholds these. */
+  writeCapable: string[];
+  /** Write-capable entitlement → the one with the same read access and no writes. */
+  readOnlyForm: Record<string, string>;
+}
+
 /** Enough to put an identity's access back exactly as it was (throttle/offboard undo). */
 export interface AccessSnapshot extends AccessState {
   identity: string;
@@ -79,6 +95,12 @@ export interface Connector {
   throttle(identity: string, level: ThrottleLevel): Promise<AccessSnapshot>;
   /** Put access back exactly as the snapshot says (memberships, login, connection limit). */
   restore(snapshot: AccessSnapshot): Promise<AccessState>;
+  /**
+   * Make the identity's access exactly `access` (only the differences change), read it back and
+   * return it; throws when the target does not end up there. Idempotent.
+   */
+  apply(identity: string, access: TargetAccess): Promise<AccessState>;
+  entitlementCatalogue(): EntitlementCatalogue;
   /** Try to log in with a credential value: granted or denied, with the target's reason. */
   probe(identity: string, secretValue: string): Promise<ProbeResult>;
   listIdentities(): Promise<DiscoveredIdentity[]>;

@@ -41,6 +41,8 @@ export interface DemoNhi {
 /** The demo estate's entitlements, as policies name them; the group role behind each is `${rolePrefix}${name}`. */
 export const DEMO_GROUP_ROLES = ['estate_readonly', 'estate_writer', 'estate_admin'] as const;
 export const DEMO_WRITE_CAPABLE = ['estate_writer', 'estate_admin'] as const;
+/** What a throttle leaves of each write-capable entitlement: both also give estate_readonly's SELECTs. */
+export const DEMO_READ_ONLY_FORMS: Record<string, string> = { estate_writer: 'estate_readonly', estate_admin: 'estate_readonly' };
 
 export const DEMO_NHIS: readonly DemoNhi[] = [
   {
@@ -196,6 +198,8 @@ export interface EstateConnectorOptions {
   grantable?: string[];
   /** Defaults to the demo estate's when `grantable` is not given, else none. */
   writeCapable?: string[];
+  /** Likewise: write-capable entitlement → its read-only form. */
+  readOnlyForms?: Record<string, string>;
   /**
    * The estate's roles are `${rolePrefix}${name}`: a grantable entitlement without an explicit
    * `entitlementRoles` entry is the group role `${rolePrefix}${entitlement}`.
@@ -218,6 +222,7 @@ export function createEstateConnector(opts: EstateConnectorOptions): PostgresCon
     return new PostgresConnector(pool, {
       grantable: opts.grantable ?? demo.grantable,
       writeCapable: opts.writeCapable ?? (opts.grantable ? [] : demo.writeCapable),
+      readOnlyForms: opts.readOnlyForms ?? (opts.grantable ? {} : DEMO_READ_ONLY_FORMS),
       entitlementRoles: opts.entitlementRoles,
       entitlementPrefix: rolePrefix,
       probe: probeTargetFromUrl(opts.url),
