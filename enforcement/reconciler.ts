@@ -1,0 +1,183 @@
+// The reconciler: the only code that changes a target. Under a per-NHI lock it reads the active
+// intents and the target, computes the desired access (./desired.ts), applies the difference
+// through the connector, reads back and returns the verified state. Idempotent: a Temporal retry,
+// or a crash between the target and the ledger, converges on the next call.
+import type { Pool, PoolClient } from 'pg';
+import { ConnectorErrorCode, PermanentConnectorError, type AccessState, type Connector } from '../connectors/types';
+import { appendAudit } from '../lib/audit';
+import { getNhi } from '../lib/inventory';
+import { desiredAccess, type Baseline, type DesiredAccess } from './desired';
+import { activeIntents, setBaseline } from './intents';
+
+// Two-key advisory locks (namespace, hashtext(nhi id)) on the orchestrator's database.
+const RECONCILE_LOCK = 872_341_010;
+
+export interface ReconcileDeps {
+  pool: Pool;
+  connectors: { get(name: string): Connector };
+}
+
+export interface ReconcileContext {
+  /** The workflow the step runs for, and a step id unique within it (the audit row's key). */
+  workflowId: string;
+  stepId: string;
+  scenario: string;
+  actor: string;
+  reason: string;
+}
+
+export interface VerifiedAccess {
+  nhiId: string;
+  identity: string;
+  desired: DesiredAccess;
+  /** Read back from the target after any change (exists: false when the identity is gone). */
+  observed: AccessState;
+  /** What this call changed: entitlements added and removed, login and limit before → after. */
+  changes: { granted: string[]; revoked: string[]; login?: [boolean, boolean]; connectionLimit?: [number, number] };
+  baselineCapturedNow: boolean;
+  checkedAt: string;
+}
+
+/** Why a reconcile could not converge; `permanent` when retrying cannot help (unknown NHI, misconfiguration). */
+export class ReconcileError extends Error {
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly permanent: boolean,
+  ) {
+    super(message);
+    this.name = 'ReconcileError';
+  }
+}
+
+/** Run `fn` holding the NHI's reconcile lock (a session lock, so a dead worker releases it). */
+export async function withNhiLock<T>(pool: Pool, nhiId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [RECONCILE_LOCK, nhiId]);
+    try {
+      return await fn(client);
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [RECONCILE_LOCK, nhiId]).catch(() => undefined);
+    }
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * The baseline, captured the first time the NHI is reconciled, before any intent of this call is
+ * committed: what the target holds now, less what active grant intents explain (an elevation's
+ * access is not standing access). Access an older version's ledger recorded as `standing` stays.
+ */
+async function ensureBaseline(c: PoolClient, nhiId: string, observed: AccessState): Promise<boolean> {
+  const intents = await activeIntents(c, nhiId);
+  if (intents.baseline || !observed.exists) return false;
+  const { rows } = await c.query<{ entitlement: string }>(
+    `SELECT entitlement FROM grants WHERE nhi_id = $1 AND holder = 'standing' AND released_at IS NULL`,
+    [nhiId],
+  );
+  const standing = new Set(rows.map((r) => r.entitlement));
+  const granted = new Set(intents.grants.map((g) => g.entitlement));
+  const baseline: Baseline = {
+    entitlements: observed.entitlements.filter((e) => standing.has(e) || !granted.has(e)),
+    canLogin: observed.canLogin,
+    connectionLimit: observed.connectionLimit,
+  };
+  await c.query('BEGIN');
+  try {
+    await setBaseline(c, nhiId, baseline);
+    await c.query('COMMIT');
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+  return true;
+}
+
+function connectorFailure(what: string, err: unknown): ReconcileError {
+  if (err instanceof ReconcileError) return err;
+  const message = `${what}: ${(err as Error)?.message ?? String(err)}`;
+  if (err instanceof PermanentConnectorError) return new ReconcileError(message, err.code, true);
+  return new ReconcileError(message, 'target_unavailable', false);
+}
+
+/** Commits or releases intents: runs under the NHI's lock, after the baseline is captured and before the target changes. */
+export type IntentChange = (c: PoolClient) => Promise<void>;
+
+/**
+ * Converge the NHI's target on its desired access and return what the target says afterwards.
+ * With `change`, the intents it commits or releases are committed first (their own statements,
+ * before anything at the target), so a crash after that converges on the next call.
+ */
+export async function reconcile(deps: ReconcileDeps, nhiId: string, ctx: ReconcileContext, change?: IntentChange): Promise<VerifiedAccess> {
+  const nhi = await getNhi(deps.pool, nhiId);
+  if (!nhi) throw new ReconcileError(`NHI ${nhiId} is not in the inventory`, 'nhi_not_found', true);
+  const connector = deps.connectors.get(nhi.connector);
+  const identity = nhi.externalRef;
+  const result = await withNhiLock(deps.pool, nhiId, async (c) => {
+    let before: AccessState;
+    try {
+      before = await connector.readAccess(identity);
+    } catch (err) {
+      throw connectorFailure(`reading ${identity}`, err);
+    }
+    const captured = await ensureBaseline(c, nhiId, before);
+    if (change) await change(c);
+    const intents = await activeIntents(c, nhiId);
+    // An identity that is gone holds nothing: what revocation wants, and nothing a grant could use.
+    const baseline = intents.baseline ?? { entitlements: [], canLogin: false, connectionLimit: 0 };
+    const desired = desiredAccess(baseline, intents.grants, intents.restrictions, connector.entitlementCatalogue());
+    if (!before.exists) return { desired, observed: before, before, captured };
+    const same =
+      before.canLogin === desired.canLogin &&
+      before.connectionLimit === desired.connectionLimit &&
+      before.entitlements.join('\n') === desired.entitlements.join('\n');
+    let observed = before;
+    if (!same) {
+      try {
+        observed = await connector.apply(identity, { entitlements: desired.entitlements, canLogin: desired.canLogin, connectionLimit: desired.connectionLimit });
+      } catch (err) {
+        if (err instanceof PermanentConnectorError && err.code === ConnectorErrorCode.UnknownIdentity) {
+          observed = { exists: false, canLogin: false, connectionLimit: 0, entitlements: [] };
+        } else throw connectorFailure(`applying the desired access to ${identity}`, err);
+      }
+    }
+    return { desired, observed, before, captured };
+  });
+
+  const { desired, observed, before } = result;
+  if (observed.exists) {
+    // A receipt comes from the read-back: re-read outside the change, and compare.
+    const again = await connector.readAccess(identity).catch((err) => {
+      throw connectorFailure(`reading ${identity} back`, err);
+    });
+    const converged =
+      !again.exists ||
+      (again.canLogin === desired.canLogin && again.connectionLimit === desired.connectionLimit && again.entitlements.join('\n') === desired.entitlements.join('\n'));
+    if (!converged) throw new ReconcileError(`${identity} is not at its desired access after reconcile (now ${JSON.stringify(again)})`, 'not_converged', false);
+  }
+  const changes: VerifiedAccess['changes'] = {
+    granted: observed.entitlements.filter((e) => !before.entitlements.includes(e)),
+    revoked: before.entitlements.filter((e) => !observed.entitlements.includes(e)),
+    ...(observed.exists && before.canLogin !== observed.canLogin ? { login: [before.canLogin, observed.canLogin] as [boolean, boolean] } : {}),
+    ...(observed.exists && before.connectionLimit !== observed.connectionLimit
+      ? { connectionLimit: [before.connectionLimit, observed.connectionLimit] as [number, number] }
+      : {}),
+  };
+  const verified: VerifiedAccess = { nhiId, identity, desired, observed, changes, baselineCapturedNow: result.captured, checkedAt: new Date().toISOString() };
+  const changed = changes.granted.length + changes.revoked.length > 0 || changes.login !== undefined || changes.connectionLimit !== undefined;
+  await appendAudit(deps.pool, {
+    workflowId: ctx.workflowId,
+    stepId: `${ctx.stepId}:reconcile`,
+    scenario: ctx.scenario,
+    nhiId,
+    actor: ctx.actor,
+    action: 'access.reconcile',
+    outcome: !observed.exists ? 'identity_gone' : changed ? 'converged' : 'already_converged',
+    target: { connector: nhi.connector, identity, reason: ctx.reason },
+    decision: { desired: { entitlements: desired.entitlements, canLogin: desired.canLogin, connectionLimit: desired.connectionLimit }, withheld: desired.withheld, restrictedBy: desired.restrictedBy },
+    readback: { observed, changes, baselineCapturedNow: result.captured },
+  });
+  return verified;
+}
