@@ -1,6 +1,7 @@
 // createActivities(deps): every scenario's activities, built from typed dependencies.
 import { createAnomalyActivities } from './anomaly';
 import { createCommonActivities } from './common';
+import { createDriftActivities } from './drift';
 import type { ActivityDeps } from './deps';
 import { createJitActivities } from './jit';
 import { createLeakActivities } from './leak';
@@ -15,5 +16,6 @@ export function createActivities(deps: ActivityDeps) {
     ...createLeakActivities(deps),
     ...createOffboardingActivities(deps),
     ...createAnomalyActivities(deps),
+    ...createDriftActivities(deps),
   };
 }

@@ -102,6 +102,58 @@ function connectorFailure(what: string, err: unknown): ReconcileError {
   return new ReconcileError(message, 'target_unavailable', false);
 }
 
+/** What the active intents want for the NHI (an identity without a baseline yet wants nothing). */
+async function desiredFor(c: PoolClient, nhiId: string, connector: Connector): Promise<DesiredAccess> {
+  const intents = await activeIntents(c, nhiId);
+  const baseline = intents.baseline ?? { entitlements: [], canLogin: false, connectionLimit: 0 };
+  return desiredAccess(baseline, intents.grants, intents.restrictions, connector.entitlementCatalogue());
+}
+
+/** How the target differs from the desired access; undefined when it does not. */
+export interface AccessDifference {
+  /** At the target, not desired. */
+  extra: string[];
+  /** Desired, not at the target. */
+  missing: string[];
+  login?: { observed: boolean; desired: boolean };
+  connectionLimit?: { observed: number; desired: number };
+}
+
+export function differences(observed: AccessState, desired: DesiredAccess): AccessDifference | undefined {
+  const d: AccessDifference = {
+    extra: observed.entitlements.filter((e) => !desired.entitlements.includes(e)),
+    missing: desired.entitlements.filter((e) => !observed.entitlements.includes(e)),
+    ...(observed.canLogin !== desired.canLogin ? { login: { observed: observed.canLogin, desired: desired.canLogin } } : {}),
+    ...(observed.connectionLimit !== desired.connectionLimit
+      ? { connectionLimit: { observed: observed.connectionLimit, desired: desired.connectionLimit } }
+      : {}),
+  };
+  return d.extra.length || d.missing.length || d.login || d.connectionLimit ? d : undefined;
+}
+
+/**
+ * Compare without changing anything: the desired access, what the target holds, and how they
+ * differ (the drift check). An NHI never reconciled has no baseline yet: there is nothing to
+ * compare with, so `difference` is undefined and `baselineMissing` says so.
+ */
+export async function planReconcile(
+  deps: ReconcileDeps,
+  nhiId: string,
+): Promise<{ identity: string; desired: DesiredAccess; observed: AccessState; difference: AccessDifference | undefined; baselineMissing: boolean }> {
+  const nhi = await getNhi(deps.pool, nhiId);
+  if (!nhi) throw new ReconcileError(`NHI ${nhiId} is not in the inventory`, 'nhi_not_found', true);
+  const connector = deps.connectors.get(nhi.connector);
+  return withNhiLock(deps.pool, nhiId, async (c) => {
+    const observed = await connector.readAccess(nhi.externalRef).catch((err) => {
+      throw connectorFailure(`reading ${nhi.externalRef}`, err);
+    });
+    const baselineMissing = !(await activeIntents(c, nhiId)).baseline;
+    const desired = await desiredFor(c, nhiId, connector);
+    const difference = observed.exists && !baselineMissing ? differences(observed, desired) : undefined;
+    return { identity: nhi.externalRef, desired, observed, difference, baselineMissing };
+  });
+}
+
 /** Commits or releases intents: runs under the NHI's lock, after the baseline is captured and before the target changes. */
 export type IntentChange = (c: PoolClient) => Promise<void>;
 
@@ -124,15 +176,9 @@ export async function reconcile(deps: ReconcileDeps, nhiId: string, ctx: Reconci
     }
     const captured = await ensureBaseline(c, nhiId, before);
     if (change) await change(c);
-    const intents = await activeIntents(c, nhiId);
-    // An identity that is gone holds nothing: what revocation wants, and nothing a grant could use.
-    const baseline = intents.baseline ?? { entitlements: [], canLogin: false, connectionLimit: 0 };
-    const desired = desiredAccess(baseline, intents.grants, intents.restrictions, connector.entitlementCatalogue());
+    const desired = await desiredFor(c, nhiId, connector);
     if (!before.exists) return { desired, observed: before, before, captured };
-    const same =
-      before.canLogin === desired.canLogin &&
-      before.connectionLimit === desired.connectionLimit &&
-      before.entitlements.join('\n') === desired.entitlements.join('\n');
+    const same = differences(before, desired) === undefined;
     let observed = before;
     if (!same) {
       try {
@@ -152,9 +198,7 @@ export async function reconcile(deps: ReconcileDeps, nhiId: string, ctx: Reconci
     const again = await connector.readAccess(identity).catch((err) => {
       throw connectorFailure(`reading ${identity} back`, err);
     });
-    const converged =
-      !again.exists ||
-      (again.canLogin === desired.canLogin && again.connectionLimit === desired.connectionLimit && again.entitlements.join('\n') === desired.entitlements.join('\n'));
+    const converged = !again.exists || differences(again, desired) === undefined;
     if (!converged) throw new ReconcileError(`${identity} is not at its desired access after reconcile (now ${JSON.stringify(again)})`, 'not_converged', false);
   }
   const changes: VerifiedAccess['changes'] = {

@@ -69,6 +69,12 @@ export const configSchema = z.object({
     .enum(['true', 'false', '1', '0'])
     .default('true')
     .transform((v) => v === 'true' || v === '1'),
+  /** The drift check's Temporal Schedule: interval, and whether the worker registers it. */
+  DRIFT_INTERVAL_MINUTES: z.coerce.number().int().min(1).max(1440).default(5),
+  DRIFT_SCHEDULE: z
+    .enum(['true', 'false', '1', '0'])
+    .default('true')
+    .transform((v) => v === 'true' || v === '1'),
   API_BODY_LIMIT: z.string().default('1mb'),
   /** Dev mode only: create demo principals, print their tokens, create the demo estate. */
   DEMO: z

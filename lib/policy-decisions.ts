@@ -28,6 +28,7 @@ export const PolicyAction = {
   Throttle: 'Throttle',
   AutoRestore: 'AutoRestore',
   Contain: 'Contain',
+  RevertDrift: 'RevertDrift',
 } as const;
 export type PolicyAction = (typeof PolicyAction)[keyof typeof PolicyAction];
 
@@ -485,4 +486,22 @@ function principalMay(
 /** May this principal (a detector, an admin, the orchestrator) start a containment for this NHI? */
 export function decideContainment(engine: PolicyEngine, input: { principal: Principal; nhi: NhiFacts }): ApprovalDecision {
   return principalMay(engine, PolicyAction.Contain, input, `no policy lets ${input.principal.id} contain ${input.nhi.id}`, true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drift
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Access that appeared at the target outside the orchestrator: may the orchestrator revert it by
+ * itself (RevertDrift, decided as SYSTEM_PRINCIPAL), or is it only reported for a person?
+ */
+export function decideDriftRevert(engine: PolicyEngine, input: { nhi: NhiFacts }): ApprovalDecision {
+  return principalMay(
+    engine,
+    PolicyAction.RevertDrift,
+    { principal: SYSTEM_PRINCIPAL, nhi: input.nhi },
+    `no policy lets the orchestrator revert drift on ${input.nhi.id}: reported only`,
+    true,
+  );
 }

@@ -17,6 +17,7 @@ import { ensureSearchAttributes, type SearchAttributesResult } from '../lib/sear
 import { connectClient, usesExternalTemporal } from '../lib/temporal-connection';
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../lib/usage';
 import { startDevServer, type DevServer } from '../temporal-dev/dev-server';
+import { ensureDriftSchedule } from '../enforcement/drift-schedule';
 import { buildDependencies, checkConnectorSetup, estateAdminUrl } from '../workers/deps';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from '../workers/worker';
 
@@ -181,6 +182,11 @@ async function main() {
       input: { version: 1, intervalSeconds: config.USAGE_COLLECTOR_INTERVAL_SECONDS, detector: detectorSettingsFrom(config), anomaly: anomalySettingsFrom(config) },
     });
     logger.info({ ...schedule, everySeconds: config.USAGE_COLLECTOR_INTERVAL_SECONDS }, 'usage collector schedule ready');
+  }
+  if (config.DRIFT_SCHEDULE) {
+    // Access that appears outside the orchestrator is reverted or reported (policies/drift.cedar).
+    const drift = await ensureDriftSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE, intervalMinutes: config.DRIFT_INTERVAL_MINUTES });
+    logger.info({ ...drift, everyMinutes: config.DRIFT_INTERVAL_MINUTES }, 'drift check schedule ready');
   }
   const app = createApp({ pool: built.pool, temporal, config, logger, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors }) });
   const server: Server = await new Promise((resolve, reject) => {

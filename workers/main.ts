@@ -5,6 +5,7 @@ import { createLogger } from '../lib/logger';
 import { ensureSearchAttributes } from '../lib/search-attributes';
 import { connectClient } from '../lib/temporal-connection';
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../lib/usage';
+import { ensureDriftSchedule } from '../enforcement/drift-schedule';
 import { buildDependencies, checkConnectorSetup } from './deps';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from './worker';
 
@@ -25,6 +26,9 @@ async function main() {
       taskQueue: config.TEMPORAL_TASK_QUEUE,
       input: { version: 1, intervalSeconds: config.USAGE_COLLECTOR_INTERVAL_SECONDS, detector: detectorSettingsFrom(config), anomaly: anomalySettingsFrom(config) },
     });
+  }
+  if (config.DRIFT_SCHEDULE) {
+    await ensureDriftSchedule(temporal.client, { taskQueue: config.TEMPORAL_TASK_QUEUE, intervalMinutes: config.DRIFT_INTERVAL_MINUTES });
   }
   const { worker, connection } = await buildWorker(config, built.deps, { workflowBundle: await prebuildWorkflowBundle() });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => worker.shutdown());

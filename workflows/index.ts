@@ -4,3 +4,4 @@ export { leakContainment } from './leakContainment';
 export { offboarding } from './offboarding';
 export { anomalyThrottling } from './anomalyThrottling';
 export { usageCollector } from './usageCollector';
+export { driftReconciler } from './driftReconciler';
