@@ -2,7 +2,9 @@
 // get a precise 4xx; everything unexpected is a 500 that says nothing about the internals.
 import type { ErrorRequestHandler } from 'express';
 import { isGrpcServiceError, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
+import { ErrorType } from '../workflows/errors';
 
 export interface Issue {
   /** Where: `body.kind`, `query.limit`, `params.id`, `body` for the whole body. */
@@ -120,6 +122,53 @@ export function isDependencyUnavailable(err: unknown): boolean {
   return false;
 }
 
+/**
+ * Every failure type of workflows/errors.ts, with a status chosen on purpose (a new type does not
+ * compile until it has one). A 4xx answers with the failure's own message, written for the caller;
+ * a 5xx answers with `message` only, since the failure's text may name target internals.
+ */
+const BUSINESS_ERRORS: Record<ErrorType, { status: number; code: ErrorCode; message?: string; headers?: Record<string, string> }> = {
+  [ErrorType.InvalidRequest]: { status: 400, code: 'bad_request' },
+  [ErrorType.PolicyDenied]: { status: 400, code: 'policy_denied' },
+  [ErrorType.SelfApproval]: { status: 403, code: 'self_approval' },
+  [ErrorType.NotAllowed]: { status: 403, code: 'forbidden' },
+  [ErrorType.NhiNotFound]: { status: 404, code: 'nhi_not_found' },
+  [ErrorType.RequestClosed]: { status: 409, code: 'conflict' },
+  [ErrorType.AlreadyApproved]: { status: 409, code: 'already_approved' },
+  [ErrorType.NhiNotActive]: { status: 409, code: 'nhi_not_active' },
+  [ErrorType.SecretMissing]: { status: 409, code: 'secret_missing' },
+  [ErrorType.EntitlementUnknown]: { status: 422, code: 'entitlement_unknown' },
+  [ErrorType.PermanentConnector]: { status: 502, code: 'target_refused', message: 'The target system refused the change; details are in the server log under the request id' },
+  [ErrorType.VerificationFailed]: { status: 503, code: 'not_converged', message: 'The target has not reached the requested state yet; retry later', headers: { 'Retry-After': '5' } },
+  [ErrorType.EnforcementFailed]: { status: 503, code: 'not_converged', message: 'The target has not reached the requested state yet; retry later', headers: { 'Retry-After': '5' } },
+};
+
+/** Deep enough for update → workflow → child → activity → cause; a longer chain is not ours. */
+const MAX_CAUSE_DEPTH = 8;
+
+/**
+ * The business failure a Temporal error carries anywhere in its cause chain: an activity's failure
+ * inside an Update arrives as WorkflowUpdateFailedError → ActivityFailure → ApplicationFailure. The
+ * outermost ApplicationFailure with a known type wins: a workflow that caught an activity's failure
+ * and threw its own type made that decision for its callers.
+ */
+export function businessFailure(err: unknown): ApplicationFailure | undefined {
+  let c: unknown = err;
+  for (let depth = 0; c && typeof c === 'object' && depth < MAX_CAUSE_DEPTH; depth++, c = (c as { cause?: unknown }).cause) {
+    if (c instanceof ApplicationFailure && c.type && Object.hasOwn(BUSINESS_ERRORS, c.type)) return c;
+  }
+  return undefined;
+}
+
+/** The ApiError for a business failure in `err`'s cause chain, or undefined (then it is not ours to map). */
+export function businessError(err: unknown): ApiError | undefined {
+  const failure = businessFailure(err);
+  if (!failure) return undefined;
+  const m = BUSINESS_ERRORS[failure.type as ErrorType];
+  const message = m.status < 500 && failure.message ? failure.message : (m.message ?? 'The request was rejected');
+  return new ApiError(m.status, m.code, message, [], m.headers ?? {});
+}
+
 /** Translate any error into status + body. Unknown errors reveal nothing but the request id. */
 export function toHttpError(err: unknown): { status: number; code: string; message: string; issues: Issue[]; headers: Record<string, string> } {
   if (err instanceof ApiError) return { status: err.status, code: err.code, message: err.message, issues: err.issues, headers: err.headers };
@@ -133,6 +182,8 @@ export function toHttpError(err: unknown): { status: number; code: string; messa
   if (err instanceof WorkflowExecutionAlreadyStartedError || name === 'WorkflowExecutionAlreadyStartedError') {
     return { status: 409, code: 'conflict', message: 'A workflow with this id is already running', issues: [], headers: {} };
   }
+  const business = businessError(err);
+  if (business) return { status: business.status, code: business.code, message: business.message, issues: [], headers: business.headers };
   const e = err as { type?: string; status?: number; statusCode?: number; expose?: boolean; message?: string } | null;
   if (e && typeof e === 'object') {
     if (e.type && BODY_ERRORS[e.type]) {
