@@ -330,6 +330,39 @@ export function runConnectorContract(name: string, setup: () => Promise<Contract
       expect(await c.invalidateSessions(identity)).toEqual({ terminated: 0 });
     });
 
+    test('apply makes access exactly what it is told, changes only the differences, is idempotent, and reads back', async () => {
+      const { identity, secret } = await t.newIdentity();
+      const { readOnly, writeCapable } = t.entitlements;
+      const wanted = { entitlements: sorted([readOnly, writeCapable]), canLogin: true, connectionLimit: 3 };
+      expect(await c.apply(identity, wanted)).toMatchObject({ exists: true, ...wanted });
+      expect(await t.inspect.memberships(identity)).toEqual(wanted.entitlements);
+      expect(await t.inspect.account(identity)).toEqual({ canLogin: true, connectionLimit: 3 });
+      expect(await c.apply(identity, wanted)).toMatchObject(wanted);
+
+      const next = { entitlements: [readOnly], canLogin: false, connectionLimit: -1 };
+      expect(await c.apply(identity, next)).toMatchObject(next);
+      expect(await t.inspect.memberships(identity)).toEqual([readOnly]);
+      expect(await t.inspect.account(identity)).toEqual({ canLogin: false, connectionLimit: -1 });
+      expect((await c.probe(identity, secret)).access).not.toBe('granted');
+
+      await expectPermanent(c.apply(identity, { ...next, entitlements: [t.entitlements.notGrantable] }), ConnectorErrorCode.EntitlementNotGrantable);
+      await expectPermanent(c.apply(identity, { ...next, connectionLimit: -2 }), ConnectorErrorCode.InvalidArgument);
+      expect(await t.inspect.memberships(identity)).toEqual([readOnly]);
+    });
+
+    test('entitlementCatalogue: grantable as listed; write-capable and read-only forms among them', async () => {
+      const cat = c.entitlementCatalogue();
+      expect(cat.grantable).toEqual(await c.listGrantableEntitlements());
+      expect(cat.writeCapable).toContain(t.entitlements.writeCapable);
+      expect(cat.writeCapable).not.toContain(t.entitlements.readOnly);
+      for (const e of cat.writeCapable) expect(cat.grantable).toContain(e);
+      for (const [w, r] of Object.entries(cat.readOnlyForm)) {
+        expect(cat.writeCapable).toContain(w);
+        expect(cat.grantable).toContain(r);
+        expect(cat.writeCapable).not.toContain(r);
+      }
+    });
+
     test('listIdentities discovers managed identities, not entitlements', async () => {
       const a = await t.newIdentity();
       const b = await t.newIdentity();
