@@ -222,6 +222,27 @@ export function createOffboardingActivities(deps: ActivityDeps) {
     },
 
     /**
+     * Who may abort (an admin) or confirm (the requester or an admin) an offboarding: the roles come
+     * from the principals table, never from the message. A refusal is audited (claimed roles included).
+     */
+    async checkOffboardingActor(a: { nhiId: string; run: string; step: string; principal: string; action: 'abort' | 'confirm'; requestedBy: string; claimedRoles?: unknown }) {
+      const roles = await principalRoles(a.principal);
+      const allowed = roles.includes('admin') || (a.action === 'confirm' && a.principal === a.requestedBy);
+      const reasons = allowed ? [] : [a.action === 'abort' ? 'only an admin can abort an offboarding' : 'only the requester or an admin can confirm an offboarding'];
+      if (!allowed) {
+        await audit(a.nhiId, {
+          stepId: `${a.run}:${a.step}`,
+          actor: a.principal,
+          action: `offboarding.${a.action}`,
+          outcome: 'refused',
+          decision: { allowed, reasons, roles },
+          details: { claimedRoles: Array.isArray(a.claimedRoles) ? a.claimedRoles.filter((r) => typeof r === 'string').slice(0, 10) : null },
+        });
+      }
+      return { allowed, roles, reasons };
+    },
+
+    /**
      * End the NHI's other running scenarios: JIT elevations through their revoke Update (answered once
      * each revocation is verified); anomaly throttling through the hook below.
      */

@@ -203,17 +203,23 @@ export interface OffboardingStatus {
   timeline: TimelineEntry[];
 }
 
+/**
+ * `by` is the principal; its roles are looked up server-side (table `principals`): only an admin
+ * may abort. A `roles` field is accepted for compatibility and ignored.
+ */
 export interface AbortInput {
   by: string;
-  /** The caller's roles: only an admin may abort. */
-  roles: string[];
   reason: string;
+  /** Ignored: never an authority. */
+  roles?: string[];
 }
 
+/** The requester or an admin (roles looked up server-side, as for abort). */
 export interface ConfirmInput {
   by: string;
-  roles: string[];
   comment?: string;
+  /** Ignored: never an authority. */
+  roles?: string[];
 }
 
 /** Restore the snapshot exactly and verify it; answers once access is back (state `aborted`). */

@@ -31,9 +31,7 @@ import {
   OFFBOARDING_FINAL_STATES,
   OFFBOARDING_SCENARIO,
   statusQuery,
-  type AbortInput,
   type Attestation,
-  type ConfirmInput,
   type OffboardingInput,
   type OffboardingState,
   type OffboardingStatus,
@@ -114,8 +112,12 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       };
   const nhiId = s.nhiId;
 
-  let abortRequest: (AbortInput & { at: string }) | undefined;
-  let confirmRequest: ConfirmInput | undefined;
+  let abortRequest: { by: string; reason: string; at: string } | undefined;
+  let confirmRequest: { by: string; comment?: string } | undefined;
+  /** Set in the same step that decides to finalise: an abort accepted later would restore nothing. */
+  let finalising = false;
+  /** Refused abort/confirm attempts, each audited under its own step id. */
+  let refusals = 0;
   const saga = new Saga();
   const isFinal = () => OFFBOARDING_FINAL_STATES.includes(s.state);
 
@@ -149,23 +151,43 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
   // --- message handlers -------------------------------------------------------------------
   setHandler(statusQuery, () => s);
 
+  const closed = (message: string) => ApplicationFailure.create({ message, type: ErrorType.RequestClosed });
+  const abortClosed = () => {
+    if (FINALISED_STATES.includes(s.state) || finalising) {
+      return closed(`offboarding of ${nhiId} is finalised (${s.state}): its credentials are deleted, there is nothing to restore`);
+    }
+    if (isFinal()) return closed(`offboarding of ${nhiId} is ${s.state}`);
+    if (confirmRequest) return closed(`offboarding of ${nhiId} was confirmed by ${confirmRequest.by} and is being finalised`);
+    return undefined;
+  };
+  const confirmClosed = () => {
+    if (FINALISED_STATES.includes(s.state) || isFinal()) return closed(`offboarding of ${nhiId} is ${s.state}`);
+    if (abortRequest) return closed(`offboarding of ${nhiId} is being aborted by ${abortRequest.by}`);
+    return undefined;
+  };
+  /** The principal's roles come from the server (principals table), never from the message. */
+  async function authorize(action: 'abort' | 'confirm', by: string, claimedRoles: unknown) {
+    const v = await acts.checkOffboardingActor({ nhiId, run, step: `refused:${++refusals}`, principal: by, action, requestedBy: s.requestedBy, claimedRoles });
+    if (!v.allowed) throw ApplicationFailure.create({ message: `${by} may not ${action} this offboarding: ${v.reasons.join('; ')}`, type: ErrorType.NotAllowed, nonRetryable: true });
+  }
+
   setHandler(
     abortUpdate,
     async (a) => {
-      abortRequest ??= { ...a, at: iso(Date.now()) };
-      // Answer once the snapshot is back and verified (or the flow ended otherwise, e.g. denied).
+      await authorize('abort', a.by, a.roles);
+      // The flow may have moved on while the roles were looked up.
+      const no = abortClosed();
+      if (no) throw no;
+      abortRequest ??= { by: a.by, reason: a.reason, at: iso(Date.now()) };
+      // Answer once the release is reconciled and verified (or the flow ended otherwise, e.g. denied).
       await condition(isFinal);
       return s;
     },
     {
       validator: (a) => {
         if (!a?.by || typeof a.reason !== 'string' || !a.reason.trim()) throw ApplicationFailure.create({ message: 'by and reason are required', type: ErrorType.InvalidRequest });
-        if (!(a.roles ?? []).includes('admin')) throw ApplicationFailure.create({ message: 'only an admin can abort an offboarding', type: ErrorType.NotAllowed });
-        if (FINALISED_STATES.includes(s.state)) {
-          throw ApplicationFailure.create({ message: `offboarding of ${nhiId} is finalised (${s.state}): its credentials are deleted, there is nothing to restore`, type: ErrorType.RequestClosed });
-        }
-        if (isFinal()) throw ApplicationFailure.create({ message: `offboarding of ${nhiId} is ${s.state}`, type: ErrorType.RequestClosed });
-        if (confirmRequest) throw ApplicationFailure.create({ message: `offboarding of ${nhiId} was confirmed by ${confirmRequest.by} and is being finalised`, type: ErrorType.RequestClosed });
+        const no = abortClosed();
+        if (no) throw no;
       },
     },
   );
@@ -173,8 +195,11 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
   setHandler(
     confirmUpdate,
     async (c) => {
+      await authorize('confirm', c.by, c.roles);
+      const no = confirmClosed();
+      if (no) throw no;
       if (!confirmRequest) {
-        confirmRequest = c;
+        confirmRequest = { by: c.by, comment: c.comment };
         s.confirmedBy = c.by;
         event('confirm requested', `${c.by}${c.comment ? `: ${c.comment}` : ''}`);
       }
@@ -185,11 +210,8 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     {
       validator: (c) => {
         if (!c?.by) throw ApplicationFailure.create({ message: 'by is required', type: ErrorType.InvalidRequest });
-        if (c.by !== s.requestedBy && !(c.roles ?? []).includes('admin')) {
-          throw ApplicationFailure.create({ message: 'only the requester or an admin can confirm an offboarding', type: ErrorType.NotAllowed });
-        }
-        if (FINALISED_STATES.includes(s.state) || isFinal()) throw ApplicationFailure.create({ message: `offboarding of ${nhiId} is ${s.state}`, type: ErrorType.RequestClosed });
-        if (abortRequest) throw ApplicationFailure.create({ message: `offboarding of ${nhiId} is being aborted by ${abortRequest.by}`, type: ErrorType.RequestClosed });
+        const no = confirmClosed();
+        if (no) throw no;
       },
     },
   );
@@ -427,6 +449,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       await condition(() => abortRequest !== undefined || confirmRequest !== undefined, graceMs); // durable timer
     }
     if (abortRequest) return await abortNow();
+    finalising = true; // same step as the check above: no abort is accepted from here on
     if (confirmRequest) {
       await acts.recordAudit({ stepId: `${run}:confirm`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: confirmRequest.by, action: 'offboarding.confirm', outcome: 'confirmed', details: { comment: confirmRequest.comment ?? null } });
     }
@@ -458,7 +481,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
           await finish();
         } else {
           // Compensate, don't strand: a cancelled offboarding puts everything back, like an abort.
-          abortRequest ??= { by: 'temporal (cancel request)', roles: [], reason: 'workflow cancelled', at: iso(Date.now()) };
+          abortRequest ??= { by: 'temporal (cancel request)', reason: 'workflow cancelled', at: iso(Date.now()) };
           await abortNow();
         }
       });

@@ -264,7 +264,8 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
       409: { description: 'Finalised (nothing left to restore), or finished', schema: errorResponseSchema },
     },
     handler: ({ params, body, principal, res }) =>
-      update(params.id, (h) => h.startUpdate(abortUpdate, { args: [{ by: principal.id, roles: principal.roles, reason: body.reason }], waitForStage: 'ACCEPTED' }), res),
+      // Only who is asking: the workflow looks the roles up itself.
+      update(params.id, (h) => h.startUpdate(abortUpdate, { args: [{ by: principal.id, reason: body.reason }], waitForStage: 'ACCEPTED' }), res),
   });
 
   defineRoute(router, {
@@ -280,7 +281,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
       409: { description: 'Already finalised, being aborted, or finished', schema: errorResponseSchema },
     },
     handler: ({ params, body, principal, res }) =>
-      update(params.id, (h) => h.startUpdate(confirmUpdate, { args: [{ by: principal.id, roles: principal.roles, comment: body.comment }], waitForStage: 'ACCEPTED' }), res),
+      update(params.id, (h) => h.startUpdate(confirmUpdate, { args: [{ by: principal.id, comment: body.comment }], waitForStage: 'ACCEPTED' }), res),
   });
 
   return router;

@@ -1,7 +1,7 @@
 // Offboarding end to end through the HTTP API: real worker, real Temporal dev server (Updates and
 // visibility), real Postgres roles. Assertions read pg_roles / pg_auth_members and log in.
 import { createToken, upsertPrincipal } from '../../lib/principals';
-import { statusQuery } from '../../workflows/offboarding.contract';
+import { abortUpdate, statusQuery } from '../../workflows/offboarding.contract';
 import { waitFor } from '../helpers/wait';
 import { createApiWorld, type ApiWorld } from '../helpers/api-world';
 import type { TestWorld } from '../helpers/world';
@@ -125,6 +125,12 @@ test('abort during grace restores memberships, login and limits exactly; then co
 
   // Only an admin aborts, and with a reason.
   expect((await post(`/v1/offboardings/${id}/abort`, 'team-partnerships', { reason: 'wrong partner' })).status).toBe(403);
+  // Issue 13: past the API, straight to Temporal, claiming admin: the workflow looks the roles up itself.
+  await expect(
+    w.env.client.workflow.getHandle(id).executeUpdate(abortUpdate, { args: [{ by: 'mallory', roles: ['admin'], reason: 'let me back in' }] }),
+  ).rejects.toMatchObject({ cause: { type: 'NotAllowed' } });
+  expect(await roleState('partner_acme')).toEqual(disabled);
+  expect((await get(`/v1/offboardings/${id}`)).body).toMatchObject({ state: 'grace' });
   expect((await post(`/v1/offboardings/${id}/abort`, 'admin', {})).status).toBe(400);
   const aborted = await post(`/v1/offboardings/${id}/abort`, 'admin', { reason: 'Acme renewed the contract' });
   expect(aborted.status).toBe(200);

@@ -6,7 +6,7 @@ import { createActivities } from '../../activities';
 import { adminOptionGrantSql } from '../../connectors/postgres-roles';
 import { probeTargetFromUrl } from '../../lib/estate';
 import { offboarding } from '../../workflows/offboarding';
-import { offboardingWorkflowId, statusQuery, type OffboardingInput, type OffboardingState } from '../../workflows/offboarding.contract';
+import { abortUpdate, confirmUpdate, offboardingWorkflowId, statusQuery, type OffboardingInput, type OffboardingState } from '../../workflows/offboarding.contract';
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
 import { waitFor } from '../helpers/wait';
 import { createTestWorld, type TestWorld } from '../helpers/world';
@@ -61,7 +61,7 @@ const grantByConnector = (nhiId: string, ent: string) =>
 
 async function auditOf(nhiId: string, requestId: string) {
   const { rows } = await w.db.pool.query(
-    `SELECT step_id, action, outcome, readback, details FROM audit_events WHERE nhi_id = $1 AND step_id LIKE $2 ORDER BY seq`,
+    `SELECT step_id, action, outcome, decision, readback, details FROM audit_events WHERE nhi_id = $1 AND step_id LIKE $2 ORDER BY seq`,
     [nhiId, `${requestId}:%`],
   );
   return rows;
@@ -268,4 +268,42 @@ test('policy denies (not an admin, not the owner): nothing changes', async () =>
   expect((await roleRow('svc_denied')).rolcanlogin).toBe(true);
   const { rows } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', ['svc_denied']);
   expect(rows[0].status).toBe('active');
+});
+
+/** An NHI the connector administers, with these memberships and a password from the store. */
+async function nhiWith(id: string, entitlements: string[]) {
+  await w.addNhi({ id, kind: 'service_account' });
+  for (const e of entitlements) await grantByConnector(id, e);
+  return w.issueCredential(id);
+}
+
+test('abort and confirm take no authority from the message: forged roles are refused and audited', async () => {
+  const nhi = 'svc_forged';
+  const password = await nhiWith(nhi, ['estate_readonly']);
+  const before = await w.roleState(nhi);
+  const handle = await start({ nhiId: nhi, graceDays: 5, watchDays: 5 });
+  const grace = await untilState(handle, 'grace');
+
+  // issue 13: mallory is no principal at all, alice only a requester; both claim admin.
+  for (const by of ['mallory', 'alice']) {
+    await expect(handle.executeUpdate(abortUpdate, { args: [{ by, roles: ['admin'], reason: 'let me back in' }] })).rejects.toMatchObject({
+      cause: { type: 'NotAllowed', message: expect.stringMatching(new RegExp(`^${by} may not abort`)) },
+    });
+    await expect(handle.executeUpdate(confirmUpdate, { args: [{ by, roles: ['admin'] }] })).rejects.toMatchObject({ cause: { type: 'NotAllowed' } });
+  }
+  const s = await handle.query(statusQuery);
+  expect(s).toMatchObject({ state: 'grace' });
+  expect(s.abort).toBeUndefined();
+  expect(s.confirmedBy).toBeUndefined();
+  expect(await w.roleState(nhi)).toEqual({ rolcanlogin: false, rolconnlimit: -1, memberships: [] });
+  expect(await w.login(nhi, password)).toBe('28000');
+  const refused = (await auditOf(nhi, grace.requestId)).filter((a) => a.outcome === 'refused');
+  expect(refused).toHaveLength(4);
+  expect(refused[0]).toMatchObject({ action: 'offboarding.abort', details: { claimedRoles: ['admin'] } });
+
+  // The real admin, with no roles in the message: accepted, and access is back.
+  const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'kept' }] });
+  expect(aborted).toMatchObject({ state: 'aborted', abort: { by: 'admin' } });
+  expect(await w.roleState(nhi)).toEqual(before);
+  expect(await w.login(nhi, password)).toBe('ok');
 });
