@@ -1,13 +1,17 @@
-// Offboarding activities: policy, inventory status, ending the NHI's other scenarios, snapshot,
-// disable (login, entitlements, sessions), proof, exact restore, finalisation and watch re-checks.
-// Each step is idempotent, reads the target back before it reports success, and is audited.
-// Secret values are revealed only inside the proof and restore probes and never leave them.
+// Offboarding activities: policy, inventory status, ending the NHI's other scenarios, disable,
+// proof, abort, finalisation and watch re-checks. Access changes only through intents and the
+// reconciler (enforcement/): commit or release this workflow's intent → reconcile → verify from the
+// read-back. Ending sessions and probing credentials are actions, through the connector. Each step
+// is idempotent and audited. Secret values are revealed only inside the probes and never leave them.
 import { Context } from '@temporalio/activity';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { ConnectorErrorCode, PermanentConnectorError, type AccessSnapshot, type AccessState, type Connector } from '../connectors/types';
+import type { Pool, PoolClient } from 'pg';
+import { ConnectorErrorCode, PermanentConnectorError, type AccessState, type Connector } from '../connectors/types';
+import type { Baseline } from '../enforcement/desired';
+import { activeIntents, commitIntent, intentsOf, releaseIntents, setBaseline } from '../enforcement/intents';
+import { reconcile, ReconcileError, type IntentChange, type VerifiedAccess } from '../enforcement/reconciler';
 import { appendAudit, type AuditEventInput } from '../lib/audit';
-import { withTransaction } from '../lib/db';
 import { updateStatus } from '../lib/inventory';
 import { decideOffboard } from '../lib/policy-decisions';
 import type { SecretRef } from '../lib/secret-store';
@@ -45,9 +49,9 @@ function enforcementFailed(what: string, err?: unknown): ApplicationFailure {
 const isGone = (err: unknown) => err instanceof PermanentConnectorError && err.code === ConnectorErrorCode.UnknownIdentity;
 
 /**
- * Every target failure is retryable here, including the connector's "permanent" ones (a membership
- * it may not revoke, a missing privilege): removal is never abandoned, an operator fixes the cause
- * while the workflow escalates. An identity that no longer exists holds no access: that is `gone`.
+ * Target failures outside the reconciler (sessions, probes): every one is retryable here, including
+ * the connector's "permanent" ones: removal is never abandoned, an operator fixes the cause while
+ * the workflow escalates. An identity that no longer exists holds no access: that is `gone`.
  */
 async function atTarget<T>(what: string, gone: T, op: () => Promise<T>): Promise<T> {
   try {
@@ -59,12 +63,17 @@ async function atTarget<T>(what: string, gone: T, op: () => Promise<T>): Promise
   }
 }
 
-const sameSet = (a: readonly string[], b: readonly string[]) => [...a].sort().join('\n') === [...b].sort().join('\n');
+/** The baseline the current one replaced (for the audit row of a retried finalisation). */
+async function replacedBaseline(q: Pool | PoolClient, nhiId: string): Promise<Baseline | undefined> {
+  const { rows } = await q.query<{ params: Baseline }>(
+    `SELECT params FROM intents WHERE nhi_id = $1 AND kind = 'baseline' AND released_at IS NOT NULL ORDER BY id DESC LIMIT 1`,
+    [nhiId],
+  );
+  return rows[0]?.params;
+}
 
 const credentialRecords = (refs: SecretRef[]): CredentialRecord[] =>
   refs.map((r) => ({ ref: r.ref, version: r.version, status: r.status, fingerprint: r.fingerprint }));
-
-/** The anomaly throttling workflow's type (workflows/anomalyThrottling.ts; no contract module yet). */
 
 /** Visibility string literal (ids are slugs; this keeps the query safe regardless). */
 const literal = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
@@ -101,39 +110,23 @@ export function createOffboardingActivities(deps: ActivityDeps) {
     return rows[0]?.roles ?? [];
   }
 
-  /** The grants ledger must not claim holders for access offboarding removed. */
-  async function releaseLedger(nhiId: string): Promise<{ entitlement: string; holder: string }[]> {
-    return withTransaction(deps.pool, async (tx) => {
-      const { rows: held } = await tx.query<{ entitlement: string }>(
-        'SELECT DISTINCT entitlement FROM grants WHERE nhi_id = $1 AND released_at IS NULL ORDER BY entitlement',
-        [nhiId],
+  /**
+   * Every access change of offboarding: the reconciler, with this workflow's intent change. Any
+   * failure is retryable (the workflow escalates and keeps going), except an NHI gone from the inventory.
+   */
+  async function reconcileStep(nhiId: string, step: { stepId: string; actor: string; reason: string }, change?: IntentChange): Promise<VerifiedAccess> {
+    try {
+      return await reconcile(
+        { pool: deps.pool, connectors: deps.connectors },
+        nhiId,
+        { workflowId: currentWorkflowId(), scenario: OFFBOARDING_SCENARIO, ...step },
+        change,
       );
-      // The same per-entitlement locks the JIT grant and release take (in a fixed order).
-      for (const r of held) await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`grant:${nhiId}:${r.entitlement}`]);
-      const { rows } = await tx.query<{ entitlement: string; holder: string }>(
-        'UPDATE grants SET released_at = now() WHERE nhi_id = $1 AND released_at IS NULL RETURNING entitlement, holder',
-        [nhiId],
-      );
-      return rows.sort((a, b) => (a.entitlement + a.holder < b.entitlement + b.holder ? -1 : 1));
-    });
-  }
-
-  /** Revoke every membership; what the connector may not revoke is reported, never hidden. */
-  async function revokeAll(connector: Connector, identity: string): Promise<{ held: string[]; revoked: string[]; blocked: string[]; remaining: string[] }> {
-    const held = await atTarget(`listing the entitlements of ${identity}`, [] as string[], () => connector.listEntitlements(identity));
-    const revoked: string[] = [];
-    const blocked: string[] = [];
-    for (const e of held) {
-      try {
-        if ((await connector.revoke(identity, e)).changed) revoked.push(e);
-      } catch (err) {
-        if (isGone(err)) break;
-        if (err instanceof PermanentConnectorError && err.code === ConnectorErrorCode.UnknownEntitlement) continue; // the group is gone, and the membership with it
-        blocked.push(`${e}: ${message(err)}`);
-      }
+    } catch (err) {
+      if (err instanceof ReconcileError && err.code === 'nhi_not_found') throw ApplicationFailure.nonRetryable(err.message, ErrorType.NhiNotFound);
+      if (err instanceof ApplicationFailure) throw err;
+      throw enforcementFailed(`reconciling ${nhiId}`, err);
     }
-    const remaining = await atTarget(`reading back the entitlements of ${identity}`, [] as string[], () => connector.listEntitlements(identity));
-    return { held, revoked, blocked, remaining };
   }
 
   /** End one running elevation through its own revoke Update (it verifies the revocation itself). */
@@ -202,23 +195,53 @@ export function createOffboardingActivities(deps: ActivityDeps) {
         const nhi = await loadNhi(deps.pool, a.nhiId);
         throw ApplicationFailure.nonRetryable(`${a.nhiId} is ${nhi.status}: it cannot be offboarded now`, ErrorType.NhiNotActive);
       }
-      await audit(a.nhiId, { stepId: `${a.run}:inventory:offboarding`, actor: a.actor, action: 'inventory.status', outcome: 'offboarding', readback: { status: updated.status } });
-      return { status: updated.status };
+      // The credentials the store holds now (fingerprints): the proof probes each of them.
+      const credentials = credentialRecords(await deps.secrets.list(a.nhiId));
+      await audit(a.nhiId, { stepId: `${a.run}:inventory:offboarding`, actor: a.actor, action: 'inventory.status', outcome: 'offboarding', readback: { status: updated.status, credentials } });
+      return { status: updated.status, credentials };
     },
 
-    /** Undo of markOffboarding (abort, or a failure before anything at the target changed). */
+    /**
+     * Undo of markOffboarding (abort, or a failure before anything at the target changed). `throttled`
+     * comes back only while a throttle intent is still owned in the ledger: an abort never brings
+     * back a status that nothing owns (and a throttle still owned keeps its status).
+     */
     async restoreInventoryStatus(a: { nhiId: string; run: string; status: NhiInventoryStatus; actor: string }) {
-      const updated = await updateStatus(deps.pool, a.nhiId, a.status, { from: ['offboarding'] });
+      const { restrictions } = await activeIntents(deps.pool, a.nhiId);
+      const throttledBy = [...new Set(restrictions.filter((r) => r.restriction === 'throttle').map((r) => r.owner))];
+      const wanted: NhiInventoryStatus = a.status === 'active' || a.status === 'throttled' ? (throttledBy.length ? 'throttled' : 'active') : a.status;
+      const updated = await updateStatus(deps.pool, a.nhiId, wanted, { from: ['offboarding'] });
       const status = updated?.status ?? (await loadNhi(deps.pool, a.nhiId)).status;
       await audit(a.nhiId, {
         stepId: `${a.run}:inventory:restore`,
         actor: a.actor,
         action: 'inventory.status',
-        outcome: status === a.status ? a.status : 'left_unchanged',
+        outcome: status === wanted ? wanted : 'left_unchanged',
         readback: { status },
-        details: { wanted: a.status },
+        details: { before: a.status, wanted, throttledBy },
       });
       return { status };
+    },
+
+    /**
+     * Who may abort (an admin) or confirm (the requester or an admin) an offboarding: the roles come
+     * from the principals table, never from the message. A refusal is audited (claimed roles included).
+     */
+    async checkOffboardingActor(a: { nhiId: string; run: string; step: string; principal: string; action: 'abort' | 'confirm'; requestedBy: string; claimedRoles?: unknown }) {
+      const roles = await principalRoles(a.principal);
+      const allowed = roles.includes('admin') || (a.action === 'confirm' && a.principal === a.requestedBy);
+      const reasons = allowed ? [] : [a.action === 'abort' ? 'only an admin can abort an offboarding' : 'only the requester or an admin can confirm an offboarding'];
+      if (!allowed) {
+        await audit(a.nhiId, {
+          stepId: `${a.run}:${a.step}`,
+          actor: a.principal,
+          action: `offboarding.${a.action}`,
+          outcome: 'refused',
+          decision: { allowed, reasons, roles },
+          details: { claimedRoles: Array.isArray(a.claimedRoles) ? a.claimedRoles.filter((r) => typeof r === 'string').slice(0, 10) : null },
+        });
+      }
+      return { allowed, roles, reasons };
     },
 
     /**
@@ -266,52 +289,43 @@ export function createOffboardingActivities(deps: ActivityDeps) {
       return result;
     },
 
-    /** What an abort restores: memberships, login, connection limit; plus credential fingerprints. */
-    async snapshotAccess(a: { nhiId: string; run: string }) {
-      const { nhi, connector, identity } = await target(a.nhiId);
-      const state = await atTarget(`reading ${identity}`, GONE, () => connector.readAccess(identity));
-      const snapshot: AccessSnapshot = state.exists
-        ? await atTarget(`snapshot of ${identity}`, { identity, ...GONE, takenAt: now() }, () => connector.snapshot(identity))
-        : { identity, ...GONE, takenAt: now() };
-      const liveSessions = snapshot.exists ? (await atTarget(`listing sessions of ${identity}`, [], () => connector.listSessions(identity))).length : 0;
-      const credentials = credentialRecords(await deps.secrets.list(a.nhiId));
-      await audit(nhi.id, {
-        stepId: `${a.run}:snapshot`,
-        action: 'access.snapshot',
-        outcome: snapshot.exists ? 'taken' : 'identity_missing',
-        target: { connector: nhi.connector, identity },
-        readback: { snapshot, liveSessions, credentials },
-      });
-      return { snapshot, liveSessions, credentials };
-    },
-
+    /**
+     * Disable step 1: the restrict intent `login_disabled` (owner: this workflow) → reconcile →
+     * verified from the read-back. Login goes first and alone, so a membership the connector may not
+     * revoke (step 2 escalates) never keeps the NHI able to log in.
+     */
     async disableLogin(a: { nhiId: string; run: string; step: string }): Promise<StepReadback> {
-      const { nhi, connector, identity } = await target(a.nhiId);
-      const { changed } = await atTarget(`disabling login of ${identity}`, { changed: false }, () => connector.setLogin(identity, false));
-      const after = await atTarget(`reading back ${identity}`, GONE, () => connector.readAccess(identity));
-      if (after.exists && after.canLogin) throw enforcementFailed(`${identity} can still log in after NOLOGIN`);
-      const rb: StepReadback = { at: now(), changed, detail: { exists: after.exists, canLogin: after.canLogin } };
-      await audit(nhi.id, { stepId: `${a.run}:${a.step}`, action: 'login.disable', outcome: 'disabled', target: { connector: nhi.connector, identity, changed }, readback: rb.detail });
-      return rb;
+      const owner = currentWorkflowId();
+      const v = await reconcileStep(a.nhiId, { stepId: `${a.run}:${a.step}`, actor: 'system', reason: 'offboarding: login disabled' }, (c) =>
+        commitIntent(c, a.nhiId, owner, { kind: 'restrict', restriction: 'login_disabled' }),
+      );
+      if (v.desired.canLogin) throw enforcementFailed(`the desired access of ${a.nhiId} still allows login (restricted by ${v.desired.restrictedBy.join(', ') || 'nothing'})`);
+      if (v.observed.exists && v.observed.canLogin) throw enforcementFailed(`${v.identity} can still log in after reconcile`);
+      return { at: v.checkedAt, changed: v.changes.login !== undefined, detail: { exists: v.observed.exists, canLogin: v.observed.canLogin, baselineCapturedNow: v.baselineCapturedNow } };
     },
 
-    /** Revoke every membership, then release the ledger's holders; retried until none is left. */
+    /**
+     * Disable step 2: the restrict intent `offboarded` (owner: this workflow) → reconcile → verified:
+     * the desired access has no entitlements and no login, and the read-back says so. Other
+     * scenarios' intents stay in the ledger (withheld, not removed), so an abort can give them back.
+     */
     async revokeEntitlements(a: { nhiId: string; run: string; step: string }): Promise<StepReadback> {
-      const { nhi, connector, identity } = await target(a.nhiId);
-      const r = await revokeAll(connector, identity);
-      if (r.remaining.length) {
-        throw enforcementFailed(`${identity} still holds ${r.remaining.join(', ')}${r.blocked.length ? ` (${r.blocked.join('; ')})` : ''}`);
+      const owner = currentWorkflowId();
+      const v = await reconcileStep(a.nhiId, { stepId: `${a.run}:${a.step}`, actor: 'system', reason: 'offboarding: offboarded' }, (c) =>
+        commitIntent(c, a.nhiId, owner, { kind: 'restrict', restriction: 'offboarded' }),
+      );
+      if (v.desired.entitlements.length || v.desired.canLogin) {
+        throw enforcementFailed(`the desired access of ${a.nhiId} is not offboarded: ${JSON.stringify({ entitlements: v.desired.entitlements, canLogin: v.desired.canLogin })}`);
       }
-      const releasedHolders = await releaseLedger(a.nhiId);
-      const rb: StepReadback = { at: now(), changed: r.revoked.length > 0, detail: { held: r.held, revoked: r.revoked, entitlements: r.remaining, releasedHolders } };
-      await audit(nhi.id, {
-        stepId: `${a.run}:${a.step}`,
-        action: 'entitlements.revoke',
-        outcome: 'revoked',
-        target: { connector: nhi.connector, identity, revoked: r.revoked },
-        readback: { entitlements: r.remaining, releasedHolders },
-      });
-      return rb;
+      if (v.observed.exists && (v.observed.entitlements.length || v.observed.canLogin)) {
+        throw enforcementFailed(`${v.identity} still holds ${v.observed.entitlements.join(', ') || 'login'} after reconcile`);
+      }
+      const held = [...new Set([...v.observed.entitlements.filter((e) => !v.changes.granted.includes(e)), ...v.changes.revoked])].sort();
+      return {
+        at: v.checkedAt,
+        changed: v.changes.revoked.length > 0 || v.changes.login !== undefined,
+        detail: { held, revoked: v.changes.revoked, entitlements: v.observed.entitlements, withheld: v.desired.withheld },
+      };
     },
 
     async endSessions(a: { nhiId: string; run: string; step: string }): Promise<StepReadback> {
@@ -327,10 +341,13 @@ export function createOffboardingActivities(deps: ActivityDeps) {
     /**
      * The "no standing access" proof, read from the target: no memberships, login refused (the role
      * says NOLOGIN, and logging in with every credential the store holds is refused), no sessions.
-     * Read-only; the workflow records the attestation.
+     * Read-only; the workflow records the attestation. What the dependents lose is what the other
+     * intents and the baseline want and the offboarding withholds.
      */
-    async proveNoAccess(a: { nhiId: string; snapshot?: AccessSnapshot }): Promise<Attestation> {
+    async proveNoAccess(a: { nhiId: string }): Promise<Attestation> {
       const { nhi, connector, identity } = await target(a.nhiId);
+      const wanted = await activeIntents(deps.pool, a.nhiId);
+      const lost = [...new Set([...(wanted.baseline?.entitlements ?? []), ...wanted.grants.map((g) => g.entitlement)])].sort();
       const access = await atTarget(`reading ${identity}`, GONE, () => connector.readAccess(identity));
       const sessions = access.exists ? await atTarget(`listing sessions of ${identity}`, [], () => connector.listSessions(identity)) : [];
       const checks: AttestationCheck[] = [
@@ -369,31 +386,30 @@ export function createOffboardingActivities(deps: ActivityDeps) {
         at: now(),
         outcome: checks.every((c) => c.ok) ? 'no_standing_access' : 'access_remains',
         checks,
-        dependents: dependentImpacts(nhi, a.snapshot?.entitlements ?? []),
-        snapshotTakenAt: a.snapshot?.takenAt,
+        dependents: dependentImpacts(nhi, lost),
       };
     },
 
-    /** Put access back exactly as the snapshot says, and read it back; the active credential is probed as evidence. */
-    async restoreAccess(a: { nhiId: string; run: string; snapshot: AccessSnapshot; actor: string; reason: string }) {
-      const { nhi, connector, identity } = await target(a.nhiId);
-      if (a.snapshot.exists) {
-        try {
-          await connector.restore(a.snapshot);
-        } catch (err) {
-          throw enforcementFailed(`restoring ${identity} to its snapshot of ${a.snapshot.takenAt}`, err);
-        }
-      }
-      const after = await atTarget(`reading back ${identity}`, GONE, () => connector.readAccess(identity));
-      const same =
-        after.exists === a.snapshot.exists &&
-        (!after.exists ||
-          (after.canLogin === a.snapshot.canLogin && after.connectionLimit === a.snapshot.connectionLimit && sameSet(after.entitlements, a.snapshot.entitlements)));
-      if (!same) throw enforcementFailed(`${identity} is not at its snapshot after restore (now ${JSON.stringify(after)})`);
+    /**
+     * Abort (or cancel) during grace: release this offboarding's intents → reconcile → verified. The
+     * NHI then has exactly what the other active intents and the baseline want (an exact restore
+     * without a snapshot): a throttle whose owner still holds it stays, one released is gone, a live
+     * elevation's grant comes back. The active credential is probed as evidence.
+     */
+    async releaseOffboarding(a: { nhiId: string; run: string; actor: string; reason: string }) {
+      const owner = currentWorkflowId();
+      let released = 0;
+      const v = await reconcileStep(a.nhiId, { stepId: `${a.run}:restore`, actor: a.actor, reason: `offboarding aborted: ${a.reason}` }, async (c) => {
+        released = await releaseIntents(c, a.nhiId, owner);
+      });
+      const left = (await intentsOf(deps.pool, owner)).filter((i) => i.nhiId === a.nhiId);
+      if (left.length) throw enforcementFailed(`${a.nhiId} still has intents of ${owner}: ${left.map((i) => `${i.kind} ${i.subject}`).join(', ')}`);
+      if (v.desired.restrictedBy.includes(owner)) throw enforcementFailed(`${a.nhiId} is still restricted by ${owner}`);
+      const { connector, identity, nhi } = await target(a.nhiId);
       // Evidence only: the store may hold no credential, or one the target never had.
       let probe: Record<string, unknown> | null = null;
       const active = await deps.secrets.active(a.nhiId);
-      if (active && after.exists && after.canLogin) {
+      if (active && v.observed.exists && v.observed.canLogin) {
         try {
           const p = await connector.probe(identity, await deps.secrets.reveal(active.ref));
           probe = { ref: active.ref, version: active.version, fingerprint: active.fingerprint, access: p.access, code: p.code ?? null };
@@ -401,27 +417,61 @@ export function createOffboardingActivities(deps: ActivityDeps) {
           probe = { ref: active.ref, version: active.version, fingerprint: active.fingerprint, access: 'unknown', detail: message(err) };
         }
       }
+      const desired = { entitlements: v.desired.entitlements, canLogin: v.desired.canLogin, connectionLimit: v.desired.connectionLimit, restrictedBy: v.desired.restrictedBy };
       await audit(nhi.id, {
         stepId: `${a.run}:restore`,
         actor: a.actor,
-        action: 'access.restore',
+        action: 'offboarding.release',
         outcome: 'restored',
-        target: { connector: nhi.connector, identity, snapshotTakenAt: a.snapshot.takenAt },
-        readback: { after, probe },
+        target: { connector: nhi.connector, identity, releasedIntents: released },
+        readback: { after: v.observed, probe },
+        decision: { desired },
         details: { reason: a.reason },
       });
-      return { after, probe };
+      return { after: v.observed, desired, released, probe };
     },
 
     /**
-     * Finalise: the role stays (objects it owns are not dropped) but refuses login; every stored
-     * credential is erased (fingerprints stay for the record); inventory status `offboarded`.
+     * Finalise, an explicit and audited change of the baseline: the NHI's standing access becomes
+     * empty (no entitlements, login off) and its `offboarded` intent stays active, so the NHI stays
+     * offboarded after this workflow ends. The role stays (objects it owns are not dropped); every
+     * stored credential is erased (fingerprints stay for the record); inventory status `offboarded`.
      */
     async finaliseOffboarding(a: { nhiId: string; run: string; actor: string }) {
-      const { nhi, connector, identity } = await target(a.nhiId);
-      await atTarget(`disabling login of ${identity}`, { changed: false }, () => connector.setLogin(identity, false));
-      const access = await atTarget(`reading back ${identity}`, GONE, () => connector.readAccess(identity));
-      if (access.exists && access.canLogin) throw enforcementFailed(`${identity} can still log in`);
+      const owner = currentWorkflowId();
+      let previous: Baseline | undefined;
+      let next: Baseline | undefined;
+      const v = await reconcileStep(a.nhiId, { stepId: `${a.run}:finalise`, actor: a.actor, reason: 'offboarding finalised: baseline emptied' }, async (c) => {
+        const current = (await activeIntents(c, a.nhiId)).baseline;
+        const done = current !== undefined && !current.entitlements.length && !current.canLogin;
+        const empty: Baseline = { entitlements: [], canLogin: false, connectionLimit: current?.connectionLimit ?? -1 };
+        await c.query('BEGIN');
+        try {
+          await commitIntent(c, a.nhiId, owner, { kind: 'restrict', restriction: 'offboarded' });
+          await releaseIntents(c, a.nhiId, owner, { kind: 'restrict', subject: 'login_disabled' });
+          if (!done) await setBaseline(c, a.nhiId, empty);
+          await c.query('COMMIT');
+        } catch (err) {
+          await c.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+        // A retry finds it done already: the baseline it replaced is the latest released one.
+        previous = done ? await replacedBaseline(c, a.nhiId) : current;
+        next = done ? current : empty;
+      });
+      if (v.desired.entitlements.length || v.desired.canLogin) throw enforcementFailed(`the desired access of ${a.nhiId} is not empty after finalisation`);
+      if (v.observed.exists && (v.observed.canLogin || v.observed.entitlements.length)) throw enforcementFailed(`${v.identity} still has access after finalisation`);
+      const { nhi, identity } = await target(a.nhiId);
+      await audit(nhi.id, {
+        stepId: `${a.run}:baseline`,
+        actor: a.actor,
+        action: 'baseline.set',
+        outcome: 'emptied',
+        target: { connector: nhi.connector, identity },
+        decision: { previous: previous ?? null, baseline: next ?? null },
+        readback: { observed: v.observed },
+        details: { reason: 'offboarding finalised', keeps: { owner, restriction: 'offboarded' } },
+      });
       const deletedNow = await deps.secrets.deleteAll(a.nhiId);
       const credentials = credentialRecords(await deps.secrets.list(a.nhiId));
       const kept = credentials.filter((c) => c.status !== 'deleted');
@@ -434,55 +484,52 @@ export function createOffboardingActivities(deps: ActivityDeps) {
         actor: a.actor,
         action: 'offboarding.finalise',
         outcome: 'offboarded',
-        target: { connector: nhi.connector, identity, roleKept: access.exists },
-        readback: { canLogin: access.canLogin, identityExists: access.exists, credentials, inventoryStatus: updated.status },
+        target: { connector: nhi.connector, identity, roleKept: v.observed.exists },
+        readback: { canLogin: v.observed.canLogin, identityExists: v.observed.exists, credentials, inventoryStatus: updated.status },
         details: { deletedNow },
       });
-      return { at: now(), deletedNow, credentials, canLogin: access.canLogin };
+      return { at: now(), deletedNow, credentials, canLogin: v.observed.canLogin };
     },
 
     /**
-     * A watch-period re-check: anything that reappeared outside the orchestrator (login re-enabled,
-     * a membership re-granted, a live session) is removed again and reported as drift.
+     * A watch-period re-check is a reconcile (the `offboarded` intent committed again, idempotently):
+     * anything that reappeared outside the orchestrator (login re-enabled, a membership re-granted,
+     * a connection limit changed) is reverted and recorded as drift; live sessions are ended.
      */
     async recheckAccess(a: { nhiId: string; run: string; check: number | 'pre-finalise' }): Promise<WatchCheckResult> {
-      const { nhi, connector, identity } = await target(a.nhiId);
+      const owner = currentWorkflowId();
       const at = now();
-      const before = await atTarget(`reading ${identity}`, GONE, () => connector.readAccess(identity));
+      const v = await reconcileStep(a.nhiId, { stepId: `${a.run}:watch:${a.check}`, actor: 'system', reason: 'offboarding watch: drift correction' }, (c) =>
+        commitIntent(c, a.nhiId, owner, { kind: 'restrict', restriction: 'offboarded' }),
+      );
+      const { nhi, connector, identity } = await target(a.nhiId);
       const drift: DriftEvent[] = [];
-      const blocked: string[] = [];
-      if (before.exists) {
-        if (before.canLogin) {
-          await atTarget(`disabling login of ${identity}`, { changed: false }, () => connector.setLogin(identity, false));
-          drift.push({ at, check: a.check, kind: 'login_enabled', detail: `${identity} could log in again: set NOLOGIN` });
-        }
-        if (before.entitlements.length) {
-          const r = await revokeAll(connector, identity);
-          blocked.push(...r.blocked);
-          for (const e of r.revoked) drift.push({ at, check: a.check, kind: 'entitlement', detail: `${identity} held ${e} again: revoked` });
-        }
+      if (v.changes.login?.[0]) drift.push({ at, check: a.check, kind: 'login_enabled', detail: `${identity} could log in again: login disabled` });
+      for (const e of v.changes.revoked) drift.push({ at, check: a.check, kind: 'entitlement', detail: `${identity} held ${e} again: revoked` });
+      if (v.changes.connectionLimit) {
+        const [was, is] = v.changes.connectionLimit;
+        drift.push({ at, check: a.check, kind: 'connection_limit', detail: `${identity} had connection limit ${was}: set back to ${is}` });
+      }
+      if (v.observed.exists) {
         const sessions = await atTarget(`listing sessions of ${identity}`, [], () => connector.listSessions(identity));
         if (sessions.length) {
           await atTarget(`ending sessions of ${identity}`, { terminated: 0 }, () => connector.invalidateSessions(identity));
           drift.push({ at, check: a.check, kind: 'sessions', detail: `${sessions.length} live session(s) of ${identity}: terminated` });
         }
       }
-      const after = await atTarget(`reading back ${identity}`, GONE, () => connector.readAccess(identity));
-      if (after.exists && (after.canLogin || after.entitlements.length)) {
-        throw enforcementFailed(
-          `${identity} still has access after the re-check (login ${after.canLogin ? 'enabled' : 'disabled'}, entitlements ${after.entitlements.join(', ') || 'none'})${blocked.length ? `: ${blocked.join('; ')}` : ''}`,
-        );
+      if (v.desired.canLogin || v.desired.entitlements.length) throw enforcementFailed(`the desired access of ${a.nhiId} is not offboarded`);
+      if (v.observed.exists && (v.observed.canLogin || v.observed.entitlements.length)) {
+        throw enforcementFailed(`${identity} still has access after the re-check (login ${v.observed.canLogin ? 'enabled' : 'disabled'}, entitlements ${v.observed.entitlements.join(', ') || 'none'})`);
       }
-      if (drift.some((d) => d.kind === 'entitlement')) await releaseLedger(a.nhiId);
       await audit(nhi.id, {
         stepId: `${a.run}:watch:${a.check}`,
         action: 'watch.check',
         outcome: drift.length ? 'drift_reverted' : 'clean',
         target: { connector: nhi.connector, identity },
-        readback: { before, after },
+        readback: { observed: v.observed, changes: v.changes },
         details: { check: a.check, drift },
       });
-      return { check: a.check, at, clean: drift.length === 0, drift, after };
+      return { check: a.check, at, clean: drift.length === 0, drift, after: v.observed };
     },
   };
 }

@@ -1,6 +1,6 @@
 // The offboarding contract: what the API, the CLI and tests import (never the workflow body).
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
-import type { AccessSnapshot, AccessState } from '../connectors/types';
+import type { AccessState } from '../connectors/types';
 
 export const OFFBOARDING_WORKFLOW_TYPE = 'offboarding';
 export const OFFBOARDING_SCENARIO = 'offboarding';
@@ -49,7 +49,6 @@ export interface OffboardingInput {
 export type OffboardingState =
   | 'evaluating'
   | 'stopping_scenarios'
-  | 'snapshotting'
   | 'disabling'
   | 'proving'
   | 'grace'
@@ -62,7 +61,7 @@ export type OffboardingState =
   | 'failed';
 
 export const OFFBOARDING_FINAL_STATES: OffboardingState[] = ['aborted', 'completed', 'denied', 'failed'];
-/** From here on the secrets are gone and there is nothing to restore: abort answers 409. */
+/** From here on the secrets are gone and the baseline is empty: abort answers 409. */
 export const FINALISED_STATES: OffboardingState[] = ['finalising', 'watching', 'completed'];
 
 export type NhiInventoryStatus = 'active' | 'throttled' | 'offboarding' | 'offboarded';
@@ -109,7 +108,6 @@ export interface Attestation {
   outcome: 'no_standing_access' | 'access_remains';
   checks: AttestationCheck[];
   dependents: DependentImpact[];
-  snapshotTakenAt?: string;
 }
 
 export interface ElevationEnded {
@@ -122,7 +120,7 @@ export interface ElevationEnded {
 
 export interface StopScenariosResult {
   elevations: ElevationEnded[];
-  /** Running anomaly throttles found, and those ended (superseded: access is not restored). */
+  /** Running anomaly throttles found, and those signalled to stop (superseded: each releases its own intent). */
   throttles: { supported: boolean; ended: string[]; found?: string[]; note?: string };
   /** Set when this worker has no Temporal client to reach other workflows with. */
   skipped?: string;
@@ -135,10 +133,19 @@ export interface StepReadback {
   detail: Record<string, unknown>;
 }
 
+/** The offboarding's own intents in the ledger (owner: this workflow id); an abort releases exactly these. */
+export interface OffboardingIntents {
+  owner: string;
+  /** login_disabled (the first disable step), offboarded (the second; kept after finalisation). */
+  restrictions: ('login_disabled' | 'offboarded')[];
+  committedAt: string;
+  releasedAt?: string;
+}
+
 export interface DriftEvent {
   at: string;
   check: number | 'pre-finalise';
-  kind: 'login_enabled' | 'entitlement' | 'sessions';
+  kind: 'login_enabled' | 'entitlement' | 'connection_limit' | 'sessions';
   detail: string;
 }
 
@@ -171,11 +178,11 @@ export interface OffboardingStatus {
   graceDays: number | null;
   watchDays: number | null;
   decision?: OffboardPolicyEvidence;
-  /** The inventory status before offboarding: an abort puts it back. */
+  /** The inventory status before offboarding: an abort puts it back (`throttled` only while a throttle intent is still owned). */
   previousStatus?: NhiInventoryStatus;
   otherScenarios?: StopScenariosResult;
-  /** What an abort restores (no secrets in it). */
-  snapshot?: AccessSnapshot;
+  /** What this offboarding holds in the intents ledger; there is no snapshot: an abort releases these. */
+  intents?: OffboardingIntents;
   credentials: CredentialRecord[];
   disable: { login?: StepReadback; entitlements?: StepReadback; sessions?: StepReadback };
   proofRounds: number;
@@ -183,6 +190,7 @@ export interface OffboardingStatus {
   graceEndsAt?: string;
   confirmedBy?: string;
   abort?: { by: string; at: string; reason: string };
+  /** After an abort: the target's read-back, which is what the other intents and the baseline want. */
   restored?: AccessState;
   finalisedAt?: string;
   watch: {
@@ -203,20 +211,26 @@ export interface OffboardingStatus {
   timeline: TimelineEntry[];
 }
 
+/**
+ * `by` is the principal; its roles are looked up server-side (table `principals`): only an admin
+ * may abort. A `roles` field is accepted for compatibility and ignored.
+ */
 export interface AbortInput {
   by: string;
-  /** The caller's roles: only an admin may abort. */
-  roles: string[];
   reason: string;
+  /** Ignored: never an authority. */
+  roles?: string[];
 }
 
+/** The requester or an admin (roles looked up server-side, as for abort). */
 export interface ConfirmInput {
   by: string;
-  roles: string[];
   comment?: string;
+  /** Ignored: never an authority. */
+  roles?: string[];
 }
 
-/** Restore the snapshot exactly and verify it; answers once access is back (state `aborted`). */
+/** Release this offboarding's intents and reconcile; answers once the read-back is verified (state `aborted`). */
 export const abortUpdate = defineUpdate<OffboardingStatus, [AbortInput]>('abort');
 /** Skip the rest of the grace period; answers once finalised. */
 export const confirmUpdate = defineUpdate<OffboardingStatus, [ConfirmInput]>('confirm');

@@ -1,8 +1,10 @@
-// Offboarding: policy → inventory `offboarding` → end the NHI's other scenarios → snapshot → disable
-// (login, entitlements, sessions) → prove and attest → grace (abort restores the snapshot exactly,
-// confirm skips ahead) → finalise (secrets erased, `offboarded`, role left NOLOGIN) → watch (durable
-// re-checks that revert drift; continue-as-new keeps history small). Enforcement never gives up:
-// bounded attempts, then an escalation, then retries without limit.
+// Offboarding: policy → inventory `offboarding` → ask the NHI's other scenarios to stop → disable
+// (intents `login_disabled`, then `offboarded`, each reconciled and verified; then sessions ended) →
+// prove and attest → grace (abort releases this workflow's intents and reconciles: the NHI gets
+// exactly what the other intents and the baseline want; confirm skips ahead) → finalise (baseline
+// emptied, `offboarded` kept, secrets erased) → watch (each re-check is a reconcile that reverts
+// drift; continue-as-new keeps history small). Enforcement never gives up: bounded attempts, then an
+// escalation, then retries without limit. Authority for abort/confirm is looked up server-side.
 import {
   allHandlersFinished,
   ApplicationFailure,
@@ -19,6 +21,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities } from '../activities';
+import type { AccessState } from '../connectors/types';
 import { fastCall, longWithHeartbeat, notification, untilDone } from './activity-presets';
 import { causeMessage, ErrorType } from './errors';
 import {
@@ -31,9 +34,7 @@ import {
   OFFBOARDING_FINAL_STATES,
   OFFBOARDING_SCENARIO,
   statusQuery,
-  type AbortInput,
   type Attestation,
-  type ConfirmInput,
   type OffboardingInput,
   type OffboardingState,
   type OffboardingStatus,
@@ -63,6 +64,8 @@ const FALLBACK_GRACE_DAYS = 7;
 const FALLBACK_WATCH_DAYS = 30;
 
 const iso = (ms: number) => new Date(ms).toISOString();
+const describe = (a: AccessState) =>
+  a.exists ? `${a.entitlements.join(', ') || 'no entitlements'}; login ${a.canLogin ? 'enabled' : 'disabled'}; connection limit ${a.connectionLimit}` : 'the identity no longer exists';
 
 function invalid(message: string): ApplicationFailure {
   return ApplicationFailure.create({ message, type: ErrorType.InvalidRequest, nonRetryable: true });
@@ -114,8 +117,14 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       };
   const nhiId = s.nhiId;
 
-  let abortRequest: (AbortInput & { at: string }) | undefined;
-  let confirmRequest: ConfirmInput | undefined;
+  let abortRequest: { by: string; reason: string; at: string } | undefined;
+  let confirmRequest: { by: string; comment?: string } | undefined;
+  /** Set in the same step that decides to finalise: an abort accepted later would restore nothing. */
+  let finalising = false;
+  /** Refused abort/confirm attempts, each audited under its own step id. */
+  let refusals = 0;
+  /** Has an access-changing step started? Then a failure fails closed (intents stay). */
+  let enforcing = false;
   const saga = new Saga();
   const isFinal = () => OFFBOARDING_FINAL_STATES.includes(s.state);
 
@@ -134,7 +143,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       `**${s.state}** — offboarding ${nhiId}${s.identity ? ` (${s.connector}:${s.identity})` : ''}`,
       `by ${s.requestedBy}${s.ticket ? ` [${s.ticket}]` : ''}: ${s.reason}`,
     ];
-    if (s.state === 'grace') lines.push(`grace until ${s.graceEndsAt}: abort (admin) restores the snapshot, confirm finalises now`);
+    if (s.state === 'grace') lines.push(`grace until ${s.graceEndsAt}: abort (admin) releases the offboarding and restores what the other intents want, confirm finalises now`);
     if (s.attestation) lines.push(`attestation: ${s.attestation.outcome} (${s.attestation.checks.length} checks, ${s.attestation.dependents.length} dependent(s) affected)`);
     if (s.state === 'watching') {
       lines.push(`watching until ${s.watch.endsAt}; next check ${s.watch.nextCheckAt ?? '—'}`);
@@ -149,23 +158,43 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
   // --- message handlers -------------------------------------------------------------------
   setHandler(statusQuery, () => s);
 
+  const closed = (message: string) => ApplicationFailure.create({ message, type: ErrorType.RequestClosed });
+  const abortClosed = () => {
+    if (FINALISED_STATES.includes(s.state) || finalising) {
+      return closed(`offboarding of ${nhiId} is finalised (${s.state}): its credentials are deleted, there is nothing to restore`);
+    }
+    if (isFinal()) return closed(`offboarding of ${nhiId} is ${s.state}`);
+    if (confirmRequest) return closed(`offboarding of ${nhiId} was confirmed by ${confirmRequest.by} and is being finalised`);
+    return undefined;
+  };
+  const confirmClosed = () => {
+    if (FINALISED_STATES.includes(s.state) || isFinal()) return closed(`offboarding of ${nhiId} is ${s.state}`);
+    if (abortRequest) return closed(`offboarding of ${nhiId} is being aborted by ${abortRequest.by}`);
+    return undefined;
+  };
+  /** The principal's roles come from the server (principals table), never from the message. */
+  async function authorize(action: 'abort' | 'confirm', by: string, claimedRoles: unknown) {
+    const v = await acts.checkOffboardingActor({ nhiId, run, step: `refused:${++refusals}`, principal: by, action, requestedBy: s.requestedBy, claimedRoles });
+    if (!v.allowed) throw ApplicationFailure.create({ message: `${by} may not ${action} this offboarding: ${v.reasons.join('; ')}`, type: ErrorType.NotAllowed, nonRetryable: true });
+  }
+
   setHandler(
     abortUpdate,
     async (a) => {
-      abortRequest ??= { ...a, at: iso(Date.now()) };
-      // Answer once the snapshot is back and verified (or the flow ended otherwise, e.g. denied).
+      await authorize('abort', a.by, a.roles);
+      // The flow may have moved on while the roles were looked up.
+      const no = abortClosed();
+      if (no) throw no;
+      abortRequest ??= { by: a.by, reason: a.reason, at: iso(Date.now()) };
+      // Answer once the release is reconciled and verified (or the flow ended otherwise, e.g. denied).
       await condition(isFinal);
       return s;
     },
     {
       validator: (a) => {
         if (!a?.by || typeof a.reason !== 'string' || !a.reason.trim()) throw ApplicationFailure.create({ message: 'by and reason are required', type: ErrorType.InvalidRequest });
-        if (!(a.roles ?? []).includes('admin')) throw ApplicationFailure.create({ message: 'only an admin can abort an offboarding', type: ErrorType.NotAllowed });
-        if (FINALISED_STATES.includes(s.state)) {
-          throw ApplicationFailure.create({ message: `offboarding of ${nhiId} is finalised (${s.state}): its credentials are deleted, there is nothing to restore`, type: ErrorType.RequestClosed });
-        }
-        if (isFinal()) throw ApplicationFailure.create({ message: `offboarding of ${nhiId} is ${s.state}`, type: ErrorType.RequestClosed });
-        if (confirmRequest) throw ApplicationFailure.create({ message: `offboarding of ${nhiId} was confirmed by ${confirmRequest.by} and is being finalised`, type: ErrorType.RequestClosed });
+        const no = abortClosed();
+        if (no) throw no;
       },
     },
   );
@@ -173,8 +202,11 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
   setHandler(
     confirmUpdate,
     async (c) => {
+      await authorize('confirm', c.by, c.roles);
+      const no = confirmClosed();
+      if (no) throw no;
       if (!confirmRequest) {
-        confirmRequest = c;
+        confirmRequest = { by: c.by, comment: c.comment };
         s.confirmedBy = c.by;
         event('confirm requested', `${c.by}${c.comment ? `: ${c.comment}` : ''}`);
       }
@@ -185,11 +217,8 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     {
       validator: (c) => {
         if (!c?.by) throw ApplicationFailure.create({ message: 'by is required', type: ErrorType.InvalidRequest });
-        if (c.by !== s.requestedBy && !(c.roles ?? []).includes('admin')) {
-          throw ApplicationFailure.create({ message: 'only the requester or an admin can confirm an offboarding', type: ErrorType.NotAllowed });
-        }
-        if (FINALISED_STATES.includes(s.state) || isFinal()) throw ApplicationFailure.create({ message: `offboarding of ${nhiId} is ${s.state}`, type: ErrorType.RequestClosed });
-        if (abortRequest) throw ApplicationFailure.create({ message: `offboarding of ${nhiId} is being aborted by ${abortRequest.by}`, type: ErrorType.RequestClosed });
+        const no = confirmClosed();
+        if (no) throw no;
       },
     },
   );
@@ -216,6 +245,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     }
   }
 
+  /** Each access step commits this workflow's intent and reconciles; sessions are an action after it. */
   async function disableAll(round: number) {
     const base = { nhiId, run };
     s.disable.login = await enforce('disable login', (a) => a.disableLogin({ ...base, step: `disable:${round}:login` }));
@@ -261,14 +291,14 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
   async function abortNow(): Promise<OffboardingStatus> {
     const a = abortRequest!;
     s.abort = { by: a.by, at: a.at, reason: a.reason };
-    transition('restoring', `abort by ${a.by}: ${a.reason}`);
+    transition('restoring', `abort by ${a.by}: ${a.reason}: releasing this offboarding's intents`);
     const outcomes = await saga.compensate();
     const failed = outcomes.filter((o) => !o.ok);
     if (failed.length) {
       s.failure = `restore failed: ${failed.map((f) => `${f.name}: ${f.error}`).join('; ')}`;
       transition('failed', s.failure);
     } else {
-      transition('aborted', s.restored ? `access restored to the snapshot of ${s.snapshot?.takenAt}` : 'nothing had changed at the target');
+      transition('aborted', s.restored ? `intents released: ${describe(s.restored)}` : 'nothing had changed at the target');
     }
     await CancellationScope.nonCancellable(async () => {
       await acts.recordAudit({
@@ -279,14 +309,17 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
         action: 'offboarding.abort',
         outcome: s.state,
         readback: s.restored ?? null,
-        details: { reason: a.reason, snapshotTakenAt: s.snapshot?.takenAt ?? null, compensations: outcomes },
+        details: { reason: a.reason, intents: s.intents ?? null, compensations: outcomes },
       });
       await notify({
         id: `${info.workflowId}:${run}:aborted`,
         kind: 'offboarding.aborted',
         severity: s.state === 'aborted' ? 'info' : 'critical',
         nhiId,
-        text: s.state === 'aborted' ? `Offboarding of ${nhiId} aborted by ${a.by} (${a.reason}): access restored and verified` : `Abort of ${nhiId}'s offboarding failed: ${s.failure}`,
+        text:
+          s.state === 'aborted'
+            ? `Offboarding of ${nhiId} aborted by ${a.by} (${a.reason}): its intents released, access is what the other intents and the baseline want (verified)`
+            : `Abort of ${nhiId}'s offboarding failed: ${s.failure}`,
       });
     });
     return finish();
@@ -356,7 +389,8 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
 
     const previous = d.status;
     saga.add(`inventory back to ${previous}`, () => forever.restoreInventoryStatus({ nhiId, run, status: previous, actor: abortRequest?.by ?? 'system' }));
-    await acts.markOffboarding({ nhiId, run, actor: input.requestedBy });
+    const marked = await acts.markOffboarding({ nhiId, run, actor: input.requestedBy });
+    s.credentials = marked.credentials;
     event('inventory', 'status offboarding');
     if (abortRequest) return await abortNow();
 
@@ -364,21 +398,17 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     s.otherScenarios = await stopOtherScenarios();
     if (abortRequest) return await abortNow();
 
-    transition('snapshotting');
-    const snap = await enforce('snapshot', (a) => a.snapshotAccess({ nhiId, run }));
-    s.snapshot = snap.snapshot;
-    s.credentials = snap.credentials;
-    event('snapshot', `${snap.snapshot.entitlements.join(', ') || 'no entitlements'}; login ${snap.snapshot.canLogin ? 'enabled' : 'disabled'}; ${snap.liveSessions} session(s)`);
-    const snapshot = snap.snapshot;
-    saga.add('restore the snapshot', async () => {
-      const r = await enforce('restore the snapshot', (a) =>
-        a.restoreAccess({ nhiId, run, snapshot, actor: abortRequest?.by ?? 'system', reason: abortRequest?.reason ?? 'rollback' }),
+    // The undo before the step: release exactly this workflow's intents (others' stay) and reconcile.
+    saga.add('release the offboarding intents', async () => {
+      const r = await enforce('release the offboarding intents', (a) =>
+        a.releaseOffboarding({ nhiId, run, actor: abortRequest?.by ?? 'system', reason: abortRequest?.reason ?? 'rollback' }),
       );
       s.restored = r.after;
+      if (s.intents) s.intents.releasedAt = iso(Date.now());
     });
-    if (abortRequest) return await abortNow();
-
     transition('disabling');
+    enforcing = true;
+    s.intents = { owner: info.workflowId, restrictions: ['login_disabled', 'offboarded'], committedAt: iso(Date.now()) };
     await disableAll(1);
     if (abortRequest) return await abortNow();
 
@@ -386,7 +416,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     let attestation: Attestation;
     for (let round = 1; ; round++) {
       s.proofRounds = round;
-      attestation = await enforce('prove', (a) => a.proveNoAccess({ nhiId, snapshot }));
+      attestation = await enforce('prove', (a) => a.proveNoAccess({ nhiId }));
       if (attestation.outcome === 'no_standing_access') break;
       const failing = attestation.checks.filter((c) => !c.ok).map((c) => c.check);
       event('proof failed', failing.join(', '));
@@ -407,7 +437,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       outcome: attestation.outcome,
       target: { connector: attestation.connector, identity: attestation.identity },
       readback: attestation.checks,
-      details: { at: attestation.at, dependents: attestation.dependents, snapshotTakenAt: attestation.snapshotTakenAt ?? null, proofRounds: s.proofRounds },
+      details: { at: attestation.at, dependents: attestation.dependents, intents: s.intents ?? null, proofRounds: s.proofRounds },
     });
     event('attested', `${attestation.checks.length} checks passed`);
     await notify({
@@ -427,6 +457,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       await condition(() => abortRequest !== undefined || confirmRequest !== undefined, graceMs); // durable timer
     }
     if (abortRequest) return await abortNow();
+    finalising = true; // same step as the check above: no abort is accepted from here on
     if (confirmRequest) {
       await acts.recordAudit({ stepId: `${run}:confirm`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: confirmRequest.by, action: 'offboarding.confirm', outcome: 'confirmed', details: { comment: confirmRequest.comment ?? null } });
     }
@@ -436,12 +467,13 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     const pre = await enforce('pre-finalise check', (a) => a.recheckAccess({ nhiId, run, check: 'pre-finalise' }));
     await onDrift(pre);
     const fin = await enforce('finalise', (a) => a.finaliseOffboarding({ nhiId, run, actor: confirmRequest?.by ?? 'system' }));
-    saga.clear(); // the secrets are gone: there is nothing to restore any more
+    saga.clear(); // the baseline is empty and the secrets are gone: there is nothing to restore any more
+    if (s.intents) s.intents.restrictions = ['offboarded'];
     s.credentials = fin.credentials;
     s.finalisedAt = iso(Date.now());
     s.watch.endsAt = iso(Date.now() + s.watchDays * DAY);
-    event('finalised', `${fin.deletedNow} stored credential(s) erased; role left NOLOGIN`);
-    await notify({ id: `${info.workflowId}:${run}:finalised`, kind: 'offboarding.finalised', severity: 'info', nhiId, text: `${nhiId} is offboarded: credentials erased, role left NOLOGIN; watching for ${s.watchDays} day(s)` });
+    event('finalised', `baseline emptied, 'offboarded' kept; ${fin.deletedNow} stored credential(s) erased; role left NOLOGIN`);
+    await notify({ id: `${info.workflowId}:${run}:finalised`, kind: 'offboarding.finalised', severity: 'info', nhiId, text: `${nhiId} is offboarded: baseline emptied, credentials erased, role left NOLOGIN; watching for ${s.watchDays} day(s)` });
 
     await watch();
     return await finish();
@@ -458,7 +490,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
           await finish();
         } else {
           // Compensate, don't strand: a cancelled offboarding puts everything back, like an abort.
-          abortRequest ??= { by: 'temporal (cancel request)', roles: [], reason: 'workflow cancelled', at: iso(Date.now()) };
+          abortRequest ??= { by: 'temporal (cancel request)', reason: 'workflow cancelled', at: iso(Date.now()) };
           await abortNow();
         }
       });
@@ -466,9 +498,9 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     }
     s.failure = causeMessage(err);
     await CancellationScope.nonCancellable(async () => {
-      // Before the snapshot nothing changed at the target: put the inventory back. After it, fail
-      // closed: access stays removed and the record stays `offboarding` for a person to look at.
-      if (!s.snapshot && saga.size) await saga.compensate();
+      // Before the first access step nothing changed at the target: put the inventory back. After
+      // it, fail closed: the intents stay, access stays removed and the record stays `offboarding`.
+      if (!enforcing && saga.size) await saga.compensate();
       transition('failed', s.failure);
       await acts.recordAudit({ stepId: `${run}:failed`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.fail', outcome: 'failed', details: { cause: s.failure } });
       await notify({ id: `${info.workflowId}:${run}:failed`, kind: 'escalation', severity: 'critical', nhiId, text: `Offboarding of ${nhiId} failed: ${s.failure}` });

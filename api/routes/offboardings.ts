@@ -33,7 +33,7 @@ export const offboardingRequestSchema = z
     nhiId: nhiIdSchema,
     reason: z.string().trim().min(3).max(500),
     ticket: text(64).optional().meta({ example: 'TICKET-9' }),
-    graceDays: z.number().int().min(0).max(MAX_GRACE_DAYS).optional().meta({ description: 'Days during which an admin can abort and restore exactly; default from policy' }),
+    graceDays: z.number().int().min(0).max(MAX_GRACE_DAYS).optional().meta({ description: 'Days during which an admin can abort (the offboarding\'s intents are released: the NHI gets what the other intents and its baseline want); default from policy' }),
     watchDays: z.number().int().min(0).max(MAX_WATCH_DAYS).optional().meta({ description: 'Days of re-checks after finalisation; default from policy' }),
   })
   .meta({ id: 'OffboardingRequest', description: 'Offboard an NHI; the requester is the authenticated principal.' });
@@ -52,7 +52,7 @@ const offboardingStartedSchema = z
 
 const offboardingStatusSchema = z
   .record(z.string(), z.unknown())
-  .meta({ id: 'OffboardingStatus', description: 'The workflow\'s status query: state, snapshot, disable read-backs, attestation, grace, watch checks and drift, timeline.' });
+  .meta({ id: 'OffboardingStatus', description: 'The workflow\'s status query: state, its intents, disable read-backs, attestation, grace, watch checks and drift, timeline.' });
 
 const attestationSchema = z
   .strictObject({
@@ -64,7 +64,10 @@ const attestationSchema = z
     at: z.string().nullable(),
     checks: z.array(z.strictObject({ check: z.string(), ok: z.boolean(), evidence: z.record(z.string(), z.unknown()) })),
     dependents: z.array(z.record(z.string(), z.unknown())),
-    snapshotTakenAt: z.string().nullable(),
+    intents: z
+      .strictObject({ owner: z.string(), restrictions: z.array(z.string()), committedAt: z.string(), releasedAt: z.string().optional() })
+      .nullable()
+      .meta({ description: 'The offboarding\'s own intents in the ledger at the time of the proof (an abort releases exactly these)' }),
     audit: z.strictObject({ seq: z.number().int(), id: z.string(), at: z.string(), hash: z.string(), prevHash: z.string() }),
   })
   .meta({ id: 'OffboardingAttestation', description: 'The "no standing access" proof: each check with its evidence, and the audit event that records it.' });
@@ -229,7 +232,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
         at: typeof details.at === 'string' ? details.at : null,
         checks: Array.isArray(row.readback) ? row.readback : [],
         dependents: Array.isArray(details.dependents) ? details.dependents : [],
-        snapshotTakenAt: typeof details.snapshotTakenAt === 'string' ? details.snapshotTakenAt : null,
+        intents: details.intents && typeof details.intents === 'object' ? (details.intents as { owner: string; restrictions: string[]; committedAt: string }) : null,
         audit: { seq: Number(row.seq), id: row.id, at: row.at.toISOString(), hash: row.hash, prevHash: row.prev_hash },
       };
     },
@@ -253,18 +256,19 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
   defineRoute(router, {
     method: 'post',
     path: '/v1/offboardings/:id/abort',
-    summary: 'Abort during the grace period: restore the snapshot exactly and verify it (admin)',
+    summary: 'Abort during the grace period: release the offboarding\'s intents, reconcile and verify (admin)',
     tags: ['offboarding'],
     roles: ['admin'],
     params: idParams,
     body: z.strictObject({ reason: z.string().trim().min(3).max(500) }),
     responses: {
-      200: { description: 'Restored and verified (state aborted)', schema: offboardingStatusSchema },
+      200: { description: 'Released, reconciled and verified (state aborted)', schema: offboardingStatusSchema },
       202: { description: 'Restore under way', schema: offboardingStatusSchema },
       409: { description: 'Finalised (nothing left to restore), or finished', schema: errorResponseSchema },
     },
     handler: ({ params, body, principal, res }) =>
-      update(params.id, (h) => h.startUpdate(abortUpdate, { args: [{ by: principal.id, roles: principal.roles, reason: body.reason }], waitForStage: 'ACCEPTED' }), res),
+      // Only who is asking: the workflow looks the roles up itself.
+      update(params.id, (h) => h.startUpdate(abortUpdate, { args: [{ by: principal.id, reason: body.reason }], waitForStage: 'ACCEPTED' }), res),
   });
 
   defineRoute(router, {
@@ -280,7 +284,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
       409: { description: 'Already finalised, being aborted, or finished', schema: errorResponseSchema },
     },
     handler: ({ params, body, principal, res }) =>
-      update(params.id, (h) => h.startUpdate(confirmUpdate, { args: [{ by: principal.id, roles: principal.roles, comment: body.comment }], waitForStage: 'ACCEPTED' }), res),
+      update(params.id, (h) => h.startUpdate(confirmUpdate, { args: [{ by: principal.id, comment: body.comment }], waitForStage: 'ACCEPTED' }), res),
   });
 
   return router;

@@ -1,7 +1,7 @@
 // Offboarding end to end through the HTTP API: real worker, real Temporal dev server (Updates and
 // visibility), real Postgres roles. Assertions read pg_roles / pg_auth_members and log in.
 import { createToken, upsertPrincipal } from '../../lib/principals';
-import { statusQuery } from '../../workflows/offboarding.contract';
+import { abortUpdate, statusQuery } from '../../workflows/offboarding.contract';
 import { waitFor } from '../helpers/wait';
 import { createApiWorld, type ApiWorld } from '../helpers/api-world';
 import type { TestWorld } from '../helpers/world';
@@ -79,7 +79,7 @@ describe('bad input: a clear 4xx and nothing changed', () => {
 });
 
 test('abort during grace restores memberships, login and limits exactly; then confirm finalises; abort afterwards is 409', async () => {
-  // Something a snapshot must bring back besides memberships.
+  // Something the baseline must bring back besides memberships.
   await w.estateAdmin.query(`ALTER ROLE ${w.role('partner_acme')} CONNECTION LIMIT 7`);
   const password = await w.secrets.reveal((await w.secrets.active('partner_acme'))!.ref);
   const before = await roleState('partner_acme');
@@ -103,7 +103,7 @@ test('abort during grace restores memberships, login and limits exactly; then co
   const d = await w.env.client.workflow.getHandle(id).describe();
   expect(await d.staticSummary()).toBe('Offboard partner_acme (TICKET-9)');
   const meta = await w.env.client.workflow.getHandle(id).query<{ currentDetails?: string }>('__temporal_workflow_metadata');
-  expect(meta.currentDetails).toMatch(/grace until .*abort \(admin\) restores/);
+  expect(meta.currentDetails).toMatch(/grace until .*abort \(admin\) releases/);
   const listed = await waitFor('visibility', async () => {
     for await (const wf of w.env.client.workflow.list({ query: `NhiId = "partner_acme" AND Scenario = "offboarding" AND NhiState = "grace"` })) return wf;
     return null;
@@ -122,9 +122,16 @@ test('abort during grace restores memberships, login and limits exactly; then co
   expect(attestation.body.checks.every((c: { ok: boolean }) => c.ok)).toBe(true);
   expect(attestation.body.dependents[0].id).toBe('acme-invoice-sync');
   expect(attestation.body.audit.hash).toMatch(/^[0-9a-f]{64}$/);
+  expect(attestation.body.intents).toMatchObject({ owner: id, restrictions: ['login_disabled', 'offboarded'] });
 
   // Only an admin aborts, and with a reason.
   expect((await post(`/v1/offboardings/${id}/abort`, 'team-partnerships', { reason: 'wrong partner' })).status).toBe(403);
+  // Issue 13: past the API, straight to Temporal, claiming admin: the workflow looks the roles up itself.
+  await expect(
+    w.env.client.workflow.getHandle(id).executeUpdate(abortUpdate, { args: [{ by: 'mallory', roles: ['admin'], reason: 'let me back in' }] }),
+  ).rejects.toMatchObject({ cause: { type: 'NotAllowed' } });
+  expect(await roleState('partner_acme')).toEqual(disabled);
+  expect((await get(`/v1/offboardings/${id}`)).body).toMatchObject({ state: 'grace' });
   expect((await post(`/v1/offboardings/${id}/abort`, 'admin', {})).status).toBe(400);
   const aborted = await post(`/v1/offboardings/${id}/abort`, 'admin', { reason: 'Acme renewed the contract' });
   expect(aborted.status).toBe(200);
@@ -206,7 +213,7 @@ test('offboarding while a JIT elevation is active ends the elevation first; abor
   expect((await post('/v1/offboardings', 'admin', { nhiId: 'svc_legacy', reason: 'again' })).status).toBe(409);
 }, 120_000);
 
-test('offboarding an NHI under an anomaly throttle supersedes the throttle (no restore) and takes over', async () => {
+test('offboarding an NHI under an anomaly throttle signals the throttle to stop (superseded) and takes over', async () => {
   const report = await post('/v1/anomalies', 'detector-bot', { nhiId: 'agent_reports', observedRate: 900, baselineRate: 20, source: 'siem:test', detail: 'burst of exports' });
   expect(report.status).toBe(202);
   await waitFor('throttled', async () => String((await get('/v1/anomalies/agent_reports')).body.state ?? '').startsWith('throttled'));

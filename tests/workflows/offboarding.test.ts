@@ -1,12 +1,17 @@
 // Offboarding on the time-skipping server, against real Postgres roles: grace and watch periods pass
-// in milliseconds. Assertions read pg_roles, pg_auth_members and pg_stat_activity, and log in.
+// in milliseconds. Assertions read pg_roles, pg_auth_members and pg_stat_activity, and log in. Other
+// scenarios are stood in for at the ledger level (commitIntent + reconcile under their owner ids).
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { createActivities } from '../../activities';
 import { adminOptionGrantSql } from '../../connectors/postgres-roles';
+import type { Connector } from '../../connectors/types';
+import { activeIntents, commitIntent, releaseIntents, type IntentSpec } from '../../enforcement/intents';
+import { reconcile } from '../../enforcement/reconciler';
 import { probeTargetFromUrl } from '../../lib/estate';
+import { updateStatus } from '../../lib/inventory';
 import { offboarding } from '../../workflows/offboarding';
-import { offboardingWorkflowId, statusQuery, type OffboardingInput, type OffboardingState } from '../../workflows/offboarding.contract';
+import { abortUpdate, confirmUpdate, offboardingWorkflowId, statusQuery, type OffboardingInput, type OffboardingState } from '../../workflows/offboarding.contract';
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
 import { waitFor } from '../helpers/wait';
 import { createTestWorld, type TestWorld } from '../helpers/world';
@@ -59,9 +64,25 @@ async function liveSessions(nhiId: string): Promise<number> {
 const grantByConnector = (nhiId: string, ent: string) =>
   w.estateAdmin.query(`GRANT ${w.ent(ent)} TO ${w.role(nhiId)} GRANTED BY ${w.connectorRole}`);
 
+let step = 0;
+/** What another scenario's workflow does: commit (or release) its own intent, then reconcile. */
+async function asOwner(owner: string, nhiId: string, change: { commit: IntentSpec } | 'release') {
+  return reconcile({ pool: w.db.pool, connectors: w.deps.connectors }, nhiId, { workflowId: owner, stepId: `t${++step}`, scenario: 'test', actor: 'test', reason: 'test' }, async (c) => {
+    if (change === 'release') await releaseIntents(c, nhiId, owner);
+    else await commitIntent(c, nhiId, owner, change.commit);
+  });
+}
+const THROTTLE_L1: IntentSpec = { kind: 'restrict', restriction: 'throttle', level: 1, connectionLimit: 2 };
+
+/** Active intents other than the baseline, as owner:subject. */
+async function ledger(nhiId: string) {
+  const i = await activeIntents(w.db.pool, nhiId);
+  return [...i.grants.map((g) => `${g.owner}:grant:${g.entitlement}`), ...i.restrictions.map((r) => `${r.owner}:${r.restriction}`)].sort();
+}
+
 async function auditOf(nhiId: string, requestId: string) {
   const { rows } = await w.db.pool.query(
-    `SELECT step_id, action, outcome, readback, details FROM audit_events WHERE nhi_id = $1 AND step_id LIKE $2 ORDER BY seq`,
+    `SELECT step_id, action, outcome, decision, readback, details FROM audit_events WHERE nhi_id = $1 AND step_id LIKE $2 ORDER BY seq`,
     [nhiId, `${requestId}:%`],
   );
   return rows;
@@ -87,7 +108,12 @@ test('full run: disable and prove, grace, finalise, watch with a re-grant by han
   expect(await w.login('partner_acme', password)).toBe('28000');
   await session.end().catch(() => undefined);
 
-  expect(grace.snapshot).toMatchObject({ exists: true, canLogin: true, entitlements: ['estate_readonly'] });
+  // No snapshot: the offboarding's intents are in the ledger, the baseline was captured by the first reconcile.
+  const wf = offboardingWorkflowId('partner_acme');
+  expect(grace).not.toHaveProperty('snapshot');
+  expect(grace.intents).toMatchObject({ owner: wf, restrictions: ['login_disabled', 'offboarded'] });
+  expect(await ledger('partner_acme')).toEqual([`${wf}:login_disabled`, `${wf}:offboarded`]);
+  expect((await activeIntents(w.db.pool, 'partner_acme')).baseline).toEqual({ entitlements: ['estate_readonly'], canLogin: true, connectionLimit: -1 });
   expect(grace.disable.sessions?.detail).toMatchObject({ terminated: 1, liveSessions: 0 });
   expect(grace.otherScenarios?.skipped).toMatch(/no Temporal client/);
   expect(grace.otherScenarios?.throttles).toMatchObject({ supported: true, ended: [] });
@@ -114,18 +140,29 @@ test('full run: disable and prove, grace, finalise, watch with a re-grant by han
   expect(await roleRow('partner_acme')).toMatchObject({ rolcanlogin: false }); // the role stays, NOLOGIN
   const { rows: inv2 } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', ['partner_acme']);
   expect(inv2[0].status).toBe('offboarded');
+  // Finalisation changed the baseline, audited; the 'offboarded' intent stays.
+  expect((await activeIntents(w.db.pool, 'partner_acme')).baseline).toEqual({ entitlements: [], canLogin: false, connectionLimit: -1 });
+  expect(await ledger('partner_acme')).toEqual([`${wf}:offboarded`]);
+  expect(watching.intents?.restrictions).toEqual(['offboarded']);
   // Temporal UI: current details say where the watch stands.
   const meta = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
   expect(meta.currentDetails).toMatch(/\*\*watching\*\*.*partner_acme[\s\S]*next check \d{4}-/);
 
   // Someone re-grants access by hand, outside the orchestrator.
   await grantByConnector('partner_acme', 'estate_writer');
-  await w.estateAdmin.query(`ALTER ROLE ${w.role('partner_acme')} LOGIN`);
+  await w.estateAdmin.query(`ALTER ROLE ${w.role('partner_acme')} LOGIN CONNECTION LIMIT 5`);
   expect(await w.memberships('partner_acme')).toEqual([w.ent('estate_writer')]);
 
-  // The next daily check reverts it.
+  // The next daily check is a reconcile: it reverts all of it.
   await w.env.sleep('1 day');
-  await waitFor('drift reverted', async () => (await w.memberships('partner_acme')).length === 0 && !(await roleRow('partner_acme')).rolcanlogin, 60_000);
+  await waitFor(
+    'drift reverted',
+    async () => {
+      const r = await w.roleState('partner_acme');
+      return r.memberships.length === 0 && !r.rolcanlogin && r.rolconnlimit === -1;
+    },
+    60_000,
+  );
   const drift = await waitFor('drift notification', async () => w.notifier.sent.find((n) => n.kind === 'offboarding.drift' && n.nhiId === 'partner_acme'));
   expect(drift.text).toMatch(/estate_writer/);
 
@@ -133,10 +170,14 @@ test('full run: disable and prove, grace, finalise, watch with a re-grant by han
   expect(result.state).toBe('completed');
   expect(result.watch.checks).toBe(3);
   expect(result.runs).toBe(1); // continued as new after 2 checks
-  expect(result.watch.driftTotal).toBe(2);
-  expect(result.watch.drift.map((x) => x.kind).sort()).toEqual(['entitlement', 'login_enabled']);
-  expect(await w.memberships('partner_acme')).toEqual([]);
-  expect((await roleRow('partner_acme')).rolcanlogin).toBe(false);
+  expect(result.watch.driftTotal).toBe(3);
+  expect(result.watch.drift.map((x) => x.kind).sort()).toEqual(['connection_limit', 'entitlement', 'login_enabled']);
+  expect(await w.roleState('partner_acme')).toEqual({ rolcanlogin: false, rolconnlimit: -1, memberships: [] });
+  // The workflow is over; the NHI stays offboarded: a grant wished for later is withheld.
+  const late = await asOwner('jit-late', 'partner_acme', { commit: { kind: 'grant', entitlement: 'estate_writer' } });
+  expect(late.desired.withheld).toEqual([{ entitlement: 'estate_writer', by: [wf] }]);
+  expect(await w.roleState('partner_acme')).toEqual({ rolcanlogin: false, rolconnlimit: -1, memberships: [] });
+  await asOwner('jit-late', 'partner_acme', 'release');
 
   const audit = await auditOf('partner_acme', requestId);
   const steps = audit.map((a) => a.step_id.slice(requestId.length + 1));
@@ -144,22 +185,38 @@ test('full run: disable and prove, grace, finalise, watch with a re-grant by han
     'policy',
     'inventory:offboarding',
     'stop-scenarios',
-    'snapshot',
-    'disable:1:login',
-    'disable:1:entitlements',
+    'disable:1:login:reconcile',
+    'disable:1:entitlements:reconcile',
     'disable:1:sessions',
     'attestation',
+    'watch:pre-finalise:reconcile',
     'watch:pre-finalise',
+    'finalise:reconcile',
+    'baseline',
     'finalise',
+    'watch:1:reconcile',
     'watch:1',
+    'watch:2:reconcile',
     'watch:2',
+    'watch:3:reconcile',
     'watch:3',
     'completed',
   ]);
   const byStep = (s: string) => audit.find((a) => a.step_id === `${requestId}:${s}`);
+  expect(byStep('disable:1:login:reconcile')).toMatchObject({ action: 'access.reconcile', outcome: 'converged', readback: { changes: { login: [true, false], revoked: [] } } });
+  expect(byStep('disable:1:entitlements:reconcile')).toMatchObject({ action: 'access.reconcile', outcome: 'converged', readback: { changes: { revoked: ['estate_readonly'] } } });
   expect(byStep('attestation')).toMatchObject({ action: 'offboarding.attestation', outcome: 'no_standing_access' });
+  expect(byStep('baseline')).toMatchObject({
+    action: 'baseline.set',
+    outcome: 'emptied',
+    decision: { previous: { entitlements: ['estate_readonly'], canLogin: true, connectionLimit: -1 }, baseline: { entitlements: [], canLogin: false, connectionLimit: -1 } },
+  });
+  // Drift: reverted by the reconcile, and recorded as drift.
+  expect(byStep('watch:1:reconcile')).toMatchObject({ outcome: 'converged', readback: { changes: { revoked: ['estate_writer'], login: [true, false], connectionLimit: [5, -1] } } });
   expect(byStep('watch:1')).toMatchObject({ action: 'watch.check', outcome: 'drift_reverted' });
+  expect(byStep('watch:1')?.details.drift.map((d: { kind: string }) => d.kind).sort()).toEqual(['connection_limit', 'entitlement', 'login_enabled']);
   expect(byStep('watch:2')?.outcome).toBe('clean');
+  expect(byStep('watch:2:reconcile')?.outcome).toBe('already_converged');
   expect(JSON.stringify(audit)).not.toContain(password);
 }, 180_000);
 
@@ -169,18 +226,25 @@ test('a connector failure mid-disable is retried and the final state is consiste
   await grantByConnector('svc_flaky', 'estate_writer');
   const password = await w.issueCredential('svc_flaky');
   const real = createActivities(w.deps);
+  // The reconciler's connector: part of the change reaches the target, then the connection drops.
+  const dropping = new Proxy(w.connector, {
+    get(target, prop, receiver) {
+      if (prop !== 'apply') return Reflect.get(target, prop, receiver);
+      return async (identity: string) => {
+        await target.revoke(identity, 'estate_readonly').catch(() => undefined);
+        throw new Error('connection reset by peer (injected)');
+      };
+    },
+  }) as Connector;
+  const crashing = createActivities({ ...w.deps, connectors: { get: () => dropping } });
   let calls = 0;
   const queue = `${w.taskQueue}-flaky`;
   const flaky = await w.createWorker(
     {
-      // Part of the work reaches the target, then the connection drops: twice.
+      // Twice: the intent is committed, part of the revocation reaches the target, then the failure.
       revokeEntitlements: async (a: Parameters<typeof real.revokeEntitlements>[0]) => {
         calls++;
-        if (calls <= 2) {
-          await w.connector.revoke(w.role('svc_flaky'), 'estate_readonly').catch(() => undefined);
-          throw new Error('connection reset by peer (injected)');
-        }
-        return real.revokeEntitlements(a);
+        return (calls <= 2 ? crashing : real).revokeEntitlements(a);
       },
     },
     { taskQueue: queue },
@@ -193,6 +257,10 @@ test('a connector failure mid-disable is retried and the final state is consiste
     expect(result.state).toBe('completed');
     expect(result.escalations).toEqual([]);
     expect(result.disable.entitlements?.detail).toMatchObject({ held: ['estate_writer'], revoked: ['estate_writer'], entitlements: [] });
+    // The baseline was captured before any change: the partial revocation did not shrink it.
+    expect((await activeIntents(w.db.pool, 'svc_flaky')).baseline).toEqual({ entitlements: [], canLogin: false, connectionLimit: -1 });
+    const { rows: base } = await w.db.pool.query(`SELECT decision FROM audit_events WHERE step_id = $1`, [`${result.requestId}:baseline`]);
+    expect(base[0].decision.previous).toEqual({ entitlements: ['estate_readonly', 'estate_writer'], canLogin: true, connectionLimit: -1 });
     expect(result.attestation?.outcome).toBe('no_standing_access');
     expect(await w.memberships('svc_flaky')).toEqual([]);
     expect((await roleRow('svc_flaky')).rolcanlogin).toBe(false);
@@ -202,7 +270,7 @@ test('a connector failure mid-disable is retried and the final state is consiste
     expect(rows[0].status).toBe('offboarded');
     // One audit row for the step, whatever the retries.
     const steps = (await auditOf('svc_flaky', result.requestId)).map((a) => a.step_id);
-    expect(steps.filter((s) => s.endsWith(':disable:1:entitlements'))).toHaveLength(1);
+    expect(steps.filter((s) => s.endsWith(':disable:1:entitlements:reconcile'))).toHaveLength(1);
   } finally {
     flaky.shutdown();
     await flakyRunning;
@@ -226,7 +294,10 @@ test('a membership the connector may not revoke is escalated, and revoked once a
   const s = await handle.query(statusQuery);
   expect(s.state).toBe('disabling');
   expect(s.escalations[0].detail).toMatch(/estate_writer/);
-  expect(await w.memberships('svc_stuck')).toEqual([w.ent('estate_writer')]);
+  // Login went first, on its own: it is off while the revocation waits. The reconciler applies the
+  // rest all or nothing, so both memberships are still there until estate_writer can go.
+  expect(await w.roleState('svc_stuck')).toMatchObject({ rolcanlogin: false });
+  expect(await w.memberships('svc_stuck')).toEqual([w.ent('estate_readonly'), w.ent('estate_writer')]);
 
   // An operator removes the superuser's grant (or gives the ADMIN OPTION back); the next retry goes through.
   if (blockedByGrantor) await w.estateAdmin.query(`REVOKE ${w.ent('estate_writer')} FROM ${w.role('svc_stuck')}`);
@@ -239,7 +310,7 @@ test('a membership the connector may not revoke is escalated, and revoked once a
   expect(steps).toContain('enforcement.escalate');
 }, 120_000);
 
-test('cancelling during grace compensates like an abort: the snapshot is restored and verified', async () => {
+test('cancelling during grace compensates like an abort: the intents are released and the baseline is back, verified', async () => {
   await w.addNhi({ id: 'svc_cancel', kind: 'service_account' });
   await grantByConnector('svc_cancel', 'estate_readonly');
   const password = await w.issueCredential('svc_cancel');
@@ -252,7 +323,9 @@ test('cancelling during grace compensates like an abort: the snapshot is restore
   const s = await handle.query(statusQuery);
   expect(s).toMatchObject({ state: 'aborted', abort: { by: 'temporal (cancel request)' } });
   expect(await w.memberships('svc_cancel')).toEqual([w.ent('estate_readonly')]);
+  expect(await roleRow('svc_cancel')).toEqual({ rolcanlogin: true, rolconnlimit: -1 });
   expect(await w.login('svc_cancel', password)).toBe('ok');
+  expect(await ledger('svc_cancel')).toEqual([]);
   const { rows } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', ['svc_cancel']);
   expect(rows[0].status).toBe('active');
 });
@@ -268,4 +341,142 @@ test('policy denies (not an admin, not the owner): nothing changes', async () =>
   expect((await roleRow('svc_denied')).rolcanlogin).toBe(true);
   const { rows } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', ['svc_denied']);
   expect(rows[0].status).toBe('active');
+});
+
+/** An NHI the connector administers, with these memberships and a password from the store. */
+async function nhiWith(id: string, entitlements: string[]) {
+  await w.addNhi({ id, kind: 'service_account' });
+  for (const e of entitlements) await grantByConnector(id, e);
+  return w.issueCredential(id);
+}
+
+const groups = (...names: string[]) => names.map((n) => w.ent(n));
+
+describe('issue 9 case 3: offboarding a throttled NHI, then abort', () => {
+  test('the throttle is released meanwhile (its workflow was superseded): abort brings back the baseline exactly, no throttle', async () => {
+    const nhi = 'svc_thr_released';
+    const password = await nhiWith(nhi, ['estate_readonly', 'estate_writer']);
+    const before = await w.roleState(nhi);
+    expect(before).toMatchObject({ rolcanlogin: true, rolconnlimit: -1 });
+    expect(before.memberships.map((m) => m.group)).toEqual(groups('estate_readonly', 'estate_writer'));
+
+    // The anomaly workflow's throttle, at the ledger level, and its inventory status.
+    await asOwner('anomaly-test', nhi, { commit: THROTTLE_L1 });
+    await updateStatus(w.db.pool, nhi, 'throttled');
+    expect(await w.roleState(nhi)).toMatchObject({ rolcanlogin: true, rolconnlimit: 2 });
+    expect(await w.memberships(nhi)).toEqual(groups('estate_readonly'));
+
+    const handle = await start({ nhiId: nhi, graceDays: 5, watchDays: 5 });
+    const grace = await untilState(handle, 'grace');
+    expect(grace.previousStatus).toBe('throttled');
+    expect(await w.roleState(nhi)).toEqual({ rolcanlogin: false, rolconnlimit: 2, memberships: [] });
+    // The offboarding did not touch the throttle: it is still owned by its workflow.
+    const wf = offboardingWorkflowId(nhi);
+    expect(await ledger(nhi)).toEqual(['anomaly-test:throttle', `${wf}:login_disabled`, `${wf}:offboarded`]);
+
+    // Superseded, the anomaly workflow releases its own throttle and reconciles: still offboarded.
+    await asOwner('anomaly-test', nhi, 'release');
+    expect(await w.roleState(nhi)).toEqual({ rolcanlogin: false, rolconnlimit: -1, memberships: [] });
+
+    const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'wrong NHI' }] });
+    expect(aborted).toMatchObject({ state: 'aborted', restored: { canLogin: true, connectionLimit: -1, entitlements: ['estate_readonly', 'estate_writer'] } });
+    expect(await w.roleState(nhi)).toEqual(before);
+    expect(await w.login(nhi, password)).toBe('ok');
+    expect(await ledger(nhi)).toEqual([]);
+    // No throttle is owned any more: the status is not `throttled` either.
+    expect(await w.inventoryStatus(nhi)).toBe('active');
+  });
+
+  test('the throttle is still held (its case still runs): abort brings the throttled state back, because its owner still wants it', async () => {
+    const nhi = 'svc_thr_held';
+    const password = await nhiWith(nhi, ['estate_readonly', 'estate_writer']);
+    const before = await w.roleState(nhi);
+    await asOwner('anomaly-test2', nhi, { commit: THROTTLE_L1 });
+    await updateStatus(w.db.pool, nhi, 'throttled');
+    const throttled = await w.roleState(nhi);
+    expect(throttled).toMatchObject({ rolcanlogin: true, rolconnlimit: 2 });
+    expect(throttled.memberships.map((m) => m.group)).toEqual(groups('estate_readonly'));
+
+    const handle = await start({ nhiId: nhi, graceDays: 5, watchDays: 5 });
+    await untilState(handle, 'grace');
+    expect(await w.roleState(nhi)).toEqual({ rolcanlogin: false, rolconnlimit: 2, memberships: [] });
+
+    const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'wrong NHI' }] });
+    expect(aborted.state).toBe('aborted');
+    // Exactly the throttled state: read access (L1), connection limit 2, login on. And it is owned.
+    expect(await w.roleState(nhi)).toEqual(throttled);
+    expect(await w.login(nhi, password)).toBe('ok');
+    expect(await ledger(nhi)).toEqual(['anomaly-test2:throttle']);
+    expect(await w.inventoryStatus(nhi)).toBe('throttled');
+
+    // When its owner clears it, the baseline comes back exactly.
+    await asOwner('anomaly-test2', nhi, 'release');
+    expect(await w.roleState(nhi)).toEqual(before);
+  });
+});
+
+test('abort during grace never cuts what others want: a live JIT grant comes back with the baseline', async () => {
+  const nhi = 'svc_jit_live';
+  const password = await nhiWith(nhi, ['estate_readonly']);
+  const baseline = await w.roleState(nhi);
+  await asOwner('jit-test', nhi, { commit: { kind: 'grant', entitlement: 'estate_writer' } });
+  const elevated = await w.roleState(nhi);
+  expect(elevated.memberships.map((m) => m.group)).toEqual(groups('estate_readonly', 'estate_writer'));
+
+  const handle = await start({ nhiId: nhi, graceDays: 5, watchDays: 5 });
+  const grace = await untilState(handle, 'grace');
+  expect(await w.roleState(nhi)).toEqual({ rolcanlogin: false, rolconnlimit: -1, memberships: [] });
+  // Withheld, not removed: the elevation's intent is still in the ledger.
+  const wf = offboardingWorkflowId(nhi);
+  expect(await ledger(nhi)).toEqual(['jit-test:grant:estate_writer', `${wf}:login_disabled`, `${wf}:offboarded`]);
+  expect(grace.disable.entitlements?.detail.withheld).toEqual([
+    { entitlement: 'estate_readonly', by: [wf] },
+    { entitlement: 'estate_writer', by: [wf] },
+  ]);
+  expect(grace.attestation?.dependents).toEqual([]);
+
+  const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'still needed' }] });
+  expect(aborted.state).toBe('aborted');
+  expect(await w.roleState(nhi)).toEqual(elevated);
+  expect(await w.login(nhi, password)).toBe('ok');
+  expect(await w.inventoryStatus(nhi)).toBe('active');
+  // The audit trail says what the release reconciled to.
+  const { rows } = await w.db.pool.query(`SELECT decision, readback FROM audit_events WHERE workflow_id = $1 AND step_id = $2`, [wf, `${aborted.requestId}:restore`]);
+  expect(rows[0].decision.desired).toMatchObject({ entitlements: ['estate_readonly', 'estate_writer'], canLogin: true, restrictedBy: [] });
+  expect(rows[0].readback.probe).toMatchObject({ access: 'granted' });
+
+  // The elevation ends on its own: releasing its intent takes exactly its grant.
+  await asOwner('jit-test', nhi, 'release');
+  expect(await w.roleState(nhi)).toEqual(baseline);
+});
+
+test('abort and confirm take no authority from the message: forged roles are refused and audited', async () => {
+  const nhi = 'svc_forged';
+  const password = await nhiWith(nhi, ['estate_readonly']);
+  const before = await w.roleState(nhi);
+  const handle = await start({ nhiId: nhi, graceDays: 5, watchDays: 5 });
+  const grace = await untilState(handle, 'grace');
+
+  // issue 13: mallory is no principal at all, alice only a requester; both claim admin.
+  for (const by of ['mallory', 'alice']) {
+    await expect(handle.executeUpdate(abortUpdate, { args: [{ by, roles: ['admin'], reason: 'let me back in' }] })).rejects.toMatchObject({
+      cause: { type: 'NotAllowed', message: expect.stringMatching(new RegExp(`^${by} may not abort`)) },
+    });
+    await expect(handle.executeUpdate(confirmUpdate, { args: [{ by, roles: ['admin'] }] })).rejects.toMatchObject({ cause: { type: 'NotAllowed' } });
+  }
+  const s = await handle.query(statusQuery);
+  expect(s).toMatchObject({ state: 'grace' });
+  expect(s.abort).toBeUndefined();
+  expect(s.confirmedBy).toBeUndefined();
+  expect(await w.roleState(nhi)).toEqual({ rolcanlogin: false, rolconnlimit: -1, memberships: [] });
+  expect(await w.login(nhi, password)).toBe('28000');
+  const refused = (await auditOf(nhi, grace.requestId)).filter((a) => a.outcome === 'refused');
+  expect(refused).toHaveLength(4);
+  expect(refused[0]).toMatchObject({ action: 'offboarding.abort', details: { claimedRoles: ['admin'] } });
+
+  // The real admin, with no roles in the message: accepted, and access is back.
+  const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'kept' }] });
+  expect(aborted).toMatchObject({ state: 'aborted', abort: { by: 'admin' } });
+  expect(await w.roleState(nhi)).toEqual(before);
+  expect(await w.login(nhi, password)).toBe('ok');
 });
