@@ -621,6 +621,12 @@ export class PostgresConnector implements Connector {
     return { grantable: sortNames(this.grantable), writeCapable: sortNames(this.writeCapable), readOnlyForm: { ...this.readOnlyForms } };
   }
 
+  /**
+   * Entitlements it cannot grant at all are refused before anything changes. Then best effort,
+   * restrictive changes first: each change in its own savepoint, so one the target refuses (a
+   * membership another administrator granted) does not keep the others from taking effect — access
+   * that can be removed is removed. What was refused is then a permanent error naming it.
+   */
   async apply(identity: string, access: TargetAccess): Promise<AccessState> {
     if (!access || !Array.isArray(access.entitlements) || typeof access.canLogin !== 'boolean') {
       throw permanent(ConnectorErrorCode.InvalidArgument, 'apply needs entitlements, canLogin and connectionLimit');
@@ -629,25 +635,40 @@ export class PostgresConnector implements Connector {
       throw permanent(ConnectorErrorCode.InvalidArgument, 'connectionLimit must be an integer >= -1');
     }
     const wanted = new Set(access.entitlements.map((e) => checkName('entitlement', e)));
-    return this.mutate(identity, async (c) => {
+    const { after, refused } = await this.mutate(identity, async (c) => {
       const id = await this.identityRow(c, identity);
+      const q = escapeIdentifier(id.rolname);
+      const refused: PermanentConnectorError[] = [];
+      const step = async (op: () => Promise<unknown>) => {
+        await c.query('SAVEPOINT apply_step');
+        try {
+          await op();
+          await c.query('RELEASE SAVEPOINT apply_step');
+        } catch (err) {
+          await c.query('ROLLBACK TO SAVEPOINT apply_step');
+          const mapped = mapError(err);
+          if (!(mapped instanceof PermanentConnectorError)) throw mapped;
+          refused.push(mapped);
+        }
+      };
       const current = await this.memberships(c, id.oid);
-      for (const name of current.filter((e) => !wanted.has(e))) await this.revokeIn(c, id, await this.entitlementRow(c, name, true));
-      for (const name of [...wanted].filter((e) => !current.includes(e))) await this.grantIn(c, id, await this.entitlementRow(c, name, true));
-      if (id.rolconnlimit !== access.connectionLimit) {
-        await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} CONNECTION LIMIT ${access.connectionLimit}`);
-      }
-      if (id.rolcanlogin !== access.canLogin) {
-        await c.query(`ALTER ROLE ${escapeIdentifier(id.rolname)} ${access.canLogin ? 'LOGIN' : 'NOLOGIN'}`);
-      }
-      const after = await this.stateIn(c, await this.identityRow(c, identity));
-      const same =
-        after.canLogin === access.canLogin &&
-        after.connectionLimit === access.connectionLimit &&
-        after.entitlements.join('\n') === sortNames(wanted).join('\n');
-      if (!same) throw new Error(`${identity} did not reach the access applied to it`);
-      return after;
+      // What cannot be granted at all is refused before anything changes.
+      const toGrant = [];
+      for (const name of [...wanted].filter((e) => !current.includes(e))) toGrant.push(await this.entitlementRow(c, name, true));
+      if (id.rolcanlogin && !access.canLogin) await step(() => c.query(`ALTER ROLE ${q} NOLOGIN`));
+      if (id.rolconnlimit !== access.connectionLimit) await step(() => c.query(`ALTER ROLE ${q} CONNECTION LIMIT ${access.connectionLimit}`));
+      for (const name of current.filter((e) => !wanted.has(e))) await step(async () => this.revokeIn(c, id, await this.entitlementRow(c, name, true)));
+      for (const ent of toGrant) await step(() => this.grantIn(c, id, ent));
+      if (!id.rolcanlogin && access.canLogin) await step(() => c.query(`ALTER ROLE ${q} LOGIN`));
+      return { after: await this.stateIn(c, await this.identityRow(c, identity)), refused };
     });
+    if (refused.length) throw permanent(refused[0].code as ConnectorErrorCode, refused.map((e) => e.message).join('; '));
+    const same =
+      after.canLogin === access.canLogin &&
+      after.connectionLimit === access.connectionLimit &&
+      after.entitlements.join('\n') === sortNames(wanted).join('\n');
+    if (!same) throw new Error(`${identity} did not reach the access applied to it (now ${JSON.stringify(after)})`);
+    return after;
   }
 
   async probe(identity: string, secretValue: string): Promise<ProbeResult> {

@@ -294,10 +294,10 @@ test('a membership the connector may not revoke is escalated, and revoked once a
   const s = await handle.query(statusQuery);
   expect(s.state).toBe('disabling');
   expect(s.escalations[0].detail).toMatch(/estate_writer/);
-  // Login went first, on its own: it is off while the revocation waits. The reconciler applies the
-  // rest all or nothing, so both memberships are still there until estate_writer can go.
+  // Login is off while the revocation waits, and everything the connector can remove is gone: only
+  // the blocked membership is left.
   expect(await w.roleState('svc_stuck')).toMatchObject({ rolcanlogin: false });
-  expect(await w.memberships('svc_stuck')).toEqual([w.ent('estate_readonly'), w.ent('estate_writer')]);
+  expect(await w.memberships('svc_stuck')).toEqual([w.ent('estate_writer')]);
 
   // An operator removes the superuser's grant (or gives the ADMIN OPTION back); the next retry goes through.
   if (blockedByGrantor) await w.estateAdmin.query(`REVOKE ${w.ent('estate_writer')} FROM ${w.role('svc_stuck')}`);
