@@ -73,9 +73,13 @@ test('auto-approved 2 h window: membership present after grant, gone after expir
   expect(await w.memberships('svc_etl')).not.toContain(w.ent('estate_readonly'));
 
   const audit = await auditOf(handle.workflowId);
-  expect(audit.map((a) => a.step_id)).toEqual(['policy', 'grant:estate_readonly', 'release:estate_readonly', 'receipt']);
-  expect(audit[3]).toMatchObject({ action: 'elevation.receipt', outcome: 'no_standing_access' });
-  expect(audit[3].readback[0]).toMatchObject({ entitlement: 'estate_readonly', present: false });
+  // Each access step is the reconciler's row (what changed at the target) and the step's own receipt.
+  expect(audit.map((a) => a.step_id)).toEqual(['policy', 'grant:estate_readonly:reconcile', 'grant:estate_readonly', 'release:estate_readonly:reconcile', 'release:estate_readonly', 'receipt']);
+  expect(audit[1]).toMatchObject({ action: 'access.reconcile', outcome: 'converged' });
+  expect(audit[1].readback.changes.granted).toEqual(['estate_readonly']);
+  expect(audit[3].readback.changes.revoked).toEqual(['estate_readonly']);
+  expect(audit[5]).toMatchObject({ action: 'elevation.receipt', outcome: 'no_standing_access' });
+  expect(audit[5].readback[0]).toMatchObject({ entitlement: 'estate_readonly', present: false });
   expect(w.notifier.sent.some((n) => n.kind === 'jit.expiring' && n.workflowId === handle.workflowId)).toBe(true);
 });
 
@@ -153,7 +157,8 @@ test('access the NHI held before the elevation is not taken away when it ends', 
   expect(await w.memberships('ci_deployer')).toContain(w.ent('estate_readonly'));
   const handle = await start({ nhiId: 'ci_deployer', durationMinutes: 30 });
   const result = await handle.result();
-  expect(result.entitlements[0]).toMatchObject({ present: true, otherHolders: ['standing'] });
+  // The baseline intent (captured by the first reconcile) is its standing access.
+  expect(result.entitlements[0]).toMatchObject({ present: true, otherHolders: ['baseline'] });
   expect(await w.memberships('ci_deployer')).toContain(w.ent('estate_readonly'));
 });
 
