@@ -11,6 +11,7 @@ const STATUS_BY_TYPE: Record<string, [number, string]> = {
   [ErrorType.RequestClosed]: [409, 'conflict'],
   [ErrorType.InvalidRequest]: [400, 'bad_request'],
   [ErrorType.PolicyDenied]: [400, 'policy_denied'],
+  [ErrorType.AccessWithheld]: [409, 'access_withheld'],
 };
 
 /** Call after requireRunning: a workflow that vanishes meanwhile has just finished (409, not 404). */

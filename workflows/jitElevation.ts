@@ -369,16 +369,18 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   async function finish(): Promise<JitStatus> {
     await CancellationScope.nonCancellable(async () => {
       if (granted || s.state === 'rolled_back') {
-        // The receipt: read-back evidence that no standing access remains from this elevation.
+        // The receipt, derived from each entitlement's last read-back: nothing this elevation gave is
+        // left unless another holder (an elevation, the baseline) still wants it.
+        const left = s.entitlements.filter((e) => e.present === true && e.otherHolders.length === 0).map((e) => e.entitlement);
         await acts.recordAudit({
           stepId: 'receipt',
           scenario: 'jit',
           nhiId: s.nhiId,
           actor: 'system',
           action: 'elevation.receipt',
-          outcome: 'no_standing_access',
+          outcome: left.length ? 'access_remains' : 'no_standing_access',
           readback: s.entitlements,
-          details: { endReason: s.endReason ?? endReason ?? null, grantedAt: s.grantedAt ?? null, state: s.state },
+          details: { ...(left.length ? { remaining: left } : {}), endReason: s.endReason ?? endReason ?? null, grantedAt: s.grantedAt ?? null, state: s.state },
         });
       }
     });
