@@ -1,16 +1,28 @@
-// JIT elevation activities: policy decisions, and grant/release through the grants ledger so that
-// overlapping elevations never cut access another one still needs. Each step reads the target back.
+// JIT elevation activities: policy decisions, and grant/release as the elevation's grant intents
+// (enforcement/intents.ts) that the reconciler applies. Overlapping elevations compose there, a
+// restriction (throttle, quarantine, offboarding) wins over an elevation, and every receipt comes
+// from the reconciler's read-back of the target.
 import { ApplicationFailure } from '@temporalio/common';
-import { ConnectorErrorCode, PermanentConnectorError, type Connector } from '../connectors/types';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { desiredAccess } from '../enforcement/desired';
+import { activeIntents, BASELINE_OWNER, commitIntent, releaseIntents } from '../enforcement/intents';
+import { reconcile, ReconcileError, type IntentChange, type ReconcileContext, type VerifiedAccess } from '../enforcement/reconciler';
 import { appendAudit } from '../lib/audit';
-import { withTransaction } from '../lib/db';
+import { getNhi } from '../lib/inventory';
 import { canApprove, decideElevation } from '../lib/policy-decisions';
+import { hasRole, type Role } from '../lib/principals';
 import { ErrorType } from '../workflows/errors';
-import type { EntitlementReadback, PolicyEvidence } from '../workflows/jitElevation.contract';
+import { JIT_SCENARIO, type EntitlementReadback, type PolicyEvidence } from '../workflows/jitElevation.contract';
+import { LEAK_WORKFLOW_TYPE, leakWorkflowId } from '../workflows/leakContainment.contract';
+import { OFFBOARDING_WORKFLOW_TYPE, offboardingWorkflowId } from '../workflows/offboarding.contract';
 import { currentWorkflowId, loadNhi, type NhiRecord } from './common';
 import type { ActivityDeps } from './deps';
 
-/** The ledger's holder for access that existed before (and outside) any elevation. */
+/**
+ * The old grants ledger's holder for access that existed before any elevation. JIT no longer
+ * writes that ledger (the baseline intent is the standing access now); anomaly throttling still
+ * reads it until its own port.
+ */
 export const STANDING_HOLDER = 'standing';
 
 export interface ElevationFacts {
@@ -28,19 +40,6 @@ async function principalRoles(deps: ActivityDeps, id: string): Promise<string[]>
 }
 
 const nhiFacts = (nhi: NhiRecord) => ({ id: nhi.id, kind: nhi.kind, owner: nhi.owner, criticality: nhi.criticality, tags: nhi.tags, status: nhi.status });
-
-/**
- * A revocation is never abandoned: every failure of the target is retryable here. An identity or
- * entitlement that no longer exists leaves no access behind, which is what revocation wants.
- */
-async function atTarget<T>(what: string, gone: T, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
-    if (err instanceof PermanentConnectorError && (err.code === ConnectorErrorCode.UnknownIdentity || err.code === ConnectorErrorCode.UnknownEntitlement)) return gone;
-    throw ApplicationFailure.retryable(`${what} failed: ${(err as Error).message}`, 'RevokeFailed');
-  }
-}
 
 export function createJitActivities(deps: ActivityDeps) {
   async function assertGrantable(nhi: NhiRecord, entitlements: string[]) {
@@ -96,6 +95,50 @@ export function createJitActivities(deps: ActivityDeps) {
     return evidence;
   }
 
+  /**
+   * Reconcile with `change`; a ReconcileError becomes a Temporal failure. A grant stops at a
+   * permanent one (retrying cannot help; the saga rolls back). A revocation is never abandoned:
+   * every failure is retried (and escalated by the workflow).
+   */
+  async function reconcileOrFail(ctx: ReconcileContext, what: string, step: 'grant' | 'release', nhiId: string, change: IntentChange): Promise<VerifiedAccess> {
+    try {
+      return await reconcile({ pool: deps.pool, connectors: deps.connectors }, nhiId, ctx, change);
+    } catch (err) {
+      if (!(err instanceof ReconcileError)) throw err;
+      if (step === 'grant' && err.permanent) {
+        throw ApplicationFailure.create({ message: `${what}: ${err.message}`, type: err.code === 'nhi_not_found' ? ErrorType.NhiNotFound : ErrorType.PermanentConnector, nonRetryable: true, details: [{ code: err.code }] });
+      }
+      throw ApplicationFailure.retryable(`${what}: ${err.message}`, ErrorType.EnforcementFailed);
+    }
+  }
+
+  /** The step's receipt, from the reconciler's read-back and the ledger: who else wants the entitlement. */
+  async function readbackOf(v: VerifiedAccess, workflowId: string, entitlement: string): Promise<EntitlementReadback> {
+    const intents = await activeIntents(deps.pool, v.nhiId);
+    const present = v.observed.exists && v.observed.entitlements.includes(entitlement);
+    const others = intents.grants.filter((x) => x.entitlement === entitlement && x.owner !== workflowId).map((x) => x.owner);
+    if (intents.baseline?.entitlements.includes(entitlement)) others.push(BASELINE_OWNER);
+    // Present for no grant and not in the baseline: the read-only form a restriction substitutes.
+    if (present && others.length === 0 && v.desired.entitlements.includes(entitlement)) others.push(...v.desired.restrictedBy);
+    return { entitlement, present, otherHolders: [...new Set(others)].sort(), checkedAt: v.checkedAt };
+  }
+
+  /** A scenario that ends every elevation of the NHI may end this one, while it runs for that NHI. */
+  async function checkScenarioCaller(byWorkflow: string, nhiId: string): Promise<{ allowed: boolean; reasons: string[] }> {
+    const expected: Record<string, string> = { [leakWorkflowId(nhiId)]: LEAK_WORKFLOW_TYPE, [offboardingWorkflowId(nhiId)]: OFFBOARDING_WORKFLOW_TYPE };
+    const type = expected[byWorkflow];
+    if (!type) return { allowed: false, reasons: [`${byWorkflow} is not a scenario that ends the elevations of ${nhiId}`] };
+    if (!deps.temporal) return { allowed: false, reasons: [`this worker cannot verify ${byWorkflow} (no Temporal client)`] };
+    try {
+      const d = await deps.temporal.client.workflow.getHandle(byWorkflow).describe();
+      if (d.type !== type || d.status.name !== 'RUNNING') return { allowed: false, reasons: [`${byWorkflow} is not a running ${type}`] };
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return { allowed: false, reasons: [`${byWorkflow} does not exist`] };
+      throw err;
+    }
+    return { allowed: true, reasons: [`${byWorkflow} (${type}) ends the elevations of ${nhiId}`] };
+  }
+
   return {
     /** Cedar decides: deny, auto-approve, needs N approvals, or break-glass. Recorded with its policies. */
     async evaluateElevation(f: ElevationFacts): Promise<PolicyEvidence> {
@@ -119,93 +162,109 @@ export function createJitActivities(deps: ActivityDeps) {
       return { allowed: d.allowed, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
     },
 
-    /** Record this elevation as a holder and grant at the target (idempotent), then read it back. */
+    /**
+     * Who may end this elevation, decided here from the principals table, never from roles a message
+     * carries: the requester, an approver or an admin; or a scenario that ends every elevation of the
+     * NHI (leak containment, offboarding), when its workflow is running for this NHI.
+     */
+    async checkRevoker(a: { by: string; requestedBy: string; nhiId: string; byWorkflow?: string }): Promise<{ allowed: boolean; reasons: string[] }> {
+      if (a.byWorkflow !== undefined) return checkScenarioCaller(a.byWorkflow, a.nhiId);
+      if (a.by === a.requestedBy) return { allowed: true, reasons: [`${a.by} requested it`] };
+      const roles = await principalRoles(deps, a.by);
+      if (hasRole({ roles: roles as Role[] }, 'approver')) return { allowed: true, reasons: [`${a.by} holds ${roles.includes('admin') ? 'admin' : 'approver'}`] };
+      return { allowed: false, reasons: [`${a.by} is neither the requester nor an approver or admin (roles: ${roles.join(', ') || 'none'})`] };
+    },
+
+    /**
+     * Commit this elevation's grant intent (until its expiry) and reconcile; the read-back says
+     * whether the target holds it. A restriction that withholds it (a throttle, a quarantine,
+     * offboarding) wins: the intent is not kept and the grant fails for good, naming who withholds it.
+     */
     async grantEntitlement(g: { nhiId: string; entitlement: string; expiresAt: string; actor: string }): Promise<EntitlementReadback> {
       const workflowId = currentWorkflowId();
       const nhi = await loadNhi(deps.pool, g.nhiId);
       const connector = deps.connectors.get(nhi.connector);
-      const readback = await withTransaction(deps.pool, async (tx) => {
-        await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`grant:${g.nhiId}:${g.entitlement}`]);
-        const held = await tx.query('SELECT 1 FROM grants WHERE nhi_id = $1 AND entitlement = $2 AND released_at IS NULL LIMIT 1', [g.nhiId, g.entitlement]);
-        if (held.rowCount === 0 && (await connector.hasEntitlement(nhi.externalRef, g.entitlement))) {
-          // Access the NHI already had outside any elevation: record it as a standing holder so that
-          // the end of this elevation does not take away what it did not give.
-          await tx.query(
-            `INSERT INTO grants (nhi_id, entitlement, holder) VALUES ($1, $2, $3)
-             ON CONFLICT (nhi_id, entitlement, holder) DO UPDATE SET released_at = NULL`,
-            [g.nhiId, g.entitlement, STANDING_HOLDER],
-          );
-        }
-        await tx.query(
-          `INSERT INTO grants (nhi_id, entitlement, holder, expires_at) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (nhi_id, entitlement, holder) DO UPDATE SET released_at = NULL, expires_at = EXCLUDED.expires_at`,
-          [g.nhiId, g.entitlement, workflowId, g.expiresAt],
-        );
-        await connector.grant(nhi.externalRef, g.entitlement);
-        const present = await connector.hasEntitlement(nhi.externalRef, g.entitlement);
-        // Not there after a successful grant: roll the ledger back and let Temporal retry.
-        if (!present) throw ApplicationFailure.retryable(`${g.entitlement} not present on ${nhi.externalRef} after grant`, ErrorType.VerificationFailed);
-        const others = await tx.query<{ holder: string }>(
-          'SELECT holder FROM grants WHERE nhi_id = $1 AND entitlement = $2 AND released_at IS NULL AND holder <> $3 ORDER BY holder',
-          [g.nhiId, g.entitlement, workflowId],
-        );
-        return { entitlement: g.entitlement, present, otherHolders: others.rows.map((r) => r.holder), checkedAt: new Date().toISOString() };
-      });
-      await appendAudit(deps.pool, {
-        workflowId,
-        stepId: `grant:${g.entitlement}`,
-        scenario: 'jit',
-        nhiId: g.nhiId,
-        actor: g.actor,
-        action: 'entitlement.grant',
-        outcome: 'granted',
-        target: { connector: nhi.connector, identity: nhi.externalRef, entitlement: g.entitlement, expiresAt: g.expiresAt },
-        readback,
-      });
+      const stepId = `grant:${g.entitlement}`;
+      let withheld: { by: string[]; restrictions: string[] } | undefined;
+      const verified = await reconcileOrFail(
+        { workflowId, stepId, scenario: JIT_SCENARIO, actor: g.actor, reason: `elevation until ${g.expiresAt}` },
+        `granting ${g.entitlement} to ${nhi.id}`,
+        'grant',
+        g.nhiId,
+        async (c) => {
+          // The one rule decides, before anything is committed: would a restriction withhold it?
+          const intents = await activeIntents(c, g.nhiId);
+          const baseline = intents.baseline ?? { entitlements: [], canLogin: false, connectionLimit: 0 };
+          const grants = [...intents.grants.filter((x) => x.owner !== workflowId || x.entitlement !== g.entitlement), { owner: workflowId, entitlement: g.entitlement }];
+          const desired = desiredAccess(baseline, grants, intents.restrictions, connector.entitlementCatalogue());
+          const w = desired.withheld.find((x) => x.entitlement === g.entitlement);
+          if (w) {
+            withheld = { by: w.by, restrictions: [...new Set(intents.restrictions.filter((r) => w.by.includes(r.owner)).map((r) => r.restriction))].sort() };
+            // An earlier attempt may have committed it: release it again, in this same reconcile.
+            await releaseIntents(c, g.nhiId, workflowId, { kind: 'grant', subject: g.entitlement });
+          } else {
+            await commitIntent(c, g.nhiId, workflowId, { kind: 'grant', entitlement: g.entitlement, until: g.expiresAt });
+          }
+        },
+      );
+      const readback = await readbackOf(verified, workflowId, g.entitlement);
+      const target = { connector: nhi.connector, identity: nhi.externalRef, entitlement: g.entitlement, expiresAt: g.expiresAt };
+      if (withheld) {
+        const message = `${g.entitlement} is withheld from ${nhi.id} by ${withheld.by.join(', ')} (${withheld.restrictions.join(', ')}): not granted`;
+        await appendAudit(deps.pool, { workflowId, stepId, scenario: JIT_SCENARIO, nhiId: g.nhiId, actor: g.actor, action: 'entitlement.grant', outcome: 'withheld', target, readback, details: { withheldBy: withheld.by, restrictions: withheld.restrictions } });
+        throw ApplicationFailure.create({ message, type: ErrorType.AccessWithheld, nonRetryable: true, details: [{ withheldBy: withheld.by, restrictions: withheld.restrictions }] });
+      }
+      if (!verified.observed.exists) {
+        throw ApplicationFailure.create({ message: `${nhi.externalRef} does not exist at the target: ${g.entitlement} cannot be granted`, type: ErrorType.PermanentConnector, nonRetryable: true });
+      }
+      // The reconciler verified the target against the desired access; this is the receipt of that.
+      if (!readback.present) throw ApplicationFailure.retryable(`${g.entitlement} not present on ${nhi.externalRef} after reconcile`, ErrorType.VerificationFailed);
+      await appendAudit(deps.pool, { workflowId, stepId, scenario: JIT_SCENARIO, nhiId: g.nhiId, actor: g.actor, action: 'entitlement.grant', outcome: 'granted', target, readback });
       return readback;
     },
 
     /**
-     * Release this elevation's hold; revoke at the target only when no other elevation holds the
-     * entitlement; read back. Throws (retryably) until the target agrees, so revocation is never abandoned.
+     * Release this elevation's grant intent and reconcile; the read-back must show the entitlement
+     * gone unless something else still wants it (another elevation, the baseline). A revocation is
+     * never abandoned: every failure is retryable, except an NHI or identity that is gone (nothing left to revoke).
      */
     async releaseEntitlement(r: { nhiId: string; entitlement: string; actor: string; reason: string; stepId?: string }): Promise<EntitlementReadback> {
       const workflowId = currentWorkflowId();
-      const nhi = await loadNhi(deps.pool, r.nhiId);
-      const connector = deps.connectors.get(nhi.connector);
-      const result = await withTransaction(deps.pool, async (tx) => {
-        await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`grant:${r.nhiId}:${r.entitlement}`]);
-        await tx.query(
-          'UPDATE grants SET released_at = COALESCE(released_at, now()) WHERE nhi_id = $1 AND entitlement = $2 AND holder = $3',
-          [r.nhiId, r.entitlement, workflowId],
-        );
-        const others = (
-          await tx.query<{ holder: string }>(
-            'SELECT holder FROM grants WHERE nhi_id = $1 AND entitlement = $2 AND released_at IS NULL ORDER BY holder',
-            [r.nhiId, r.entitlement],
-          )
-        ).rows.map((row) => row.holder);
-        let revokedAtTarget = false;
-        const what = `revoking ${r.entitlement} from ${nhi.externalRef}`;
-        if (others.length === 0) revokedAtTarget = await atTarget(what, false, async () => (await connector.revoke(nhi.externalRef, r.entitlement)).changed);
-        const present = await atTarget(what, false, () => connector.hasEntitlement(nhi.externalRef, r.entitlement));
-        if (present && others.length === 0) {
-          throw ApplicationFailure.retryable(`${r.entitlement} still present on ${nhi.externalRef} after revoke`, ErrorType.VerificationFailed);
-        }
-        return { readback: { entitlement: r.entitlement, present, otherHolders: others, checkedAt: new Date().toISOString() }, revokedAtTarget };
-      });
+      const stepId = r.stepId ?? `release:${r.entitlement}`;
+      const gone = async (): Promise<EntitlementReadback> => {
+        // Nothing at any target is reachable through it any more; the ledger still forgets the intent.
+        await releaseIntents(deps.pool, r.nhiId, workflowId, { kind: 'grant', subject: r.entitlement });
+        return { entitlement: r.entitlement, present: false, otherHolders: [], checkedAt: new Date().toISOString() };
+      };
+      // (An NHI that leaves the inventory between this check and the reconcile fails the attempt; the retry lands here.)
+      const nhi = await getNhi(deps.pool, r.nhiId);
+      if (!nhi) return gone();
+      const verified = await reconcileOrFail(
+        { workflowId, stepId, scenario: JIT_SCENARIO, actor: r.actor, reason: r.reason },
+        `revoking ${r.entitlement} from ${nhi.id}`,
+        'release',
+        r.nhiId,
+        async (c) => {
+          await releaseIntents(c, r.nhiId, workflowId, { kind: 'grant', subject: r.entitlement });
+        },
+      );
+      const readback = await readbackOf(verified, workflowId, r.entitlement);
+      const stillWanted = verified.desired.entitlements.includes(r.entitlement);
+      if (readback.present && !stillWanted) {
+        throw ApplicationFailure.retryable(`${r.entitlement} still present on ${nhi.externalRef} after release`, ErrorType.VerificationFailed);
+      }
       await appendAudit(deps.pool, {
         workflowId,
-        stepId: r.stepId ?? `release:${r.entitlement}`,
-        scenario: 'jit',
+        stepId,
+        scenario: JIT_SCENARIO,
         nhiId: r.nhiId,
         actor: r.actor,
         action: 'entitlement.revoke',
-        outcome: result.readback.otherHolders.length ? 'released_kept_for_other_holders' : 'revoked',
-        target: { connector: nhi.connector, identity: nhi.externalRef, entitlement: r.entitlement, reason: r.reason, changedAtTarget: result.revokedAtTarget },
-        readback: result.readback,
+        outcome: !verified.observed.exists ? 'identity_gone' : readback.present ? 'released_kept_for_other_holders' : 'revoked',
+        target: { connector: nhi.connector, identity: nhi.externalRef, entitlement: r.entitlement, reason: r.reason, changedAtTarget: verified.changes.revoked.includes(r.entitlement) },
+        readback,
       });
-      return result.readback;
+      return readback;
     },
   };
 }

@@ -113,7 +113,7 @@ export function createLeakActivities(deps: ActivityDeps) {
         ids.map(async (workflowId): Promise<ElevationEnded> => {
           try {
             const update = await client.workflow.getHandle(workflowId).startUpdate(revokeUpdate, {
-              args: [{ by: LEAK_ACTOR, roles: ['admin'], reason: `leak containment (incident ${a.incidentId})` }],
+              args: [{ by: LEAK_ACTOR, byWorkflow: currentWorkflowId(), reason: `leak containment (incident ${a.incidentId})` }],
               waitForStage: 'ACCEPTED',
             });
             const timer = new Promise<null>((r) => setTimeout(() => r(null), a.waitMs).unref());

@@ -135,8 +135,8 @@ export function createOffboardingActivities(deps: ActivityDeps) {
     const ctx = Context.current();
     const beat = setInterval(() => ctx.heartbeat({ elevation: workflowId }), 5_000);
     try {
-      // The orchestrator acts with admin rights here: offboarding was authorised by policy already.
-      const s = await handle.executeUpdate(revokeUpdate, { args: [{ by, roles: ['admin'], reason }] });
+      // Offboarding was authorised by policy already; the elevation checks that this offboarding runs for its NHI.
+      const s = await handle.executeUpdate(revokeUpdate, { args: [{ by, byWorkflow: currentWorkflowId(), reason }] });
       return { workflowId, outcome: 'revoked', state: s.state };
     } catch (err) {
       const cause = (err as { cause?: { type?: string } }).cause;

@@ -136,6 +136,7 @@ const BUSINESS_ERRORS: Record<ErrorType, { status: number; code: ErrorCode; mess
   [ErrorType.RequestClosed]: { status: 409, code: 'conflict' },
   [ErrorType.AlreadyApproved]: { status: 409, code: 'already_approved' },
   [ErrorType.NhiNotActive]: { status: 409, code: 'nhi_not_active' },
+  [ErrorType.AccessWithheld]: { status: 409, code: 'access_withheld' },
   [ErrorType.SecretMissing]: { status: 409, code: 'secret_missing' },
   [ErrorType.EntitlementUnknown]: { status: 422, code: 'entitlement_unknown' },
   [ErrorType.PermanentConnector]: { status: 502, code: 'target_refused', message: 'The target system refused the change; details are in the server log under the request id' },

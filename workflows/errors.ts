@@ -15,6 +15,8 @@ export const ErrorType = {
   SecretMissing: 'SecretMissing',
   /** A target that has not (yet) reached the enforced state: retryable, escalated after a few attempts. */
   EnforcementFailed: 'EnforcementFailed',
+  /** A restriction (throttle, quarantine, offboarding) withholds what a step would grant: retrying cannot help. */
+  AccessWithheld: 'AccessWithheld',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -27,6 +29,7 @@ export const NON_RETRYABLE: string[] = [
   ErrorType.PolicyDenied,
   ErrorType.InvalidRequest,
   ErrorType.SecretMissing,
+  ErrorType.AccessWithheld,
 ];
 
 /** What went wrong, for timelines and audit: an activity failure's own message (its cause), else the error's. */

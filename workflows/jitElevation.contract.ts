@@ -122,9 +122,15 @@ export interface ExtendInput {
   reason?: string;
 }
 export interface RevokeInput {
+  /** The requester may end their own elevation, approvers and admins any: their roles are looked up server-side. */
   by: string;
-  /** The caller's roles: the requester may end their own elevation, approvers and admins any. */
-  roles: string[];
+  /** Ignored (older callers sent the caller's roles): a message's claim about roles is never trusted. */
+  roles?: string[];
+  /**
+   * A scenario that ends every elevation of the NHI (leak containment, offboarding): its workflow id.
+   * The worker checks that it is that NHI's running containment or offboarding.
+   */
+  byWorkflow?: string;
   reason?: string;
 }
 /** Plain JSON a person can type in the Temporal UI: {"reason": "deploy finished"}. */

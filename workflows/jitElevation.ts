@@ -182,9 +182,15 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   setHandler(
     revokeUpdate,
     async (r) => {
-      endReason ??= 'revoked_early';
-      s.endedBy ??= r.by;
-      s.endComment ??= r.reason;
+      // Who may end it is looked up server-side; roles in the message are ignored.
+      const verdict = await acts.checkRevoker({ by: r.by, requestedBy: s.requestedBy, nhiId: s.nhiId, ...(r.byWorkflow ? { byWorkflow: r.byWorkflow } : {}) });
+      if (!verdict.allowed) {
+        throw ApplicationFailure.create({ message: `${r.by} may not end this elevation: ${verdict.reasons.join('; ') || 'only the requester, an approver or an admin can'}`, type: ErrorType.NotAllowed, nonRetryable: true });
+      }
+      if (isFinal() || endReason) throw ApplicationFailure.create({ message: `elevation is ${s.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
+      endReason = 'revoked_early';
+      s.endedBy = r.by;
+      s.endComment = r.reason;
       // Answer once the revocation is verified (or the request was closed before any grant).
       await condition(() => isFinal());
       return s;
@@ -193,8 +199,6 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       validator: (r) => {
         if (isFinal() || endReason) throw ApplicationFailure.create({ message: `elevation is ${s.state}`, type: ErrorType.RequestClosed });
         if (!r?.by) throw ApplicationFailure.create({ message: 'by is required', type: ErrorType.InvalidRequest });
-        const privileged = (r.roles ?? []).some((role: string) => role === 'approver' || role === 'admin');
-        if (r.by !== s.requestedBy && !privileged) throw ApplicationFailure.create({ message: 'only the requester, an approver or an admin can end an elevation', type: ErrorType.NotAllowed });
       },
     },
   );
@@ -241,7 +245,9 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
         () => s.approvals.length >= s.requiredApprovals || s.denial !== undefined || endReason !== undefined,
         Math.max(1, deadline - Date.now()),
       );
-      await condition(allHandlersFinished);
+      // Let an approve/deny in flight finish (they hold the mutex). Not allHandlersFinished: a revoke
+      // that withdraws the request answers only once the request is closed, so it would wait forever.
+      await mutex.runExclusive(async () => undefined);
       if (s.denial) {
         transition('denied', `by ${s.denial.by}: ${s.denial.reason}`);
         return await finish();
@@ -363,16 +369,18 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   async function finish(): Promise<JitStatus> {
     await CancellationScope.nonCancellable(async () => {
       if (granted || s.state === 'rolled_back') {
-        // The receipt: read-back evidence that no standing access remains from this elevation.
+        // The receipt, derived from each entitlement's last read-back: nothing this elevation gave is
+        // left unless another holder (an elevation, the baseline) still wants it.
+        const left = s.entitlements.filter((e) => e.present === true && e.otherHolders.length === 0).map((e) => e.entitlement);
         await acts.recordAudit({
           stepId: 'receipt',
           scenario: 'jit',
           nhiId: s.nhiId,
           actor: 'system',
           action: 'elevation.receipt',
-          outcome: 'no_standing_access',
+          outcome: left.length ? 'access_remains' : 'no_standing_access',
           readback: s.entitlements,
-          details: { endReason: s.endReason ?? endReason ?? null, grantedAt: s.grantedAt ?? null, state: s.state },
+          details: { ...(left.length ? { remaining: left } : {}), endReason: s.endReason ?? endReason ?? null, grantedAt: s.grantedAt ?? null, state: s.state },
         });
       }
     });

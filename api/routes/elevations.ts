@@ -315,7 +315,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
       const h = handle(params.id);
       await requireRunning(h, 'elevation');
       try {
-        const update = await h.startUpdate(revokeUpdate, { args: [{ by: principal.id, roles: principal.roles, reason: body.reason }], waitForStage: 'ACCEPTED' });
+        const update = await h.startUpdate(revokeUpdate, { args: [{ by: principal.id, reason: body.reason }], waitForStage: 'ACCEPTED' });
         const result = await Promise.race([update.result(), new Promise<null>((r) => setTimeout(() => r(null), deps.revokeWaitMs ?? 20_000).unref())]);
         if (result) return result;
         res.status(202);

@@ -1,6 +1,8 @@
 // JIT elevation end to end through the HTTP API: real worker, real Temporal dev server (Updates),
 // real Postgres roles. Assertions read role membership from Postgres itself.
 import request from 'supertest';
+import { commitIntent, releaseIntents } from '../../enforcement/intents';
+import { reconcile } from '../../enforcement/reconciler';
 import { createApiWorld, type ApiWorld } from '../helpers/api-world';
 import type { TestWorld } from '../helpers/world';
 import { waitFor } from '../helpers/wait';
@@ -14,6 +16,7 @@ beforeAll(async () => {
     setup: async (world) => {
       await world.addNhi({ id: 'svc_etl', kind: 'service_account', criticality: 'medium' });
       await world.addNhi({ id: 'svc_sync', kind: 'service_account', criticality: 'medium' });
+      await world.addNhi({ id: 'svc_hot', kind: 'service_account', criticality: 'medium' });
     },
   });
   ({ w, app } = api);
@@ -193,4 +196,45 @@ test('closing a change window reaches only that change\'s elevations', async () 
   expect(list.status).toBe(200);
   await post(`/v1/elevations/${b.body.id}/revoke`, 'alice', {});
   expect(await w.memberships('svc_sync')).not.toContain(w.ent('estate_readonly'));
+});
+
+test('ending an elevation: another requester is refused (403) whatever it claims; an admin may', async () => {
+  const res = await post('/v1/elevations', 'alice', body({ nhiId: 'svc_etl', durationMinutes: 60 }));
+  const id = res.body.id;
+  await untilState(id, 'active');
+  // dave holds the requester role but did not request it; the route sends no roles, the workflow looks them up.
+  const refused = await post(`/v1/elevations/${id}/revoke`, 'dave', { reason: 'not mine' });
+  expect(refused.status).toBe(403);
+  expect(refused.body.error.code).toBe('forbidden');
+  expect(refused.body.error.message).toMatch(/dave may not end this elevation/);
+  expect((await state(id)).state).toBe('active');
+  expect(await w.memberships('svc_etl')).toContain(w.ent('estate_readonly'));
+
+  const ended = await post(`/v1/elevations/${id}/revoke`, 'admin', { reason: 'admin ends it' });
+  expect(ended.status).toBe(200);
+  expect(ended.body).toMatchObject({ state: 'revoked', endedBy: 'admin' });
+  expect(await w.memberships('svc_etl')).not.toContain(w.ent('estate_readonly'));
+});
+
+test('an elevation approved while a throttle holds the NHI: no 500, it ends rolled_back (access withheld), nothing granted', async () => {
+  const nhi = 'svc_hot';
+  const rdeps = { pool: w.db.pool, connectors: w.deps.connectors };
+  const ctx = (stepId: string) => ({ workflowId: 'anomaly-api-test', stepId, scenario: 'anomaly', actor: 'test', reason: 'throttle under test' });
+  await reconcile(rdeps, nhi, ctx('throttle'), (c) => commitIntent(c, nhi, 'anomaly-api-test', { kind: 'restrict', restriction: 'throttle', level: 1, connectionLimit: 2 }));
+  const throttled = await w.roleState(nhi);
+  try {
+    const res = await post('/v1/elevations', 'alice', body({ nhiId: nhi, entitlements: ['estate_writer'], durationMinutes: 30 }));
+    expect(res.status).toBe(202);
+    await untilState(res.body.id, 'awaiting_approval');
+    const approved = await post(`/v1/elevations/${res.body.id}/approve`, 'bob', {});
+    expect(approved.status).toBe(200);
+    const end = await untilState(res.body.id, 'rolled_back');
+    expect(end.failure).toMatch(/estate_writer is withheld from svc_hot by anomaly-api-test \(throttle\)/);
+    expect(end.grantedAt).toBeUndefined();
+    expect(await w.memberships(nhi)).not.toContain(w.ent('estate_writer'));
+    expect(await w.roleState(nhi)).toEqual(throttled);
+  } finally {
+    await reconcile(rdeps, nhi, ctx('clear'), (c) => releaseIntents(c, nhi, 'anomaly-api-test').then(() => undefined));
+  }
+  expect(await w.roleState(nhi)).toMatchObject({ rolconnlimit: -1, memberships: [] });
 });
