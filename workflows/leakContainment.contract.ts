@@ -79,9 +79,9 @@ export interface ElevationEnded {
 
 export interface ContainmentVerification {
   /** The retired credential, tried against the target: must be denied. `none`: no earlier credential on record. */
-  oldCredential: 'denied' | 'granted' | 'none';
+  oldCredential: 'denied' | 'granted' | 'inconclusive' | 'none';
   oldCode?: string;
-  newCredential: 'granted' | 'denied';
+  newCredential: 'granted' | 'denied' | 'inconclusive';
   /** Sessions that began before the new credential was set and are still alive: must be 0. */
   preRotationSessions: number;
   checkedAt: string;
