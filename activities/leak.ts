@@ -2,15 +2,28 @@
 // (a retry or a re-execution after a worker crash repeats nothing that was done), each audits
 // itself, and each reads the target back. Credential values exist only inside these functions:
 // what they return and record are secret-store references and sha256 fingerprints.
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import { PermanentConnectorError, type Connector } from '../connectors/types';
+import { PermanentConnectorError, type Connector, type ProbeResult } from '../connectors/types';
+import { desiredAccess } from '../enforcement/desired';
+import { activeIntents, commitIntent, releaseIntents } from '../enforcement/intents';
+import { reconcile, ReconcileError, type VerifiedAccess } from '../enforcement/reconciler';
 import { appendAudit } from '../lib/audit';
 import { updateIncident, upsertContainmentIncident } from '../lib/incidents';
 import { generateCredential } from '../lib/secret-store';
 import { ErrorType } from '../workflows/errors';
 import { JIT_WORKFLOW_TYPE, revokeUpdate } from '../workflows/jitElevation.contract';
-import type { ContainmentVerification, ElevationEnded, LeakAlert, LeakStatus, RotationSummary, TimelineEntry } from '../workflows/leakContainment.contract';
+import type {
+  ContainmentVerification,
+  ElevationEnded,
+  LeakAlert,
+  LeakStatus,
+  QuarantineSummary,
+  RotationSummary,
+  TimelineEntry,
+  VerificationLimit,
+} from '../workflows/leakContainment.contract';
 import { currentWorkflowId, loadNhi, type NhiRecord } from './common';
 import type { ActivityDeps } from './deps';
 
@@ -35,6 +48,35 @@ async function atTarget<T>(what: string, op: () => Promise<T>): Promise<T> {
     }
     throw err;
   }
+}
+
+/** A reconcile that could not converge: permanent when retrying cannot help, else retried (and escalated). */
+async function reconciled(what: string, op: () => Promise<VerifiedAccess>): Promise<VerifiedAccess> {
+  try {
+    return await op();
+  } catch (err) {
+    if (!(err instanceof ReconcileError)) throw err;
+    const type = err.code === 'nhi_not_found' ? ErrorType.NhiNotFound : err.permanent ? ErrorType.PermanentConnector : ErrorType.EnforcementFailed;
+    throw ApplicationFailure.create({ message: `${what}: ${err.message}`, type, nonRetryable: err.permanent, details: [{ code: err.code }] });
+  }
+}
+
+/** A verification that did not hold: retried a few times (a transient refusal), then left to a person. */
+const VERIFY_ATTEMPTS = 3;
+
+const probeEvidence = (p: ProbeResult) => ({
+  access: p.access,
+  ...(p.code ? { code: p.code } : {}),
+  ...(p.credentialAccepted !== undefined ? { credentialAccepted: p.credentialAccepted } : {}),
+});
+
+function quarantineSummary(v: VerifiedAccess, owner: string, state: QuarantineSummary['state']): QuarantineSummary {
+  return {
+    state,
+    withheld: v.desired.withheld.filter((w) => w.by.includes(owner)).map((w) => w.entitlement),
+    entitlements: v.observed.entitlements,
+    checkedAt: v.checkedAt,
+  };
 }
 
 const visibilityLiteral = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
@@ -73,6 +115,43 @@ export function createLeakActivities(deps: ActivityDeps) {
 
   const audit = (incidentId: string, step: string, e: { nhiId: string; action: string; outcome: string; target?: unknown; readback?: unknown; details?: Record<string, unknown> }) =>
     appendAudit(deps.pool, { workflowId: currentWorkflowId(), stepId: `${incidentId}:${step}`, scenario: 'leak', actor: LEAK_ACTOR, ...e });
+
+  /**
+   * Why the target refused a credential it accepted, if an active intent explains it: login is off
+   * (a level-2 throttle, login disabled, offboarded, or a baseline without login) or a connection
+   * limit is in force (a throttle, or the baseline's own). Undefined when nothing the orchestrator
+   * wants explains the refusal.
+   */
+  async function restrictionBehind(nhiId: string, connector: Connector, p: ProbeResult): Promise<VerificationLimit | undefined> {
+    if (p.access !== 'inconclusive' || p.credentialAccepted !== true) return undefined;
+    const intents = await activeIntents(deps.pool, nhiId);
+    if (!intents.baseline) return undefined;
+    const desired = desiredAccess(intents.baseline, intents.grants, intents.restrictions, connector.entitlementCatalogue());
+    const baselineToo = (yes: boolean) => (yes ? ['baseline'] : []);
+    if (!desired.canLogin && p.code === '28000') {
+      const owners = [
+        ...intents.restrictions.filter((r) => r.restriction === 'offboarded' || r.restriction === 'login_disabled' || (r.restriction === 'throttle' && r.level === 2)).map((r) => r.owner),
+        ...baselineToo(!intents.baseline.canLogin),
+      ];
+      return {
+        restriction: 'login_disabled',
+        owners: [...new Set(owners)],
+        note: `new credential verified only up to the login restriction: the target accepted it and refused the login because login is disabled (held by ${[...new Set(owners)].join(', ')}); that it logs in shows once that restriction is released`,
+      };
+    }
+    if (desired.connectionLimit >= 0 && p.code === '53300') {
+      const owners = [
+        ...intents.restrictions.filter((r) => r.restriction === 'throttle' && r.connectionLimit !== undefined && r.connectionLimit >= 0).map((r) => r.owner),
+        ...baselineToo(intents.baseline.connectionLimit >= 0),
+      ];
+      return {
+        restriction: 'connection_limit',
+        owners: [...new Set(owners)],
+        note: `new credential verified only up to the connection limit: the target accepted it and refused the login because the limit of ${desired.connectionLimit} connection(s) (held by ${[...new Set(owners)].join(', ')}) is reached by sessions opened since the rotation`,
+      };
+    }
+    return undefined;
+  }
 
   return {
     /** Open (or adopt a triaged) incident for the containment; returns what the workflow needs to know of the NHI. */
@@ -137,6 +216,40 @@ export function createLeakActivities(deps: ActivityDeps) {
     },
 
     /**
+     * Quarantine the NHI while the containment runs: a restrict intent owned by this workflow,
+     * reconciled. It withholds what grants (elevations) add beyond the baseline; the baseline and
+     * login stay. Idempotent (the same intent again changes nothing).
+     */
+    async quarantineLeakNhi(a: { incidentId: string; nhiId: string }): Promise<QuarantineSummary> {
+      const workflowId = currentWorkflowId();
+      const v = await reconciled(`quarantining ${a.nhiId}`, () =>
+        reconcile(
+          deps,
+          a.nhiId,
+          { workflowId, stepId: `${a.incidentId}:quarantine`, scenario: 'leak', actor: LEAK_ACTOR, reason: `leak containment (incident ${a.incidentId})` },
+          (c) => commitIntent(c, a.nhiId, workflowId, { kind: 'restrict', restriction: 'quarantine' }),
+        ),
+      );
+      return quarantineSummary(v, workflowId, 'in_force');
+    },
+
+    /** End the quarantine: release this workflow's intent and reconcile (what elevations hold comes back). */
+    async releaseLeakQuarantine(a: { incidentId: string; nhiId: string }): Promise<QuarantineSummary> {
+      const workflowId = currentWorkflowId();
+      const v = await reconciled(`releasing the quarantine of ${a.nhiId}`, () =>
+        reconcile(
+          deps,
+          a.nhiId,
+          { workflowId, stepId: `${a.incidentId}:quarantine_release`, scenario: 'leak', actor: LEAK_ACTOR, reason: `leak containment ended (incident ${a.incidentId})` },
+          async (c) => {
+            await releaseIntents(c, a.nhiId, workflowId, { kind: 'restrict', subject: 'quarantine' });
+          },
+        ),
+      );
+      return quarantineSummary(v, workflowId, 'released');
+    },
+
+    /**
      * Generate the new credential and keep it as a pending version. Keyed by rotationId: a retry
      * returns the version staged before instead of generating another.
      */
@@ -168,9 +281,12 @@ export function createLeakActivities(deps: ActivityDeps) {
     },
 
     /**
-     * Set the staged credential on the target, prove it works (a real login), then make it the
-     * active version (the old one is retired). Setting the same value again is harmless, so a
-     * re-execution after a crash converges on one rotation.
+     * Set the staged credential on the target, then make it the active version (the old one is
+     * retired, its value kept). Once the target took it, the target holds it: the proof that it
+     * works comes after the pre-rotation sessions are ended (verifyLeakContainment), since a probe
+     * now may be refused for reasons that say nothing about the credential (the connection limit
+     * taken by the attacker's sessions, login disabled by a throttle). Setting the same value again
+     * is harmless, so a re-execution after a crash converges on one rotation.
      */
     async applyLeakCredential(a: { incidentId: string; nhiId: string; rotationId: string }): Promise<RotationSummary> {
       const row = await rotationRow(a.rotationId);
@@ -180,11 +296,7 @@ export function createLeakActivities(deps: ActivityDeps) {
       if (row.status !== 'activated') {
         const value = await deps.secrets.reveal(row.new_ref);
         await atTarget(`setting the credential of ${nhi.externalRef}`, () => connector.setCredential(nhi.externalRef, value));
-        const probe = await atTarget(`probing ${nhi.externalRef}`, () => connector.probe(nhi.externalRef, value));
-        if (probe.access !== 'granted') {
-          throw ApplicationFailure.retryable(`the new credential of ${nhi.externalRef} is refused (${probe.code ?? 'denied'})`, ErrorType.VerificationFailed);
-        }
-        // applied_at: sessions older than this were opened with the old credential.
+        // applied_at, stamped after the target took the value: sessions older than this were opened with the old credential.
         await deps.pool.query(`UPDATE rotations SET status = 'applied', applied_at = COALESCE(applied_at, now()) WHERE rotation_id = $1 AND status = 'staged'`, [a.rotationId]);
         await deps.secrets.activate(row.new_ref);
         await deps.pool.query(`UPDATE rotations SET status = 'activated', activated_at = COALESCE(activated_at, now()) WHERE rotation_id = $1`, [a.rotationId]);
@@ -195,102 +307,128 @@ export function createLeakActivities(deps: ActivityDeps) {
         action: 'credential.rotate',
         outcome: 'rotated',
         target: { connector: nhi.connector, identity: nhi.externalRef },
-        readback: { newCredential: 'granted', appliedAt: s.appliedAt },
+        readback: { credentialSet: true, appliedAt: s.appliedAt },
         details: { rotationId: a.rotationId, newRef: s.newRef, newFingerprint: s.newFingerprint, newVersion: s.newVersion, retiredRef: s.oldRef, retiredFingerprint: s.oldFingerprint },
       });
       return s;
     },
 
     /**
-     * Compensation for a rotation that did not complete. Never strands the identity: if the target
-     * already accepts the staged credential (it failed after the change), it is activated instead;
-     * otherwise the pending version is discarded and the old credential stays as it was.
+     * Compensation for a rotation that did not complete. A credential the target may hold is never
+     * discarded: the staged value is probed, and unless the target says it is wrong (`denied`),
+     * it is activated instead — `granted`, or `inconclusive` (refused for another reason: NOLOGIN,
+     * connection limit), both mean the target holds it or may. Only `denied` proves it never
+     * reached the target; then the pending version is discarded and the old credential stays.
+     * A target that does not answer is an error (retried): no answer is no proof.
      */
     async undoStagedCredential(a: { incidentId: string; nhiId: string; rotationId: string }): Promise<{ outcome: 'discarded' | 'activated_instead' | 'nothing_staged' }> {
       const row = await rotationRow(a.rotationId);
       if (!row || row.status === 'discarded') return { outcome: row ? 'discarded' : 'nothing_staged' };
       if (row.status === 'activated') return { outcome: 'activated_instead' };
       const { nhi, connector } = await target(a.nhiId);
-      const probe = await connector.probe(nhi.externalRef, await deps.secrets.reveal(row.new_ref)).catch(() => ({ access: 'denied' as const }));
+      const value = await deps.secrets.reveal(row.new_ref);
+      const probe = await atTarget(`probing ${nhi.externalRef}`, () => connector.probe(nhi.externalRef, value));
       let outcome: 'discarded' | 'activated_instead';
-      if (probe.access === 'granted') {
+      if (probe.access === 'denied') {
+        await deps.secrets.discard(row.new_ref);
+        await deps.pool.query(`UPDATE rotations SET status = 'discarded' WHERE rotation_id = $1`, [a.rotationId]);
+        outcome = 'discarded';
+      } else {
+        // Sessions from before now may have used the old credential: the cut-off errs on the safe side.
         await deps.pool.query(`UPDATE rotations SET applied_at = COALESCE(applied_at, now()) WHERE rotation_id = $1`, [a.rotationId]);
         await deps.secrets.activate(row.new_ref);
         await deps.pool.query(`UPDATE rotations SET status = 'activated', activated_at = COALESCE(activated_at, now()) WHERE rotation_id = $1`, [a.rotationId]);
         outcome = 'activated_instead';
-      } else {
-        await deps.secrets.discard(row.new_ref);
-        await deps.pool.query(`UPDATE rotations SET status = 'discarded' WHERE rotation_id = $1`, [a.rotationId]);
-        outcome = 'discarded';
       }
       await audit(a.incidentId, `undo:${a.rotationId}`, {
         nhiId: a.nhiId,
         action: 'credential.rotate_compensate',
         outcome,
-        readback: { stagedCredential: probe.access },
+        target: { connector: nhi.connector, identity: nhi.externalRef },
+        readback: { stagedCredential: probeEvidence(probe) },
         details: { rotationId: a.rotationId, ref: row.new_ref, keptRef: outcome === 'discarded' ? row.old_ref : row.new_ref },
       });
       return { outcome };
     },
 
-    /** Terminate every session of the identity (after the rotation, so none can come back with the old secret). */
+    /**
+     * End every session that began before the new credential was set (they may be the attacker's,
+     * opened with the leaked secret); sessions opened since, with the new credential, stay. Runs
+     * before the verification's probes, which the old sessions could otherwise refuse (connection
+     * limit). Compares the target's `backend_start` with `applied_at` (the orchestrator's clock).
+     */
     async invalidateLeakedSessions(a: { incidentId: string; nhiId: string; rotationId: string }): Promise<{ terminated: number }> {
+      const row = await rotationRow(a.rotationId);
+      if (!row || row.status !== 'activated' || !row.applied_at) throw ApplicationFailure.nonRetryable(`rotation ${a.rotationId} is not complete`, ErrorType.InvalidRequest);
+      const appliedAt = row.applied_at;
       const { nhi, connector } = await target(a.nhiId);
-      const { terminated } = await atTarget(`ending the sessions of ${nhi.externalRef}`, () => connector.invalidateSessions(nhi.externalRef));
+      const { terminated } = await atTarget(`ending the sessions of ${nhi.externalRef}`, () => connector.invalidateSessions(nhi.externalRef, appliedAt));
       const left = await atTarget(`listing the sessions of ${nhi.externalRef}`, () => connector.listSessions(nhi.externalRef));
+      const preRotation = left.filter((x) => Date.parse(x.backendStart) < appliedAt.getTime()).length;
+      if (preRotation > 0) throw ApplicationFailure.retryable(`${preRotation} session(s) of ${nhi.externalRef} from before the rotation are still alive`, ErrorType.EnforcementFailed);
       await audit(a.incidentId, `sessions:${a.rotationId}`, {
         nhiId: a.nhiId,
         action: 'sessions.invalidate',
         outcome: 'terminated',
-        target: { connector: nhi.connector, identity: nhi.externalRef },
-        readback: { terminated, sessionsNow: left.length },
+        target: { connector: nhi.connector, identity: nhi.externalRef, startedBefore: appliedAt.toISOString() },
+        readback: { terminated, sessionsNow: left.length, preRotationSessions: preRotation },
       });
       return { terminated };
     },
 
     /**
-     * Closed loop: the retired credential is denied at the target, the new one is granted, and no
-     * session from before the rotation is alive. Throws (retryably) until all three hold.
+     * Closed loop, after the pre-rotation sessions are gone: the retired credential is denied by
+     * the target (wrong credential), no session from before the rotation is alive, and the new
+     * credential is granted — or inconclusive because of a restriction an intent holds (login
+     * disabled, connection limit): the target accepted it and refused the login for that reason
+     * only. Then the containment holds, and the verification says it was verified only up to that
+     * restriction, and why. Anything else is retried a few times, then fails for a person to look
+     * at (never an endless loop on an answer that will not change).
      */
     async verifyLeakContainment(a: { incidentId: string; nhiId: string; rotationId: string }): Promise<ContainmentVerification> {
       const row = await rotationRow(a.rotationId);
       if (!row || row.status !== 'activated' || !row.applied_at) throw ApplicationFailure.nonRetryable(`rotation ${a.rotationId} is not complete`, ErrorType.InvalidRequest);
       const { nhi, connector } = await target(a.nhiId);
-      let oldCredential: ContainmentVerification['oldCredential'] = 'none';
-      let oldCode: string | undefined;
+      let old: ProbeResult | undefined;
       if (row.old_ref) {
         // The old value was retired, not erased: it is revealed here only to prove it no longer works.
-        const old = await deps.secrets.reveal(row.old_ref).catch(() => undefined);
-        if (old !== undefined) {
-          const p = await atTarget(`probing ${nhi.externalRef}`, () => connector.probe(nhi.externalRef, old));
-          oldCredential = p.access;
-          oldCode = p.code;
-        }
+        const value = await deps.secrets.reveal(row.old_ref).catch(() => undefined);
+        if (value !== undefined) old = await atTarget(`probing ${nhi.externalRef}`, () => connector.probe(nhi.externalRef, value));
       }
       const fresh = await atTarget(`probing ${nhi.externalRef}`, async () => connector.probe(nhi.externalRef, await deps.secrets.reveal(row.new_ref)));
       const sessions = await atTarget(`listing the sessions of ${nhi.externalRef}`, () => connector.listSessions(nhi.externalRef));
       const appliedAt = row.applied_at.getTime();
       const preRotationSessions = sessions.filter((x) => Date.parse(x.backendStart) < appliedAt).length;
+      const limitedBy = fresh.access === 'inconclusive' ? await restrictionBehind(a.nhiId, connector, fresh) : undefined;
+
+      const problems: string[] = [];
+      if (old && old.access !== 'denied') problems.push(`the old credential is ${old.access}${old.code ? ` (${old.code})` : ''}, not denied`);
+      if (fresh.access === 'denied') problems.push(`the new credential is denied (${fresh.code ?? 'wrong credential'}): the target does not hold it`);
+      if (fresh.access === 'inconclusive' && !limitedBy) {
+        problems.push(`the new credential is inconclusive (${fresh.code ?? 'no code'}${fresh.credentialAccepted ? ', password accepted' : ''}) and no intent's restriction explains it: ${fresh.detail ?? ''}`);
+      }
+      if (preRotationSessions > 0) problems.push(`${preRotationSessions} pre-rotation session(s) alive`);
+      if (problems.length) {
+        const message = `containment of ${nhi.externalRef} not verified: ${problems.join('; ')}`;
+        // Sessions still exiting, a refusal that passes: retried; past a few attempts it is left to a person.
+        if (Context.current().info.attempt >= VERIFY_ATTEMPTS) throw ApplicationFailure.nonRetryable(message, ErrorType.VerificationFailed);
+        throw ApplicationFailure.retryable(message, ErrorType.VerificationFailed);
+      }
       const v: ContainmentVerification = {
-        oldCredential,
-        ...(oldCode ? { oldCode } : {}),
-        newCredential: fresh.access,
+        oldCredential: old ? 'denied' : 'none',
+        ...(old?.code ? { oldCode: old.code } : {}),
+        newCredential: fresh.access === 'granted' ? 'granted' : 'inconclusive',
+        ...(fresh.code ? { newCode: fresh.code } : {}),
+        ...(limitedBy ? { limitedBy } : {}),
         preRotationSessions,
         checkedAt: new Date().toISOString(),
       };
-      const ok = oldCredential !== 'granted' && fresh.access === 'granted' && preRotationSessions === 0;
-      if (!ok) {
-        throw ApplicationFailure.retryable(
-          `containment of ${nhi.externalRef} not verified: old credential ${oldCredential}, new ${fresh.access}, ${preRotationSessions} pre-rotation session(s)`,
-          ErrorType.VerificationFailed,
-        );
-      }
       await audit(a.incidentId, `verify:${a.rotationId}`, {
         nhiId: a.nhiId,
         action: 'leak.verify',
-        outcome: 'verified',
+        outcome: limitedBy ? 'verified_up_to_restriction' : 'verified',
         target: { connector: nhi.connector, identity: nhi.externalRef },
-        readback: v,
+        readback: { ...v, oldProbe: old ? probeEvidence(old) : null, newProbe: probeEvidence(fresh) },
       });
       return v;
     },
@@ -305,6 +443,7 @@ export function createLeakActivities(deps: ActivityDeps) {
         rotation: s.rotation ?? null,
         verification: s.verification ?? null,
         elevations: s.elevations ?? [],
+        quarantine: s.quarantine ?? null,
         sessionsTerminated: s.sessionsTerminated ?? 0,
         detectedToContainedMs: s.detectedToContainedMs ?? null,
         receivedToContainedMs: s.receivedToContainedMs ?? null,

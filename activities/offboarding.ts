@@ -372,7 +372,8 @@ export function createOffboardingActivities(deps: ActivityDeps) {
           continue;
         }
         const p = await atTarget(`probing ${identity}`, { access: 'denied' as const, code: 'identity_gone' }, () => connector.probe(identity, value));
-        checks.push({ check, ok: p.access === 'denied', evidence: { ...c, probed: true, access: p.access, code: p.code ?? null } });
+        // Refused either way: wrong credential (denied) or login refused for another reason (inconclusive).
+        checks.push({ check, ok: p.access !== 'granted', evidence: { ...c, probed: true, access: p.access, code: p.code ?? null } });
       }
       checks.push({
         check: 'no_live_sessions',

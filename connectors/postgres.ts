@@ -58,9 +58,15 @@ export interface PostgresConnectorOptions {
 const MAX_IDENTIFIER_BYTES = 63;
 // Serialises mutations per identity (first key is this connector's namespace).
 const LOCK_NAMESPACE = 872_341_002;
-// pg_terminate_backend ends these; 28xxx: authentication/authorisation; 53300: connection limit;
-// 42501: no CONNECT privilege. All mean "this credential does not give access".
-const DENIED_SQLSTATE = /^(28...|53300|42501)$/;
+// What a refused login means. 28P01 alone says the password is wrong. The others refuse for another
+// reason: 28000 login not allowed (or a pg_hba rule), 53300 too many connections, 42501 no CONNECT.
+const WRONG_CREDENTIAL_SQLSTATE = '28P01';
+const INCONCLUSIVE_SQLSTATE = /^(28...|53300|42501)$/;
+// The server functions that refuse a login only after the password was checked and accepted:
+// rolcanlogin and the role's connection limit (InitializeSessionUserId), CONNECT and the database's
+// connection limit (CheckMyDatabase). Refusals before authentication (pg_hba, "too many clients
+// already") come from elsewhere and prove nothing about the password.
+const AFTER_AUTHENTICATION = new Set(['InitializeSessionUserId', 'CheckMyDatabase']);
 const SCRAM_ITERATIONS = 4096;
 
 interface RoleRow {
@@ -671,6 +677,12 @@ export class PostgresConnector implements Connector {
     return after;
   }
 
+  /**
+   * A real login as the identity. 28P01 is `denied`; 28000, 53300 and 42501 are `inconclusive`,
+   * with `credentialAccepted` from the server function that refused (the error's routine field,
+   * which does not depend on the server's message language). Anything else (unreachable, wrong
+   * probe database) throws: it says nothing about the credential.
+   */
   async probe(identity: string, secretValue: string): Promise<ProbeResult> {
     checkName('identity', identity);
     const client = new Client({
@@ -687,7 +699,19 @@ export class PostgresConnector implements Connector {
       return { access: 'granted' };
     } catch (err) {
       const code = sqlstate(err);
-      if (code && DENIED_SQLSTATE.test(code)) return { access: 'denied', code, detail: (err as Error).message };
+      const message = (err as Error).message;
+      if (code === WRONG_CREDENTIAL_SQLSTATE) return { access: 'denied', code, detail: message };
+      if (code && INCONCLUSIVE_SQLSTATE.test(code)) {
+        const routine = (err as { routine?: unknown }).routine;
+        const accepted = typeof routine === 'string' ? AFTER_AUTHENTICATION.has(routine) : undefined;
+        const why =
+          accepted === true
+            ? 'the password was accepted (PostgreSQL checks it before login permission, connection limit and CONNECT), then the login was refused'
+            : accepted === false
+              ? 'refused before the password was checked'
+              : 'refused; the server did not say at which stage';
+        return { access: 'inconclusive', code, detail: `${message} — ${why}`, ...(accepted !== undefined ? { credentialAccepted: accepted } : {}) };
+      }
       throw err;
     } finally {
       await client.end().catch(() => undefined);

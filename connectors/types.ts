@@ -32,11 +32,26 @@ export interface AccessSnapshot extends AccessState {
   takenAt: string; // ISO
 }
 
+/**
+ * What a login attempt with a credential proved:
+ * - `granted`: the target let it in.
+ * - `denied`: the target says the credential is wrong (Postgres 28P01). Only this proves that the
+ *   target does not hold it.
+ * - `inconclusive`: refused for another reason — login not allowed, connection limit reached, no
+ *   right to connect, a rule in front of authentication. Never read it as `denied` (the target may
+ *   hold the credential) nor as `granted`.
+ */
 export interface ProbeResult {
-  access: 'granted' | 'denied';
-  /** Postgres SQLSTATE or connector-specific code when denied (28P01 wrong password, 28000 no login). */
+  access: 'granted' | 'denied' | 'inconclusive';
+  /** The target's code when refused (Postgres SQLSTATE: 28P01 wrong password; 28000, 53300, 42501 inconclusive). */
   code?: string;
   detail?: string;
+  /**
+   * Inconclusive only: true when the target checked the credential, accepted it, and then refused
+   * the login for another reason (Postgres checks the password before login permission, the
+   * role's connection limit and CONNECT). Absent when the connector cannot tell.
+   */
+  credentialAccepted?: boolean;
 }
 
 export interface SessionInfo {
@@ -101,7 +116,7 @@ export interface Connector {
    */
   apply(identity: string, access: TargetAccess): Promise<AccessState>;
   entitlementCatalogue(): EntitlementCatalogue;
-  /** Try to log in with a credential value: granted or denied, with the target's reason. */
+  /** Try to log in with a credential value: granted, denied (wrong credential) or inconclusive, with the target's reason. */
   probe(identity: string, secretValue: string): Promise<ProbeResult>;
   listIdentities(): Promise<DiscoveredIdentity[]>;
   close(): Promise<void>;

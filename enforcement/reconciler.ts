@@ -68,17 +68,18 @@ export async function withNhiLock<T>(pool: Pool, nhiId: string, fn: (c: PoolClie
 /**
  * The baseline, captured the first time the NHI is reconciled, before any intent of this call is
  * committed: what the target holds now, less what active grant intents explain (an elevation's
- * access is not standing access). Access an older version's ledger recorded as `standing` stays.
+ * access is not standing access) — and less what an elevation of the older ledger (`grants`, a
+ * workflow as holder) holds. Access that ledger recorded as `standing` stays.
  */
 async function ensureBaseline(c: PoolClient, nhiId: string, observed: AccessState): Promise<boolean> {
   const intents = await activeIntents(c, nhiId);
   if (intents.baseline || !observed.exists) return false;
-  const { rows } = await c.query<{ entitlement: string }>(
-    `SELECT entitlement FROM grants WHERE nhi_id = $1 AND holder = 'standing' AND released_at IS NULL`,
+  const { rows } = await c.query<{ entitlement: string; standing: boolean }>(
+    `SELECT entitlement, bool_or(holder = 'standing') AS standing FROM grants WHERE nhi_id = $1 AND released_at IS NULL GROUP BY entitlement`,
     [nhiId],
   );
-  const standing = new Set(rows.map((r) => r.entitlement));
-  const granted = new Set(intents.grants.map((g) => g.entitlement));
+  const standing = new Set(rows.filter((r) => r.standing).map((r) => r.entitlement));
+  const granted = new Set([...intents.grants.map((g) => g.entitlement), ...rows.filter((r) => !r.standing).map((r) => r.entitlement)]);
   const baseline: Baseline = {
     entitlements: observed.entitlements.filter((e) => standing.has(e) || !granted.has(e)),
     canLogin: observed.canLogin,

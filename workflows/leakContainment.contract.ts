@@ -77,13 +77,38 @@ export interface ElevationEnded {
   outcome: string;
 }
 
+/** Why the new credential could be verified only up to a point: a restriction an intent holds. */
+export interface VerificationLimit {
+  restriction: 'login_disabled' | 'connection_limit';
+  /** Owners of the intents behind it (workflow ids, or `baseline`). */
+  owners: string[];
+  /** For people: what was verified, what was not, and why. */
+  note: string;
+}
+
 export interface ContainmentVerification {
-  /** The retired credential, tried against the target: must be denied. `none`: no earlier credential on record. */
-  oldCredential: 'denied' | 'granted' | 'none';
+  /** The retired credential, tried against the target: denied (wrong credential, 28P01). `none`: no earlier credential on record. */
+  oldCredential: 'denied' | 'none';
   oldCode?: string;
-  newCredential: 'granted' | 'denied';
+  /**
+   * `granted`: a real login with it succeeded. `inconclusive`: the target accepted it and refused
+   * the login only because of a restriction an intent holds (`limitedBy` says which and why).
+   */
+  newCredential: 'granted' | 'inconclusive';
+  newCode?: string;
+  limitedBy?: VerificationLimit;
   /** Sessions that began before the new credential was set and are still alive: must be 0. */
   preRotationSessions: number;
+  checkedAt: string;
+}
+
+/** The quarantine this containment holds on the NHI while it runs (a restrict intent, reconciled). */
+export interface QuarantineSummary {
+  state: 'in_force' | 'released';
+  /** Entitlements the quarantine withholds (what grants add beyond the baseline), read back at that step. */
+  withheld: string[];
+  /** The NHI's entitlements at the target after that step's reconcile. */
+  entitlements: string[];
   checkedAt: string;
 }
 
@@ -108,6 +133,7 @@ export interface LeakStatus {
   rotation?: RotationSummary;
   sessionsTerminated?: number;
   elevations?: ElevationEnded[];
+  quarantine?: QuarantineSummary;
   verification?: ContainmentVerification;
   escalated: boolean;
   failure?: string;

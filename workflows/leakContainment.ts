@@ -1,7 +1,11 @@
-// Leak containment: alert(s) → incident → end elevations ‖ rotate (saga) → end sessions → verify →
-// close with the timeline. Every short step is a local activity, so a healthy containment is one
-// workflow task with no task-queue round trips. A step that keeps failing escalates and goes on
-// retrying; one that cannot succeed is compensated and the workflow waits, escalated, for a retry.
+// Leak containment: alert(s) → incident → end elevations ‖ quarantine → rotate (saga) → end the
+// pre-rotation sessions → verify → release the quarantine → close with the timeline. Every short
+// step is a local activity, so a healthy containment is one workflow task with no task-queue round
+// trips. A step that keeps failing escalates and goes on retrying; one that cannot succeed is
+// compensated and the workflow waits, escalated, for a retry. Local activities keep the SDK's
+// default cancellation (wait until the activity has finished), so an undo never runs beside the
+// step it undoes. Only the main flow schedules activities (a branch that did would make their order
+// depend on which result came back first, and a replay could disagree).
 import {
   ApplicationFailure,
   CancellationScope,
@@ -86,7 +90,9 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
     const lines = [`**${s.state}** — ${s.nhiId} (${s.severity})`, `alerts: ${sources.join(', ') || 'none yet'}${s.duplicates ? ` (+${s.duplicates} repeats)` : ''}`];
     if (s.incidentId) lines.push(`incident ${s.incidentId}`);
     if (s.rotation) lines.push(`credential v${s.rotation.newVersion} ${s.rotation.activated ? 'active' : 'staged'} (sha256 ${s.rotation.newFingerprint.slice(0, 12)}…)`);
+    if (s.quarantine) lines.push(`quarantine ${s.quarantine.state === 'in_force' ? 'in force' : 'released'}${s.quarantine.withheld.length ? ` (withholding ${s.quarantine.withheld.join(', ')})` : ''}`);
     if (s.sessionsTerminated !== undefined) lines.push(`sessions terminated: ${s.sessionsTerminated}`);
+    if (s.verification?.limitedBy) lines.push(`⚠ ${s.verification.limitedBy.note}`);
     if (s.elevations?.length) lines.push(`elevations ended: ${s.elevations.map((e) => `${e.workflowId} (${e.outcome})`).join(', ')}`);
     if (s.detectedToContainedMs !== undefined) lines.push(`contained ${s.receivedToContainedMs} ms after the alert arrived (${s.detectedToContainedMs} ms after detection)`);
     if (s.escalated) lines.push(`⚠ escalated${s.failure ? `: ${s.failure}` : ''}`);
@@ -178,6 +184,8 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
   }
 
   const saga = new Saga();
+  // Undone when the containment ends, whichever way it ends: the quarantine.
+  const ending = new Saga();
   try {
     refreshDetails();
     await step('openLeakIncident', { ...audited, alerts: s.alerts, severity: s.severity, timeline: s.timeline });
@@ -190,7 +198,8 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
       text: `Leak of ${s.nhiId}'s credential (${first.label}, ${s.severity}): containment started — ${first.summary}`,
       details: { incidentId, evidenceUrl: first.evidenceUrl ?? null },
     });
-    // Ending elevations runs beside the rotation; it is awaited before the incident closes.
+    // Ending elevations runs beside the rotation; it is awaited (and a failure escalated) before the incident closes.
+    let elevationsFailed: string | undefined;
     const elevations = local
       .endLeakElevations({ ...audited, waitMs: settings.elevationRevokeWaitMs })
       .then((ended) => {
@@ -199,9 +208,15 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
       })
       .catch((err) => {
         if (isCancellation(err)) return;
-        event('ending elevations failed', causeMessage(err));
-        return escalate(`ending running elevations failed: ${causeMessage(err)}`);
+        elevationsFailed = causeMessage(err);
+        event('ending elevations failed', elevationsFailed);
+        refreshDetails();
       });
+    // The quarantine holds while the containment runs; its release is registered before it is set.
+    ending.add('release the quarantine', async () => {
+      s.quarantine = await step('releaseLeakQuarantine', audited);
+      event('quarantine released', s.quarantine.entitlements.length ? `entitlements now: ${s.quarantine.entitlements.join(', ')}` : undefined);
+    });
 
     for (;;) {
       s.attempts++;
@@ -225,18 +240,20 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
     }
 
     await elevations;
+    if (elevationsFailed) await escalate(`ending running elevations failed: ${elevationsFailed}`);
     const now = Date.now();
     s.containedAt = iso(now);
     if (s.detectedAt) s.detectedToContainedMs = now - Date.parse(s.detectedAt);
     if (s.receivedAt) s.receivedToContainedMs = now - Date.parse(s.receivedAt);
     transition('contained', `${s.receivedToContainedMs} ms after the alert arrived`);
+    await endQuarantine();
     await step('closeLeakIncident', { incidentId, status: s, mergedIncidentIds });
     notify({
       id: `${incidentId}:contained`,
       kind: 'leak.contained',
       severity: 'info',
       nhiId: s.nhiId,
-      text: `Contained: ${s.nhiId}'s credential rotated (v${s.rotation?.newVersion}), ${s.sessionsTerminated ?? 0} session(s) ended, old credential denied — ${s.receivedToContainedMs} ms after the alert`,
+      text: `Contained: ${s.nhiId}'s credential rotated (v${s.rotation?.newVersion}), ${s.sessionsTerminated ?? 0} session(s) ended, old credential denied — ${s.receivedToContainedMs} ms after the alert${s.verification?.limitedBy ? `. ${s.verification.limitedBy.note}` : ''}`,
       details: { incidentId, receivedToContainedMs: s.receivedToContainedMs ?? null, detectedToContainedMs: s.detectedToContainedMs ?? null },
     });
     await Promise.all(pending);
@@ -245,22 +262,56 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
   } catch (err) {
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(async () => {
-        await saga.compensate();
-        s.failure = 'cancelled before containment completed';
+        const outcomes = await saga.compensate();
+        s.failure = `cancelled before containment completed${outcomes.length ? ` (compensated: ${outcomes.map((o) => `${o.name} ${o.ok ? 'ok' : `failed: ${o.error}`}`).join('; ')})` : ''}`;
+        await endQuarantine();
         transition('escalated', s.failure);
         await local.escalateLeakIncident({ ...audited, reason: s.failure, escalation: escalations + 1, timeline: s.timeline, alerts: s.alerts });
       });
     }
     throw err;
+  } finally {
+    // Whatever ended the workflow (a permanent failure too), the quarantine does not outlive it.
+    if (ending.size) await CancellationScope.nonCancellable(endQuarantine);
+  }
+
+  /**
+   * Quarantine the NHI: what elevations add is withheld, so none can be used or granted anew while
+   * the containment runs (and while it waits, escalated). It does not hold up the rotation: a
+   * quarantine that cannot be set is escalated, and tried again with the next attempt.
+   */
+  async function quarantine() {
+    try {
+      s.quarantine = await local.quarantineLeakNhi(audited);
+      event('quarantined', s.quarantine.withheld.length ? `withholding ${s.quarantine.withheld.join(', ')}` : 'no elevated access to withhold');
+      refreshDetails();
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      event('quarantine failed', causeMessage(err));
+      await escalate(`quarantining the NHI failed: ${causeMessage(err)}; the rotation goes on`);
+    }
+  }
+
+  async function endQuarantine() {
+    for (const o of await ending.compensate()) if (!o.ok) event('quarantine release failed', o.error);
+    refreshDetails();
+  }
+
+  /** The undo of a rotation may find the target holding the new credential: then it is the active one. */
+  async function undoRotation(args: Arg<'undoStagedCredential'>) {
+    const { outcome } = await step('undoStagedCredential', args);
+    event('rotation undone', outcome === 'activated_instead' ? 'the target holds the new credential: activated instead of discarded' : outcome);
+    if (outcome === 'activated_instead' && s.rotation?.rotationId === args.rotationId) s.rotation = { ...s.rotation, activated: true };
   }
 
   async function contain(rotationId: string) {
+    if (s.quarantine?.state !== 'in_force') await quarantine();
     // A rotation that completed in an earlier attempt stays: retries only redo what is left.
     if (!s.rotation?.activated) {
       transition('rotating');
       const args = { ...audited, rotationId };
       // The undo goes in before the step: whatever happened at the target, the identity keeps a working credential.
-      saga.add('undo the staged credential', () => step('undoStagedCredential', args));
+      saga.add('undo the staged credential', () => undoRotation(args));
       s.rotation = await step('stageLeakCredential', args);
       refreshDetails();
       s.rotation = await step('applyLeakCredential', args);
@@ -268,11 +319,14 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
       event('rotated', `v${s.rotation.newVersion} active (sha256 ${s.rotation.newFingerprint.slice(0, 12)}…), old version retired`);
     }
     const args = { ...audited, rotationId: s.rotation.rotationId };
+    // The pre-rotation sessions end before anything is probed: they may hold the connection limit.
     transition('invalidating_sessions');
     s.sessionsTerminated = (await step('invalidateLeakedSessions', args)).terminated;
-    event('sessions ended', `${s.sessionsTerminated} terminated`);
+    event('sessions ended', `${s.sessionsTerminated} pre-rotation session(s) terminated`);
     transition('verifying');
-    s.verification = await step('verifyLeakContainment', args);
-    event('verified', `old credential ${s.verification.oldCredential}${s.verification.oldCode ? ` (${s.verification.oldCode})` : ''}, new ${s.verification.newCredential}, ${s.verification.preRotationSessions} pre-rotation sessions`);
+    const v = await step('verifyLeakContainment', args);
+    s.verification = v;
+    const fresh = `new ${v.newCredential}${v.newCode ? ` (${v.newCode})` : ''}`;
+    event('verified', `old credential ${v.oldCredential}${v.oldCode ? ` (${v.oldCode})` : ''}, ${fresh}, ${v.preRotationSessions} pre-rotation sessions${v.limitedBy ? `; ${v.limitedBy.note}` : ''}`);
   }
 }

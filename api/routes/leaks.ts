@@ -75,7 +75,7 @@ export type LeakIntakeResult = z.output<typeof leakIntakeResultSchema>;
 
 const leakStatusSchema = z
   .record(z.string(), z.unknown())
-  .meta({ id: 'LeakStatus', description: 'The containment\'s status query: state, alerts (evidence), rotation refs and fingerprints, verification, timeline.' });
+  .meta({ id: 'LeakStatus', description: 'The containment\'s status query: state, alerts (evidence), rotation refs and fingerprints, quarantine, verification (with `limitedBy` when the new credential could be verified only up to a restriction another intent holds), timeline.' });
 
 const bindResultSchema = z.strictObject({ incident: incidentSchema, containment: containmentRefSchema }).meta({ id: 'IncidentBound' });
 

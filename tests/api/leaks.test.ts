@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import request from 'supertest';
+import { commitIntent, releaseIntents, type IntentSpec } from '../../enforcement/intents';
+import { reconcile } from '../../enforcement/reconciler';
 import { loadConfig } from '../../lib/config';
 import { fetchSecretScanningAlertFingerprint } from '../../lib/github-alerts';
 import { hmslHash } from '../../lib/leak-intake';
@@ -313,9 +315,49 @@ test('an alert that matches no NHI waits for triage; binding it starts the conta
   expect((await request(app).post(`/v1/incidents/${id}/bind`).set(as('bob')).send({ nhiId })).status).toBe(409);
 });
 
+test('an NHI a level-2 throttle holds NOLOGIN: contained through the API; the status and the incident say the new credential was verified only up to that restriction', async () => {
+  const nhiId = 'svc_api_nologin';
+  const owner = 'anomaly-api-test';
+  await w.addNhi({ id: nhiId, criticality: 'high' });
+  const oldPassword = await w.issueCredential(nhiId);
+  const throttle = (change: IntentSpec | null) =>
+    reconcile({ pool: w.db.pool, connectors: w.deps.connectors }, nhiId, { workflowId: owner, stepId: `t-${randomUUID()}`, scenario: 'test', actor: 'test', reason: 'test' }, async (c) => {
+      if (change) await commitIntent(c, nhiId, owner, change);
+      else await releaseIntents(c, nhiId, owner);
+    });
+  await throttle({ kind: 'restrict', restriction: 'throttle', level: 2 });
+  expect((await w.roleState(nhiId)).rolcanlogin).toBe(false);
+  try {
+    const res = await leak({ nhiId, source: 'trufflehog', severity: 'critical' });
+    expect(res.status).toBe(202);
+    expect(res.body).toMatchObject({ outcome: 'containment' });
+    const s = await untilContained(nhiId);
+    expect(s.verification).toMatchObject({
+      oldCredential: 'denied',
+      oldCode: '28P01',
+      newCredential: 'inconclusive',
+      newCode: '28000',
+      limitedBy: { restriction: 'login_disabled', owners: [owner], note: expect.stringMatching(/verified only up to the login restriction/) },
+    });
+    const incident = await waitFor('incident closed', async () => {
+      const r = keep(await request(app).get(`/v1/incidents/${s.incidentId}`).set(as('alice')));
+      return r.body.status === 'closed' ? r.body : null;
+    });
+    expect(incident.details.verification.limitedBy).toEqual(s.verification.limitedBy);
+    // The target: the old password is wrong; the new one is right and refused only for the throttle.
+    expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+    const newPassword = await w.activePassword(nhiId);
+    expect(await w.login(nhiId, newPassword)).toBe('28000');
+    await throttle(null);
+    expect(await w.login(nhiId, newPassword)).toBe('ok');
+  } finally {
+    await throttle(null);
+  }
+});
+
 test('secrets hygiene: no credential value in any API response, log line or audit row', async () => {
   const values: string[] = [];
-  for (const nhiId of ['svc_payments', 'agent_reports', 'ci_deployer', 'partner_acme']) {
+  for (const nhiId of ['svc_payments', 'agent_reports', 'ci_deployer', 'partner_acme', 'svc_api_nologin']) {
     for (const v of await w.secrets.list(nhiId)) {
       const value = await w.secrets.reveal(v.ref).catch(() => undefined);
       if (value) values.push(value);

@@ -41,8 +41,11 @@ export interface ContractTarget {
     canaryIntact(): Promise<boolean>;
   };
   openSession(identity: string, secret: string): Promise<ContractSession>;
-  /** The target's denial codes (Postgres: 28P01, 28000). */
-  codes: { wrongCredential: string; loginDisabled: string };
+  /**
+   * The target's refusal codes (Postgres: 28P01 wrong credential → denied; 28000 login disabled and
+   * 53300 connection limit reached → inconclusive).
+   */
+  codes: { wrongCredential: string; loginDisabled: string; connectionLimit: string };
   teardown(): Promise<void>;
 }
 
@@ -218,7 +221,11 @@ export function runConnectorContract(name: string, setup: () => Promise<Contract
       expect(await c.setLogin(identity, false)).toEqual({ changed: true });
       expect((await t.inspect.account(identity))?.canLogin).toBe(false);
       expect(await c.setLogin(identity, false)).toEqual({ changed: false });
-      expect(await c.probe(identity, secret)).toMatchObject({ access: 'denied', code: t.codes.loginDisabled });
+      // Refused, but not because the credential is wrong: never `denied`, never `granted`.
+      expect(await c.probe(identity, secret)).toMatchObject({ access: 'inconclusive', code: t.codes.loginDisabled });
+      expect((await c.probe(identity, secret)).credentialAccepted).not.toBe(false);
+      // A wrong credential is still told apart while login is disabled.
+      expect(await c.probe(identity, t.newSecret())).toMatchObject({ access: 'denied', code: t.codes.wrongCredential });
 
       expect(await c.setLogin(identity, true)).toEqual({ changed: true });
       expect(await c.setLogin(identity, true)).toEqual({ changed: false });
@@ -237,6 +244,18 @@ export function runConnectorContract(name: string, setup: () => Promise<Contract
       await c.setCredential(identity, fresh);
       expect(await c.probe(identity, fresh)).toEqual({ access: 'granted' });
       expect(await c.probe(identity, old)).toMatchObject({ access: 'denied', code: t.codes.wrongCredential });
+    });
+
+    test('probe at the connection limit: the right credential is inconclusive, a wrong one denied', async () => {
+      const { identity, secret } = await t.newIdentity();
+      await c.apply(identity, { entitlements: [], canLogin: true, connectionLimit: 1 });
+      await open(identity, secret);
+      const full = await c.probe(identity, secret);
+      expect(full).toMatchObject({ access: 'inconclusive', code: t.codes.connectionLimit });
+      expect(full.credentialAccepted).not.toBe(false);
+      expect(await c.probe(identity, t.newSecret())).toMatchObject({ access: 'denied', code: t.codes.wrongCredential });
+      await c.apply(identity, { entitlements: [], canLogin: true, connectionLimit: -1 });
+      expect(await c.probe(identity, secret)).toEqual({ access: 'granted' });
     });
 
     test('snapshot → throttle → restore is exact and each step idempotent', async () => {
@@ -265,7 +284,7 @@ export function runConnectorContract(name: string, setup: () => Promise<Contract
       // Level 2 refuses login altogether.
       await c.throttle(identity, { connectionLimit: 0, removeWriteEntitlements: true, disableLogin: true });
       expect(await t.inspect.account(identity)).toEqual({ canLogin: false, connectionLimit: 0 });
-      expect(await c.probe(identity, secret)).toMatchObject({ access: 'denied', code: t.codes.loginDisabled });
+      expect(await c.probe(identity, secret)).toMatchObject({ access: 'inconclusive', code: t.codes.loginDisabled });
 
       // Something granted during the throttle is not part of the snapshot: exact restore removes it.
       await c.grant(identity, t.entitlements.hostile);

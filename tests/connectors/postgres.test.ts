@@ -135,7 +135,7 @@ async function createFixture(opts: { logical?: boolean } = {}): Promise<Fixture>
       return openSessionOn(identity, secret, estate.name);
     },
     openSessionOn,
-    codes: { wrongCredential: '28P01', loginDisabled: '28000' },
+    codes: { wrongCredential: '28P01', loginDisabled: '28000', connectionLimit: '53300' },
     async teardown() {
       await connector.close();
       const mine = (await sql(`SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)`, [`${prefix}_`])).map((r) => r.rolname as string);
@@ -376,7 +376,7 @@ describe('postgres connector specifics', () => {
     await f.connector.throttle(identity, { connectionLimit: 1, removeWriteEntitlements: true });
     const s = await f.openSession(identity, secret);
     try {
-      expect(await f.connector.probe(identity, secret)).toMatchObject({ access: 'denied', code: '53300' });
+      expect(await f.connector.probe(identity, secret)).toMatchObject({ access: 'inconclusive', code: '53300', credentialAccepted: true });
     } finally {
       await s.close();
     }
@@ -400,6 +400,31 @@ describe('postgres connector specifics', () => {
       expect(await f.inspect.sessionAlive(elsewhere.id)).toBe(false);
     } finally {
       await elsewhere.close();
+    }
+  });
+
+  test('probe: a refusal after the password was checked is inconclusive and says the password was accepted', async () => {
+    const { identity, secret } = await f.newIdentity();
+    await f.sql(`ALTER ROLE ${escapeIdentifier(identity)} NOLOGIN`);
+    const nologin = await f.connector.probe(identity, secret);
+    expect(nologin).toMatchObject({ access: 'inconclusive', code: '28000', credentialAccepted: true });
+    expect(nologin.detail).toMatch(/not permitted to log in.*password was accepted/);
+    // The password is checked first: a wrong one is still 28P01.
+    expect(await f.connector.probe(identity, generateCredential())).toMatchObject({ access: 'denied', code: '28P01' });
+    expect((await f.connector.probe(identity, generateCredential())).credentialAccepted).toBeUndefined();
+    await f.sql(`ALTER ROLE ${escapeIdentifier(identity)} LOGIN`);
+
+    // No CONNECT on the probe's database (checked after authentication too).
+    const database = `${f.prefix}_noconnect`;
+    await f.sql(`CREATE DATABASE ${escapeIdentifier(database)}`);
+    const elsewhere = new PostgresConnector(createPool(f.connectorUrl), { grantable: [], probe: { ...probeTargetFromUrl(f.connectorUrl), database } });
+    try {
+      await f.sql(`REVOKE CONNECT ON DATABASE ${escapeIdentifier(database)} FROM PUBLIC`);
+      expect(await elsewhere.probe(identity, secret)).toMatchObject({ access: 'inconclusive', code: '42501', credentialAccepted: true });
+      expect(await elsewhere.probe(identity, generateCredential())).toMatchObject({ access: 'denied', code: '28P01' });
+    } finally {
+      await elsewhere.close();
+      await f.sql(`DROP DATABASE ${escapeIdentifier(database)} WITH (FORCE)`);
     }
   });
 

@@ -26,6 +26,20 @@ test('the first reconcile captures the baseline from the target and changes noth
   expect((await reconcile(deps(), 'partner_acme', ctx())).baselineCapturedNow).toBe(false);
 });
 
+test('the baseline is not taken from an elevation of the older ledger (grants held by a workflow); its standing rows are', async () => {
+  await w.addNhi({ id: 'svc_old_ledger' });
+  // As the elevation workflow before the intents ledger did: granted through the connector, recorded in `grants`.
+  for (const e of ['estate_readonly', 'estate_writer']) await w.connector.grant(w.role('svc_old_ledger'), e);
+  await w.db.pool.query(
+    `INSERT INTO grants (nhi_id, entitlement, holder) VALUES ('svc_old_ledger', 'estate_writer', 'jit-old'), ('svc_old_ledger', 'estate_readonly', 'jit-old'), ('svc_old_ledger', 'estate_readonly', 'standing')`,
+  );
+  const v = await reconcile(deps(), 'svc_old_ledger', ctx());
+  expect(v.baselineCapturedNow).toBe(true);
+  expect((await activeIntents(w.db.pool, 'svc_old_ledger')).baseline?.entitlements).toEqual(['estate_readonly']);
+  // Not an intent, not standing: the reconciler takes it away rather than make it standing access.
+  expect(await w.memberships('svc_old_ledger')).toEqual([w.ent('estate_readonly')]);
+});
+
 test('a grant intent is applied and read back; releasing it takes exactly it away', async () => {
   const v = await reconcile(deps(), 'partner_acme', ctx('jit-a'), (c) => commitIntent(c, 'partner_acme', 'jit-a', { kind: 'grant', entitlement: 'estate_writer' }));
   expect(v.observed.entitlements).toEqual(['estate_readonly', 'estate_writer']);

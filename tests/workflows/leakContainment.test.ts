@@ -2,7 +2,16 @@
 // real Postgres roles: assertions log in with the old and new passwords and read pg_stat_activity.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { Context } from '@temporalio/activity';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { Worker } from '@temporalio/worker';
+import type { Client } from 'pg';
+import { createActivities } from '../../activities';
+import { createLeakActivities } from '../../activities/leak';
 import { adminOptionGrantSql } from '../../connectors/postgres-roles';
+import type { Connector } from '../../connectors/types';
+import { commitIntent, intentsOf, releaseIntents, type IntentSpec } from '../../enforcement/intents';
+import { reconcile } from '../../enforcement/reconciler';
 import { projectRoot } from '../../lib/paths';
 import { JIT_WORKFLOW_TYPE, statusQuery as jitStatusQuery, type JitElevationInput } from '../../workflows/jitElevation.contract';
 import {
@@ -328,3 +337,282 @@ test('worker killed (SIGKILL) mid-containment, after the password changed: the n
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
 }, 120_000);
+
+// ---------------------------------------------------------------------------------------------
+// Containment under a restriction another scenario holds (issue 9, case 4), and the quarantine.
+
+/** Commit (or release) another workflow's intent on the NHI and reconcile, as that scenario would. */
+async function intent(nhiId: string, owner: string, change: { commit: IntentSpec } | { release: true }) {
+  return reconcile(
+    { pool: w.db.pool, connectors: w.deps.connectors },
+    nhiId,
+    { workflowId: owner, stepId: `test-${randomBytes(4).toString('hex')}`, scenario: 'test', actor: 'test', reason: 'test' },
+    async (c) => {
+      if ('commit' in change) await commitIntent(c, nhiId, owner, change.commit);
+      else await releaseIntents(c, nhiId, owner);
+    },
+  );
+}
+
+const THROTTLE = 'anomaly-test';
+
+async function pidOf(c: Client): Promise<number> {
+  return (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+}
+
+async function alive(pid: number): Promise<boolean> {
+  return ((await w.estateAdmin.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).rowCount ?? 0) > 0;
+}
+
+/** Two sessions opened with the (soon leaked) password, as an attacker would hold them. */
+async function attackerSessions(nhiId: string, password: string) {
+  const sessions = [await w.connectAs(nhiId, password), await w.connectAs(nhiId, password)];
+  return { sessions, pids: await Promise.all(sessions.map(pidOf)), close: () => Promise.all(sessions.map((x) => x.end().catch(() => undefined))) };
+}
+
+async function auditOf(workflowId: string, incidentId: string) {
+  const { rows } = await w.db.pool.query('SELECT step_id, action, outcome, readback FROM audit_events WHERE workflow_id = $1 AND step_id LIKE $2 ORDER BY seq', [workflowId, `${incidentId}:%`]);
+  return rows as { step_id: string; action: string; outcome: string; readback: any }[];
+}
+
+test('CONNECTION LIMIT 2 held by a throttle, two attacker sessions on the old password: their sessions end before any probe, contained', async () => {
+  const nhiId = 'svc_limited';
+  await w.addNhi({ id: nhiId, criticality: 'high' });
+  const oldPassword = await w.issueCredential(nhiId);
+  const throttled = await intent(nhiId, THROTTLE, { commit: { kind: 'restrict', restriction: 'throttle', level: 1, connectionLimit: 2 } });
+  expect(throttled.observed.connectionLimit).toBe(2);
+  expect(await w.roleState(nhiId)).toMatchObject({ rolcanlogin: true, rolconnlimit: 2 });
+  const attacker = await attackerSessions(nhiId, oldPassword);
+  try {
+    // The limit is taken: a third login, whatever its password, is refused.
+    expect(await w.login(nhiId, oldPassword)).toBe('53300');
+
+    const handle = await contain(nhiId, alert({ severity: 'critical' }));
+    const s: LeakStatus = await handle.result();
+    expect(s.state).toBe('contained');
+    expect(s.attempts).toBe(1);
+    expect(s.sessionsTerminated).toBe(2);
+    expect(s.verification).toMatchObject({ oldCredential: 'denied', oldCode: '28P01', newCredential: 'granted', preRotationSessions: 0 });
+    expect(s.verification?.limitedBy).toBeUndefined();
+
+    // The target: the attacker's sessions are gone, the old password is wrong, the new one logs in.
+    for (const pid of attacker.pids) expect(await alive(pid)).toBe(false);
+    for (const x of attacker.sessions) await expect(x.query('SELECT 1')).rejects.toThrow();
+    expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+    const newPassword = await w.activePassword(nhiId);
+    expect(await w.login(nhiId, newPassword)).toBe('ok');
+    // The throttle is not the containment's to lift.
+    expect(await w.roleState(nhiId)).toMatchObject({ rolcanlogin: true, rolconnlimit: 2 });
+
+    // Sessions were ended (only those from before the rotation) before anything was probed.
+    const audit = await auditOf(handle.workflowId, s.incidentId!);
+    const actions = audit.map((a) => a.action);
+    expect(actions.indexOf('credential.rotate')).toBeLessThan(actions.indexOf('sessions.invalidate'));
+    expect(actions.indexOf('sessions.invalidate')).toBeLessThan(actions.indexOf('leak.verify'));
+    expect(audit.find((a) => a.action === 'sessions.invalidate')?.readback).toMatchObject({ terminated: 2, preRotationSessions: 0 });
+
+    // Once the throttle is released, the new credential works without a limit; the old one still not.
+    const released = await intent(nhiId, THROTTLE, { release: true });
+    expect(released.observed).toMatchObject({ canLogin: true, connectionLimit: -1 });
+    expect(await w.roleState(nhiId)).toMatchObject({ rolcanlogin: true, rolconnlimit: -1 });
+    expect(await w.login(nhiId, newPassword)).toBe('ok');
+    expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+    expect(await intentsOf(w.db.pool, handle.workflowId)).toEqual([]);
+  } finally {
+    await attacker.close();
+    await intent(nhiId, THROTTLE, { release: true });
+  }
+});
+
+test('NOLOGIN held by a level-2 throttle: contained, the attacker sessions ended, the new credential verified only up to the restriction, and it says why', async () => {
+  const nhiId = 'svc_nologin';
+  await w.addNhi({ id: nhiId, criticality: 'high' });
+  const oldPassword = await w.issueCredential(nhiId);
+  // Sessions opened before the throttle survive NOLOGIN.
+  const attacker = await attackerSessions(nhiId, oldPassword);
+  try {
+    await intent(nhiId, THROTTLE, { commit: { kind: 'restrict', restriction: 'throttle', level: 2 } });
+    expect((await w.roleState(nhiId)).rolcanlogin).toBe(false);
+    expect(await w.login(nhiId, oldPassword)).toBe('28000');
+    for (const pid of attacker.pids) expect(await alive(pid)).toBe(true);
+
+    const handle = await contain(nhiId, alert({ severity: 'critical' }));
+    const s: LeakStatus = await handle.result();
+    expect(s.state).toBe('contained');
+    expect(s.sessionsTerminated).toBe(2);
+    expect(s.verification).toMatchObject({
+      oldCredential: 'denied',
+      oldCode: '28P01',
+      newCredential: 'inconclusive',
+      newCode: '28000',
+      preRotationSessions: 0,
+      limitedBy: { restriction: 'login_disabled', owners: [THROTTLE] },
+    });
+    expect(s.verification?.limitedBy?.note).toMatch(/verified only up to the login restriction.*anomaly-test/);
+    expect(s.timeline.find((t) => t.event === 'verified')?.detail).toContain(s.verification!.limitedBy!.note);
+
+    // The target: attacker sessions gone; the old password is wrong (checked before login is refused);
+    // the new one is right and refused only because login is off.
+    for (const pid of attacker.pids) expect(await alive(pid)).toBe(false);
+    expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+    const newPassword = await w.activePassword(nhiId);
+    expect(await w.login(nhiId, newPassword)).toBe('28000');
+    expect(await w.roleState(nhiId)).toMatchObject({ rolcanlogin: false });
+
+    // The incident and the audit say so too.
+    const { rows: inc } = await w.db.pool.query('SELECT status, details FROM incidents WHERE id = $1', [s.incidentId]);
+    expect(inc[0].status).toBe('closed');
+    expect(inc[0].details.verification.limitedBy).toMatchObject({ restriction: 'login_disabled', owners: [THROTTLE] });
+    const verify = (await auditOf(handle.workflowId, s.incidentId!)).find((a) => a.action === 'leak.verify');
+    expect(verify).toMatchObject({ outcome: 'verified_up_to_restriction', readback: { newProbe: { access: 'inconclusive', code: '28000', credentialAccepted: true } } });
+
+    // Released, the new credential logs in.
+    await intent(nhiId, THROTTLE, { release: true });
+    expect((await w.roleState(nhiId)).rolcanlogin).toBe(true);
+    expect(await w.login(nhiId, newPassword)).toBe('ok');
+    expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+  } finally {
+    await attacker.close();
+    await intent(nhiId, THROTTLE, { release: true });
+  }
+});
+
+describe('with steps held or broken on purpose', () => {
+  // One worker for these tests on its own queue; each test hooks steps for its own NHI only.
+  const queue = () => `${w.taskQueue}-inject`;
+  const hooks: {
+    afterSetCredential: Map<string, () => Promise<void>>;
+    beforeVerify: Map<string, () => Promise<void>>;
+  } = { afterSetCredential: new Map(), beforeVerify: new Map() };
+  let worker: Worker;
+  let running: Promise<void>;
+
+  beforeAll(async () => {
+    const real = createActivities(w.deps);
+    // The target as the activities see it: setCredential does its work, then the hook runs.
+    const target = new Proxy(w.connector as Connector, {
+      get(t, key) {
+        if (key === 'setCredential') {
+          return async (identity: string, value: string) => {
+            await t.setCredential(identity, value);
+            const nhiId = [...hooks.afterSetCredential.keys()].find((id) => w.role(id) === identity);
+            if (nhiId) await hooks.afterSetCredential.get(nhiId)!();
+          };
+        }
+        const v = Reflect.get(t, key, t);
+        return typeof v === 'function' ? v.bind(t) : v;
+      },
+    });
+    const hooked = createLeakActivities({ ...w.deps, connectors: { get: () => target } });
+    worker = await w.createWorker(
+      {
+        applyLeakCredential: hooked.applyLeakCredential,
+        verifyLeakContainment: async (a: { nhiId: string }) => {
+          await hooks.beforeVerify.get(a.nhiId)?.();
+          return real.verifyLeakContainment(a as Parameters<typeof real.verifyLeakContainment>[0]);
+        },
+      },
+      { taskQueue: queue() },
+    );
+    running = worker.run();
+  }, 60_000);
+
+  afterAll(async () => {
+    worker?.shutdown();
+    await running;
+  });
+
+  test('cancelled right after the new password was set at the target (limit taken, probe refused 53300): the credential is activated, not discarded; the stored one logs in', async () => {
+    const nhiId = 'svc_cancel_set';
+    await w.addNhi({ id: nhiId, criticality: 'high' });
+    const oldPassword = await w.issueCredential(nhiId);
+    const oldRef = (await w.secrets.active(nhiId))!.ref;
+    await intent(nhiId, THROTTLE, { commit: { kind: 'restrict', restriction: 'throttle', level: 1, connectionLimit: 2 } });
+    const attacker = await attackerSessions(nhiId, oldPassword);
+    let set!: () => void;
+    const wasSet = new Promise<void>((r) => (set = r));
+    // After the target took the new password, the step hangs until the workflow cancels it: the ledger never hears of it.
+    hooks.afterSetCredential.set(nhiId, async () => {
+      set();
+      await Promise.race([Context.current().cancelled, new Promise((_, reject) => setTimeout(() => reject(new Error('not cancelled in time')), 10_000))]);
+    });
+    try {
+      // A short workflow task timeout: the cancel reaches a workflow task that waits on a held step sooner.
+      const handle = await contain(nhiId, alert({ severity: 'critical' }), { taskQueue: queue(), workflowTaskTimeout: '2s' });
+      await wasSet;
+      // The target holds the new password already: the old one is wrong there.
+      expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+      expect((await rotationsOf(nhiId)).map((r) => r.status)).toEqual(['staged']);
+      await handle.cancel();
+      await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
+
+      // The compensation probed the staged value: refused for the connection limit (the attacker's
+      // two sessions), which is inconclusive — the target may hold it, so it became the active one.
+      expect((await rotationsOf(nhiId)).map((r) => r.status)).toEqual(['activated']);
+      const versions = await w.secrets.list(nhiId);
+      expect(versions.find((v) => v.ref === oldRef)?.status).toBe('retired');
+      expect(versions.at(-1)?.status).toBe('active');
+      const { rows } = await w.db.pool.query(`SELECT outcome, readback FROM audit_events WHERE workflow_id = $1 AND action = 'credential.rotate_compensate'`, [handle.workflowId]);
+      expect(rows).toEqual([{ outcome: 'activated_instead', readback: { stagedCredential: { access: 'inconclusive', code: '53300', credentialAccepted: true } } }]);
+      const s = await handle.query(statusQuery);
+      expect(s.state).toBe('escalated');
+      expect(s.failure).toMatch(/cancelled/);
+
+      // The stored active credential is the one the target holds: once a slot is free it logs in.
+      const stored = await w.activePassword(nhiId);
+      expect(stored).not.toBe(oldPassword);
+      expect(await w.login(nhiId, stored)).toBe('53300');
+      await attacker.close();
+      await waitFor('attacker sessions gone', async () => !(await Promise.all(attacker.pids.map(alive))).some(Boolean));
+      expect(await w.login(nhiId, stored)).toBe('ok');
+      expect(await w.login(nhiId, oldPassword)).toBe('28P01');
+      // The quarantine ended with the workflow.
+      expect(await intentsOf(w.db.pool, handle.workflowId)).toEqual([]);
+    } finally {
+      hooks.afterSetCredential.delete(nhiId);
+      await attacker.close();
+      await intent(nhiId, THROTTLE, { release: true });
+    }
+  });
+
+  test('quarantine: a grant intent committed during the containment is withheld at the target, and present again once it ends', async () => {
+    const nhiId = 'svc_quarantine';
+    await w.addNhi({ id: nhiId, criticality: 'medium' });
+    await w.issueCredential(nhiId);
+    let reached!: () => void;
+    const atVerify = new Promise<void>((r) => (reached = r));
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    hooks.beforeVerify.set(nhiId, async () => {
+      reached();
+      await gate;
+    });
+    const jit = `jit-${nhiId}-test`;
+    try {
+      const handle = await contain(nhiId, alert(), { taskQueue: queue() });
+      await atVerify;
+      // (The ledger, not the status query: a query waits while the workflow task holds a running step.)
+      expect(await intentsOf(w.db.pool, handle.workflowId)).toEqual([{ nhiId, kind: 'restrict', subject: 'quarantine' }]);
+
+      // An elevation asks for access while the containment runs: its intent is kept, its access withheld.
+      const during = await intent(nhiId, jit, { commit: { kind: 'grant', entitlement: 'estate_readonly' } });
+      expect(during.desired.withheld).toEqual([{ entitlement: 'estate_readonly', by: [handle.workflowId] }]);
+      expect(during.observed.entitlements).toEqual([]);
+      expect(await w.memberships(nhiId)).toEqual([]);
+
+      open();
+      const s: LeakStatus = await handle.result();
+      expect(s.state).toBe('contained');
+      expect(s.quarantine).toMatchObject({ state: 'released', withheld: [], entitlements: ['estate_readonly'] });
+      expect(s.timeline.map((t) => t.event)).toEqual(expect.arrayContaining(['quarantined', 'quarantine released']));
+      // Released: the elevation's access is there again at the target.
+      expect(await w.memberships(nhiId)).toEqual([w.ent('estate_readonly')]);
+      expect(await intentsOf(w.db.pool, handle.workflowId)).toEqual([]);
+    } finally {
+      open();
+      hooks.beforeVerify.delete(nhiId);
+      await intent(nhiId, jit, { release: true });
+    }
+    expect(await w.memberships(nhiId)).toEqual([]);
+  });
+});

@@ -119,7 +119,7 @@ test('full run: disable and prove, grace, finalise, watch with a re-grant by han
   expect(grace.otherScenarios?.throttles).toMatchObject({ supported: true, ended: [] });
   expect(grace.attestation?.outcome).toBe('no_standing_access');
   expect(grace.attestation?.checks.map((c) => c.check)).toEqual(['no_entitlements', 'login_disabled', 'credential_refused:v1', 'no_live_sessions']);
-  expect(grace.attestation?.checks.find((c) => c.check === 'credential_refused:v1')?.evidence).toMatchObject({ probed: true, access: 'denied', code: '28000' });
+  expect(grace.attestation?.checks.find((c) => c.check === 'credential_refused:v1')?.evidence).toMatchObject({ probed: true, access: 'inconclusive', code: '28000' });
   expect(grace.attestation?.dependents).toEqual([expect.objectContaining({ id: 'acme-invoice-sync', impact: expect.stringMatching(/cannot connect.*loses estate_readonly/) })]);
   const { rows: inv } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', ['partner_acme']);
   expect(inv[0].status).toBe('offboarding');
