@@ -26,7 +26,7 @@ module.exports = {
   globalTeardown: '<rootDir>/tests/global-teardown.mjs',
   testTimeout: 60_000,
   projects: [
-    { ...base, displayName: external ? 'pg-embedded' : undefined },
+    { ...base, ...(external ? { displayName: 'pg-embedded' } : {}) },
     ...(external
       ? [{ ...base, displayName: 'pg-external', testPathIgnorePatterns: ['/node_modules/', ...NO_DATABASE], setupFiles: ['<rootDir>/tests/helpers/use-external-pg.js'] }]
       : []),
