@@ -112,6 +112,12 @@ export function createAnomalyActivities(deps: ActivityDeps) {
       return { allowed: d.allowed, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
     },
 
+    /** May a supersede end this throttle (and so release it)? Only while the NHI is being offboarded. */
+    async checkSupersede(a: { nhiId: string }): Promise<{ allowed: boolean; status: string }> {
+      const nhi = await loadNhi(deps.pool, a.nhiId);
+      return { allowed: nhi.status === 'offboarding' || nhi.status === 'offboarded', status: nhi.status };
+    },
+
     /** The investigation incident (kind `anomaly`), keyed by an id the workflow chose: a retry adds nothing. */
     async openAnomalyIncident(a: { incidentId: string; nhiId: string; run: string; evidence: AnomalyEvidence[]; decision: ThrottlePolicyEvidence; timeline: TimelineEntry[] }) {
       const severity = a.decision.needsConfirmation ? 'high' : 'medium';

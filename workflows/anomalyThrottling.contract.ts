@@ -191,8 +191,10 @@ export const confirmUpdate = defineUpdate<AnomalyStatus, [ConfirmInput]>('confir
 export const approveThrottleUpdate = defineUpdate<AnomalyStatus, [ApproveThrottleInput]>('approveThrottle');
 /**
  * Another scenario takes over (offboarding): end now, releasing this throttle's intent (the
- * offboarding's own restriction keeps access off; no inventory change). The offboarding's
- * stop-other-scenarios hook sends this.
+ * offboarding's own restriction keeps access off; no inventory change). Honoured only while the
+ * inventory says the NHI is `offboarding` or `offboarded` (the sender's word is not enough: it
+ * releases a restriction); otherwise refused on the timeline. The offboarding's
+ * stop-other-scenarios hook sends this, after marking the NHI.
  */
 export const supersedeSignal = defineSignal<[SupersedeInput?]>('supersede');
 export const statusQuery = defineQuery<AnomalyStatus>('status');

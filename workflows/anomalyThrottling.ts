@@ -189,9 +189,20 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   // --- message handlers -------------------------------------------------------------------
   setHandler(statusQuery, () => s);
   setHandler(anomalySignal, addEvidence);
-  setHandler(supersedeSignal, (x) => {
+  // A supersede releases the throttle, so it is not taken on the sender's word: only while the
+  // inventory (server-side) says the NHI is being offboarded — the offboarding marks it first.
+  setHandler(supersedeSignal, async (x) => {
     if (isFinal() || superseded) return;
-    superseded = { by: x?.by ?? 'another scenario', reason: x?.reason ?? 'superseded' };
+    const by = x?.by ?? 'another scenario';
+    const reason = x?.reason ?? 'superseded';
+    const check = await acts.checkSupersede({ nhiId: s.nhiId });
+    if (isFinal() || superseded) return;
+    if (!check.allowed) {
+      event('supersede refused', `${by}: ${reason} — ${s.nhiId} is ${check.status}, not being offboarded`);
+      publish();
+      return;
+    }
+    superseded = { by, reason };
     event('superseded', `${superseded.by}: ${superseded.reason}`);
   });
 

@@ -9,6 +9,7 @@ import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities';
 import { activeIntents, commitIntent, intentsOf, releaseIntents } from '../../enforcement/intents';
 import { reconcile } from '../../enforcement/reconciler';
+import { updateStatus } from '../../lib/inventory';
 import {
   ANOMALY_WORKFLOW_TYPE,
   anomalySignal,
@@ -125,7 +126,7 @@ async function ended(nhiId: string): Promise<{ error: unknown; status: AnomalySt
   return { error, status: await h.query(statusQuery) };
 }
 
-test('automatic throttle verified at the target; repeated detections join; silence → level 2 (login refused, one intent replaced); a takeover releases it exactly', async () => {
+test('automatic throttle verified at the target; repeated detections join; silence → level 2 (login refused, one intent replaced); a forged supersede is refused; an offboarding\'s takeover releases it exactly', async () => {
   const nhiId = 'ci_deployer';
   // Give it write access (standing: before any intent), so level 1 has something to withhold.
   await w.connector.grant(w.role(nhiId), 'estate_writer');
@@ -189,16 +190,27 @@ test('automatic throttle verified at the target; repeated detections join; silen
   expect(await throttleIntents(nhiId)).toEqual([{ owner: handle.workflowId, restriction: 'throttle', level: 2, connectionLimit: 2 }]);
   await waitFor('anomaly.level_2 notice', async () => w.notifier.sent.some((n) => n.workflowId === handle.workflowId && n.kind === 'anomaly.level_2'));
 
-  // Another scenario takes over: the throttle's intent is released (the non-cancellable
-  // compensation registered before level 1) and the target is exactly as before. (Escalation to
-  // containment under the throttle runs on the dev server: tests/api/anomalies.test.ts.)
+  // A supersede is not taken on the sender's word: the NHI is not being offboarded, so it is refused
+  // and the throttle stays.
+  await handle.signal(supersedeSignal, { by: 'offboarding', reason: 'forged takeover' });
+  await waitFor('supersede refused', async () => (await handle.query(statusQuery)).timeline.some((e) => e.event === 'supersede refused'));
+  expect(await handle.query(statusQuery)).toMatchObject({ state: 'throttled_l2', level: 2 });
+  expect(await roleState(nhiId)).toMatchObject({ rolcanlogin: false, rolconnlimit: 2 });
+
+  // An offboarding takes over (it marks the inventory first, then signals): the throttle's intent is
+  // released (the non-cancellable compensation registered before level 1) and, with no other
+  // intent holding it back, the target is exactly as before. (Escalation to containment under the
+  // throttle runs on the dev server: tests/api/anomalies.test.ts.)
+  await updateStatus(w.db.pool, nhiId, 'offboarding');
   await handle.signal(supersedeSignal, { by: 'offboarding', reason: 'test takeover' });
   const s = await handle.result();
   expect(s).toMatchObject({ state: 'superseded', level: 0, restored: { exact: true, restrictedBy: [], withheld: [] } });
   expect(await roleState(nhiId)).toEqual(before);
   expect(await w.login(nhiId, oldPassword)).toBe('ok');
   expect(await intentsOf(w.db.pool, handle.workflowId)).toEqual([]);
-  expect(await w.inventoryStatus(nhiId)).toBe('active');
+  // The inventory is the offboarding's now.
+  expect(await w.inventoryStatus(nhiId)).toBe('offboarding');
+  await updateStatus(w.db.pool, nhiId, 'active');
   const { rows: closed } = await w.db.pool.query('SELECT status, details FROM incidents WHERE id = $1', [s.incidentId]);
   expect(closed[0]).toMatchObject({ status: 'closed', details: expect.objectContaining({ outcome: 'superseded' }) });
 
@@ -258,7 +270,8 @@ test('a critical NHI is not throttled without a person: it waits, reminds, chang
   expect(await roleState(nhiId)).toEqual(before);
   expect(await w.inventoryStatus(nhiId)).toBe('active');
 
-  // Offboarding's hook: end now; nothing was throttled, so nothing is released or changed.
+  // Offboarding's hook (the NHI marked first): end now; nothing was throttled, so nothing is released or changed.
+  await updateStatus(w.db.pool, nhiId, 'offboarding');
   await handle.signal(supersedeSignal, { by: 'offboarding', reason: 'offboard-svc_payments took over' });
   const end = await handle.result();
   expect(end.state).toBe('superseded');
@@ -267,6 +280,7 @@ test('a critical NHI is not throttled without a person: it waits, reminds, chang
   expect(await intentsOf(w.db.pool, handle.workflowId)).toEqual([]);
   const { rows } = await w.db.pool.query('SELECT status, details FROM incidents WHERE id = $1', [end.incidentId]);
   expect(rows[0]).toMatchObject({ status: 'closed', details: expect.objectContaining({ outcome: 'superseded' }) });
+  await updateStatus(w.db.pool, nhiId, 'active');
 });
 
 test('superseded by an offboarding: the throttle is released, the offboarding keeps access off, and its abort brings back no throttle (issue 9 case 3)', async () => {
@@ -276,8 +290,10 @@ test('superseded by an offboarding: the throttle is released, the offboarding ke
   await untilState(nhiId, 'throttled_l1');
   expect((await roleState(nhiId)).rolconnlimit).toBe(2);
 
-  // The offboarding (here its intent, as the ported offboarding commits it) takes over, then signals.
+  // The offboarding (here its steps, as the ported offboarding takes them) marks the NHI, commits its
+  // intent, then signals.
   const offboarding = 'offboard-test-agent_reports';
+  await updateStatus(w.db.pool, nhiId, 'offboarding');
   await reconcile(reconcileDeps(), nhiId, ctx(offboarding), (c) => commitIntent(c, nhiId, offboarding, { kind: 'restrict', restriction: 'offboarded' }));
   expect(await roleState(nhiId)).toMatchObject({ rolcanlogin: false, rolconnlimit: 2, memberships: [] });
   await handle.signal(supersedeSignal, { by: 'offboarding', reason: `${offboarding} took over` });
@@ -291,6 +307,7 @@ test('superseded by an offboarding: the throttle is released, the offboarding ke
 
   // The offboarding is aborted: what comes back is the NHI's access — no throttle owned by nobody.
   await reconcile(reconcileDeps(), nhiId, ctx(offboarding), (c) => releaseIntents(c, nhiId, offboarding).then(() => undefined));
+  await updateStatus(w.db.pool, nhiId, 'active');
   expect(await roleState(nhiId)).toEqual(before);
 });
 
