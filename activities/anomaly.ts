@@ -1,10 +1,13 @@
-// Anomaly throttling activities: the policy decision, snapshot, throttle levels and exact restore
-// (each read back from the target and audited), the investigation incident, and the usage
-// collector that turns the estate's live sessions into usage buckets and runs the detector.
+// Anomaly throttling activities: the policy decision, the throttle levels and their release (each an
+// intent of this workflow, applied by the reconciler, verified from the read-back and audited), the
+// investigation incident, and the usage collector that turns the estate's live sessions into usage
+// buckets and runs the detector.
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { ConnectorErrorCode, PermanentConnectorError, type AccessSnapshot, type AccessState, type Connector } from '../connectors/types';
+import { ConnectorErrorCode, PermanentConnectorError, type Connector } from '../connectors/types';
+import { commitIntent, releaseIntents } from '../enforcement/intents';
+import { reconcile, ReconcileError, type VerifiedAccess } from '../enforcement/reconciler';
 import { minuteOf, resolveDetectorSettings } from '../lib/anomaly-detector';
 import { appendAudit, type AuditEventInput } from '../lib/audit';
 import { updateIncident, type IncidentStatus } from '../lib/incidents';
@@ -26,7 +29,6 @@ import { ErrorType } from '../workflows/errors';
 import { statusQuery as leakStatusQuery } from '../workflows/leakContainment.contract';
 import { currentWorkflowId, loadNhi, type NhiRecord } from './common';
 import type { ActivityDeps } from './deps';
-import { STANDING_HOLDER } from './jit';
 
 const now = () => new Date().toISOString();
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -50,6 +52,18 @@ async function atTarget<T>(what: string, op: () => Promise<T>): Promise<T> {
   }
 }
 
+/** The reconciler's failures as activity failures: permanent ones stop at once, the rest are retried. */
+async function reconciled(what: string, op: () => Promise<VerifiedAccess>): Promise<VerifiedAccess> {
+  try {
+    return await op();
+  } catch (err) {
+    if (!(err instanceof ReconcileError)) throw enforcementFailed(`${what} failed`, err);
+    if (!err.permanent) throw enforcementFailed(`${what} failed`, err);
+    const type = err.code === 'nhi_not_found' ? ErrorType.NhiNotFound : ErrorType.PermanentConnector;
+    throw ApplicationFailure.create({ message: `${what}: ${err.message}`, type, nonRetryable: true, details: [{ code: err.code }] });
+  }
+}
+
 const nhiFacts = (nhi: NhiRecord) => ({ id: nhi.id, kind: nhi.kind, owner: nhi.owner, criticality: nhi.criticality, tags: nhi.tags, status: nhi.status });
 
 export function createAnomalyActivities(deps: ActivityDeps) {
@@ -65,21 +79,6 @@ export function createAnomalyActivities(deps: ActivityDeps) {
   async function principalRoles(id: string): Promise<string[]> {
     const { rows } = await deps.pool.query<{ roles: string[] }>('SELECT roles FROM principals WHERE id = $1', [id]);
     return rows[0]?.roles ?? [];
-  }
-
-  /**
-   * Snapshot memberships an elevation held and has released since the snapshot: restoring them would
-   * hand back access whose window has ended, so they are left out (and reported).
-   */
-  async function endedElevationGrants(nhiId: string, snapshot: AccessSnapshot): Promise<string[]> {
-    if (!snapshot.entitlements.length) return [];
-    const { rows } = await deps.pool.query<{ entitlement: string }>(
-      `SELECT entitlement FROM grants WHERE nhi_id = $1 AND entitlement = ANY($2::text[])
-        GROUP BY entitlement
-       HAVING bool_and(released_at IS NOT NULL) AND bool_and(holder <> $3) AND max(released_at) > $4`,
-      [nhiId, snapshot.entitlements, STANDING_HOLDER, snapshot.takenAt],
-    );
-    return rows.map((r) => r.entitlement).sort();
   }
 
   return {
@@ -111,6 +110,12 @@ export function createAnomalyActivities(deps: ActivityDeps) {
       const nhi = await loadNhi(deps.pool, a.nhiId);
       const d = canConfirmThrottle(deps.policy, { principal: { id: a.principal, roles: await principalRoles(a.principal) }, nhi: nhiFacts(nhi) });
       return { allowed: d.allowed, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
+    },
+
+    /** May a supersede end this throttle (and so release it)? Only while the NHI is being offboarded. */
+    async checkSupersede(a: { nhiId: string }): Promise<{ allowed: boolean; status: string }> {
+      const nhi = await loadNhi(deps.pool, a.nhiId);
+      return { allowed: nhi.status === 'offboarding' || nhi.status === 'offboarded', status: nhi.status };
     },
 
     /** The investigation incident (kind `anomaly`), keyed by an id the workflow chose: a retry adds nothing. */
@@ -148,103 +153,109 @@ export function createAnomalyActivities(deps: ActivityDeps) {
       await audit(a.nhiId, { stepId: `${a.run}:incident-${a.step}`, action: `anomaly.incident_${a.step}`, outcome: a.outcome, details: { incidentId: a.incidentId, status: a.status } });
     },
 
-    /** What clear restores: memberships, login, connection limit — taken before any change. */
-    async snapshotForThrottle(a: { nhiId: string; run: string }): Promise<AccessSnapshot> {
-      const { nhi, connector, identity } = await target(a.nhiId);
-      const snapshot = await atTarget(`snapshot of ${identity}`, () => connector.snapshot(identity));
-      await audit(nhi.id, { stepId: `${a.run}:snapshot`, action: 'access.snapshot', outcome: 'taken', target: { connector: nhi.connector, identity }, readback: snapshot });
-      return snapshot;
-    },
-
     /**
-     * Level 1: CONNECTION LIMIT and write-capable memberships removed. Level 2: also NOLOGIN and live
-     * sessions ended. Verified by reading back and by re-applying the level (which must change
-     * nothing). Inventory status becomes `throttled`.
+     * Level 1 or 2 as an intent: a `throttle` restriction owned by this workflow (committing level 2
+     * replaces level 1), then the reconciler, then verified from the read-back — the connection
+     * limit at or below the level's, no write-capable entitlement left, each withheld one's
+     * read-only form kept (read access stays); level 2 also: login refused and no session left.
+     * Inventory status becomes `throttled`.
      */
-    async applyThrottle(a: { nhiId: string; run: string; level: 1 | 2; connectionLimit: number; snapshot: AccessSnapshot; actor: string }): Promise<ThrottleReadback> {
+    async applyThrottle(a: { nhiId: string; run: string; level: 1 | 2; connectionLimit: number; actor: string }): Promise<ThrottleReadback> {
       const { nhi, connector, identity } = await target(a.nhiId);
       if (nhi.status === 'offboarding' || nhi.status === 'offboarded') {
         throw ApplicationFailure.nonRetryable(`${nhi.id} is ${nhi.status}: the offboarding owns its access now`, ErrorType.NhiNotActive);
       }
-      const level = { connectionLimit: a.connectionLimit, removeWriteEntitlements: true, disableLogin: a.level === 2 };
-      await atTarget(`throttling ${identity} (level ${a.level})`, () => connector.throttle(identity, level));
+      const owner = currentWorkflowId();
+      const intent = { kind: 'restrict', restriction: 'throttle', level: a.level, connectionLimit: a.connectionLimit } as const;
+      const v = await reconciled(`throttling ${identity} (level ${a.level})`, () =>
+        reconcile(deps, nhi.id, { workflowId: owner, stepId: `${a.run}:throttle:l${a.level}`, scenario: ANOMALY_SCENARIO, actor: a.actor, reason: `anomaly throttle level ${a.level}` }, (c) =>
+          commitIntent(c, nhi.id, owner, intent),
+        ),
+      );
       let sessionsTerminated: number | undefined;
-      if (a.level === 2) sessionsTerminated = (await atTarget(`ending the sessions of ${identity}`, () => connector.invalidateSessions(identity))).terminated;
-      const after = await atTarget(`reading back ${identity}`, () => connector.readAccess(identity));
-      // Closed loop: the level is a fixpoint — applying it again finds nothing left to change.
-      const again = await atTarget(`re-applying level ${a.level} to ${identity}`, () => connector.throttle(identity, level));
-      const left = a.level === 2 ? await atTarget(`listing the sessions of ${identity}`, () => connector.listSessions(identity)) : [];
-      const fixpoint = again.canLogin === after.canLogin && again.connectionLimit === after.connectionLimit && sameSet(again.entitlements, after.entitlements);
-      const verified = after.exists && fixpoint && after.connectionLimit === a.connectionLimit && (a.level === 1 || (!after.canLogin && left.length === 0));
-      if (!verified) {
-        throw enforcementFailed(`${identity} is not at throttle level ${a.level}: ${JSON.stringify({ after, again: { canLogin: again.canLogin, connectionLimit: again.connectionLimit, entitlements: again.entitlements }, sessions: left.length })}`);
+      let sessionsLeft = 0;
+      if (a.level === 2 && v.observed.exists) {
+        // Sessions are actions, not state: ended through the connector once login is refused.
+        sessionsTerminated = (await atTarget(`ending the sessions of ${identity}`, () => connector.invalidateSessions(identity))).terminated;
+        sessionsLeft = (await atTarget(`listing the sessions of ${identity}`, () => connector.listSessions(identity))).length;
       }
+      const catalogue = connector.entitlementCatalogue();
+      const observed = v.observed;
+      const removed = v.desired.withheld.filter((w) => w.by.includes(owner)).map((w) => w.entitlement);
+      const readOnly = [...new Set(removed.map((e) => catalogue.readOnlyForm[e]).filter((e): e is string => e !== undefined && !catalogue.writeCapable.includes(e)))].sort();
+      const problems = [
+        !observed.exists && 'the identity is gone',
+        !v.desired.restrictedBy.includes(owner) && 'its throttle is not among the restrictions in force',
+        !(observed.connectionLimit >= 0 && observed.connectionLimit <= a.connectionLimit) && `connection limit ${observed.connectionLimit}, not at most ${a.connectionLimit}`,
+        ...observed.entitlements.filter((e) => catalogue.writeCapable.includes(e)).map((e) => `write-capable ${e} still held`),
+        ...readOnly.filter((e) => !observed.entitlements.includes(e)).map((e) => `read-only ${e} missing`),
+        a.level === 2 && observed.canLogin && 'login still allowed',
+        a.level === 2 && sessionsLeft > 0 && `${sessionsLeft} session(s) still open`,
+      ].filter((x): x is string => typeof x === 'string');
+      if (problems.length) throw enforcementFailed(`${identity} is not at throttle level ${a.level}: ${problems.join('; ')} (read back ${JSON.stringify(observed)})`);
       await updateStatus(deps.pool, nhi.id, 'throttled', { from: ['active', 'throttled'] });
       const readback: ThrottleReadback = {
         level: a.level,
         at: now(),
-        connectionLimit: after.connectionLimit,
-        canLogin: after.canLogin,
-        entitlements: after.entitlements,
-        removed: a.snapshot.entitlements.filter((e) => !after.entitlements.includes(e)),
+        connectionLimit: observed.connectionLimit,
+        canLogin: observed.canLogin,
+        entitlements: observed.entitlements,
+        removed,
+        keptReadOnly: readOnly,
         ...(sessionsTerminated !== undefined ? { sessionsTerminated } : {}),
-        verified,
+        verified: true,
       };
       await audit(nhi.id, {
         stepId: `${a.run}:throttle:l${a.level}`,
         actor: a.actor,
         action: 'access.throttle',
         outcome: `level_${a.level}`,
-        target: { connector: nhi.connector, identity, ...level },
+        target: { connector: nhi.connector, identity, intent },
+        decision: { withheld: v.desired.withheld, restrictedBy: v.desired.restrictedBy },
         readback,
       });
       return readback;
     },
 
     /**
-     * Put access back exactly as the snapshot says (less memberships whose elevation has ended
-     * meanwhile), read it back, and set the inventory status back to `active`. Retried until the
-     * target agrees: a restore is never abandoned.
+     * End the throttle: release every intent this workflow holds on the NHI, reconcile, and verify
+     * from the read-back that none of its restrictions is in force and that the target holds what
+     * the other intents want (a live elevation stays; another scenario's restriction stays).
+     * Inventory status back to `active`. Retried until the target agrees: never abandoned.
      */
-    async restoreThrottle(a: { nhiId: string; run: string; snapshot: AccessSnapshot; actor: string; reason: string; step?: string }): Promise<RestoreReadback> {
-      const { nhi, connector, identity } = await target(a.nhiId);
-      const excluded = await endedElevationGrants(nhi.id, a.snapshot);
-      const wanted: AccessSnapshot = { ...a.snapshot, entitlements: a.snapshot.entitlements.filter((e) => !excluded.includes(e)) };
-      let after: AccessState;
-      try {
-        after = await connector.restore(wanted);
-      } catch (err) {
-        throw enforcementFailed(`restoring ${identity} to its snapshot of ${a.snapshot.takenAt}`, err);
-      }
-      after = await atTarget(`reading back ${identity}`, () => connector.readAccess(identity));
-      const exact = after.exists && after.canLogin === wanted.canLogin && after.connectionLimit === wanted.connectionLimit && sameSet(after.entitlements, wanted.entitlements);
-      if (!exact) throw enforcementFailed(`${identity} is not at its snapshot after restore (now ${JSON.stringify(after)})`);
+    async restoreThrottle(a: { nhiId: string; run: string; actor: string; reason: string; step?: string }): Promise<RestoreReadback> {
+      const { nhi, identity } = await target(a.nhiId);
+      const owner = currentWorkflowId();
+      const step = a.step ?? 'restore';
+      const v = await reconciled(`releasing the throttle of ${identity}`, () =>
+        reconcile(deps, nhi.id, { workflowId: owner, stepId: `${a.run}:${step}`, scenario: ANOMALY_SCENARIO, actor: a.actor, reason: a.reason }, (c) =>
+          releaseIntents(c, nhi.id, owner).then(() => undefined),
+        ),
+      );
+      const { desired, observed } = v;
+      if (desired.restrictedBy.includes(owner)) throw enforcementFailed(`the throttle of ${identity} is still in force after its release`);
+      const exact =
+        observed.exists && observed.canLogin === desired.canLogin && observed.connectionLimit === desired.connectionLimit && sameSet(observed.entitlements, desired.entitlements);
+      if (observed.exists && !exact) throw enforcementFailed(`${identity} is not at what its other intents want (now ${JSON.stringify(observed)})`);
       await updateStatus(deps.pool, nhi.id, 'active', { from: 'throttled' });
-      const readback: RestoreReadback = { at: now(), after, excluded, exact };
+      const readback: RestoreReadback = {
+        at: now(),
+        after: observed,
+        restrictedBy: desired.restrictedBy,
+        withheld: desired.withheld,
+        exact,
+      };
       await audit(nhi.id, {
-        stepId: `${a.run}:${a.step ?? 'restore'}`,
+        stepId: `${a.run}:${step}`,
         actor: a.actor,
         action: 'access.restore',
-        outcome: 'restored',
-        target: { connector: nhi.connector, identity, snapshotTakenAt: a.snapshot.takenAt },
+        outcome: observed.exists ? 'restored' : 'identity_gone',
+        target: { connector: nhi.connector, identity },
+        decision: { desired: { entitlements: desired.entitlements, canLogin: desired.canLogin, connectionLimit: desired.connectionLimit }, restrictedBy: desired.restrictedBy },
         readback,
-        details: { reason: a.reason, snapshot: a.snapshot },
+        details: { reason: a.reason },
       });
       return readback;
-    },
-
-    /**
-     * Before containment at level 2: the containment proves the new credential by logging in, so
-     * login is allowed again (connection limit and write removal stay). The old credential is
-     * rotated moments later.
-     */
-    async allowLoginForContainment(a: { nhiId: string; run: string }) {
-      const { nhi, connector, identity } = await target(a.nhiId);
-      const { changed } = await atTarget(`enabling login of ${identity}`, () => connector.setLogin(identity, true));
-      const after = await atTarget(`reading back ${identity}`, () => connector.readAccess(identity));
-      if (!after.canLogin) throw enforcementFailed(`${identity} still refuses login`);
-      await audit(nhi.id, { stepId: `${a.run}:login-for-containment`, action: 'login.enable', outcome: 'enabled_for_containment', target: { connector: nhi.connector, identity, changed }, readback: after });
-      return { changed, after };
     },
 
     /** A containment this throttle joined (not its child): is it still running, and in which state? */

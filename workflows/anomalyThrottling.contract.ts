@@ -1,7 +1,7 @@
 // The anomaly throttling contract: what the API, the collector, the CLI and tests import (never the
 // workflow body).
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { AccessSnapshot, AccessState } from '../connectors/types';
+import type { AccessState } from '../connectors/types';
 import type { DetectorSettings } from '../lib/anomaly-detector';
 
 export const ANOMALY_WORKFLOW_TYPE = 'anomalyThrottling';
@@ -91,19 +91,24 @@ export interface ThrottleReadback {
   connectionLimit: number;
   canLogin: boolean;
   entitlements: string[];
-  /** Memberships the level removed (compared with the snapshot). */
+  /** Entitlements this throttle withholds (write-capable ones the other intents want). */
   removed: string[];
+  /** The read-only forms that stand in for them: read access stays. */
+  keptReadOnly: string[];
   sessionsTerminated?: number;
-  /** Re-applying the level changed nothing at the target, and the limit/login are as asked. */
+  /** The read-back shows the level: limit at or below it, no write access, read-only forms kept; level 2 also no login, no session. */
   verified: boolean;
 }
 
+/** What the target said after this throttle's intents were released. */
 export interface RestoreReadback {
   at: string;
   after: AccessState;
-  /** Snapshot memberships not put back because the JIT elevation that held them has ended meanwhile. */
-  excluded: string[];
-  /** The target equals the snapshot (minus `excluded`). */
+  /** Other owners' restrictions still in force (e.g. an offboarding's); none of this throttle's. */
+  restrictedBy: string[];
+  /** Entitlements the other intents want that those restrictions still withhold. */
+  withheld: { entitlement: string; by: string[] }[];
+  /** The target holds exactly what the remaining intents want (baseline, live grants, other restrictions). */
   exact: boolean;
 }
 
@@ -138,8 +143,6 @@ export interface AnomalyStatus {
   firstDetectedAt?: string;
   lastEvidenceAt?: string;
   incidentId?: string;
-  /** What clear restores (memberships, login, connection limit: no secrets). */
-  snapshot?: AccessSnapshot;
   levels: ThrottleReadback[];
   /** When the current level steps up (or escalates) without an answer. */
   stepUpAt?: string;
@@ -155,7 +158,11 @@ export interface AnomalyStatus {
   timeline: TimelineEntry[];
 }
 
-/** `by` is the authenticated principal; policy (Throttle as that principal) decides whether it may. */
+/**
+ * `by` names the principal; its roles are looked up server-side (the `principals` table) and policy
+ * (Throttle as that principal) decides whether it may. Nothing else in the payload (a `roles`
+ * field, say) is read for authority.
+ */
 export interface ClearInput {
   by: string;
   reason: string;
@@ -176,15 +183,18 @@ export interface SupersedeInput {
 
 /** Signal-with-start delivers each detection; later ones for the same NHI join as evidence. */
 export const anomalySignal = defineSignal<[AnomalyEvidence]>('anomaly');
-/** False positive: restore the snapshot exactly and verify; answers once restored (state `cleared`). */
+/** False positive: release the throttle and verify; answers once access is back (state `cleared`). */
 export const clearUpdate = defineUpdate<AnomalyStatus, [ClearInput]>('clear');
 /** Malicious: leak containment runs as a child (rotation, sessions); answers once it has started. */
 export const confirmUpdate = defineUpdate<AnomalyStatus, [ConfirmInput]>('confirm');
 /** A person approves the throttle policy would not apply by itself; answers once level 1 is verified. */
 export const approveThrottleUpdate = defineUpdate<AnomalyStatus, [ApproveThrottleInput]>('approveThrottle');
 /**
- * Another scenario takes over (offboarding): end now, leaving access as it is — no restore, no
- * inventory change. The offboarding's stop-other-scenarios hook sends this.
+ * Another scenario takes over (offboarding): end now, releasing this throttle's intent (the
+ * offboarding's own restriction keeps access off; no inventory change). Honoured only while the
+ * inventory says the NHI is `offboarding` or `offboarded` (the sender's word is not enough: it
+ * releases a restriction); otherwise refused on the timeline. The offboarding's
+ * stop-other-scenarios hook sends this, after marking the NHI.
  */
 export const supersedeSignal = defineSignal<[SupersedeInput?]>('supersede');
 export const statusQuery = defineQuery<AnomalyStatus>('status');

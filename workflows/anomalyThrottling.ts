@@ -1,8 +1,11 @@
-// Anomaly throttling: detection(s) → policy (automatic, or a person confirms) → snapshot → level 1
-// (connection limit, write access removed; verified) → incident + owner notified → wait for:
-// clear (exact restore, verified), confirm (leak containment as a child, access kept reduced until it
-// ends, then restored), silence (level 2: login suspended; then containment), or a quiet period
-// (automatic restore where policy allows). Restores are never abandoned.
+// Anomaly throttling: detection(s) → policy (automatic, or a person confirms) → level 1 (a throttle
+// intent of this workflow: connection limit lowered, write access withheld, read access kept; applied
+// by the reconciler and verified from the read-back) → incident + owner notified → wait for: clear,
+// confirm (leak containment as a child, the throttle kept until it ends), silence (level 2: login
+// suspended; then containment), or a quiet period (automatic restore where policy allows). However
+// the case ends, its intents are released and reconciled (a compensation registered before the first
+// throttle step, run in a non-cancellable scope): what other intents want — a live elevation, an
+// offboarding — stays. Releases are never abandoned.
 import {
   ApplicationFailure,
   CancellationScope,
@@ -23,7 +26,6 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { createActivities } from '../activities';
-import type { AccessSnapshot } from '../connectors/types';
 import { fastCall, normalCall, notification, untilDone } from './activity-presets';
 import {
   ANOMALY_FINAL_STATES,
@@ -99,6 +101,8 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   /** Awaiting confirmation: when the next reminder goes out. */
   let reminderAtMs: number | undefined;
   let owner = '';
+  /** How the case ends, for the release that the saga runs (registered before the first throttle step). */
+  let ending = { reason: 'rollback of a failed throttle', actor: 'system', step: 'rollback' };
 
   const isFinal = () => ANOMALY_FINAL_STATES.includes(s.state);
   const event = (name: string, detail?: string) => s.timeline.push({ at: iso(Date.now()), event: name, detail });
@@ -137,7 +141,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     s.autoRestoreAt = d.autoRestoreAt !== undefined ? iso(d.autoRestoreAt) : undefined;
     s.stepUpAt = d.stepUpAt !== undefined ? iso(d.stepUpAt) : undefined;
     const latest = s.evidence.at(-1);
-    const levelText = s.level === 0 ? 'not throttled' : s.level === 1 ? `level 1: CONNECTION LIMIT ${settings.connectionLimit}, write access removed` : 'level 2: login suspended, sessions ended';
+    const levelText = s.level === 0 ? 'not throttled' : s.level === 1 ? `level 1: CONNECTION LIMIT ${settings.connectionLimit}, write access withheld, read access kept` : 'level 2: login suspended, sessions ended';
     const lines = [`**${s.state}** — ${s.nhiId} (${levelText})`];
     if (latest) lines.push(`evidence: ${s.evidenceCount}${s.duplicates ? ` (+${s.duplicates} repeats)` : ''}; latest ${rate(latest.observedRate)}/min vs ${rate(latest.baselineRate)}/min (${latest.source})`);
     if (s.decision) lines.push(`policy: ${s.decision.automatic ? 'automatic throttle' : 'a person must confirm'}${s.decision.autoRestoreAfterMinutes !== null ? `; auto-restore after ${s.decision.autoRestoreAfterMinutes} quiet minutes` : ''}`);
@@ -185,9 +189,20 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   // --- message handlers -------------------------------------------------------------------
   setHandler(statusQuery, () => s);
   setHandler(anomalySignal, addEvidence);
-  setHandler(supersedeSignal, (x) => {
+  // A supersede releases the throttle, so it is not taken on the sender's word: only while the
+  // inventory (server-side) says the NHI is being offboarded — the offboarding marks it first.
+  setHandler(supersedeSignal, async (x) => {
     if (isFinal() || superseded) return;
-    superseded = { by: x?.by ?? 'another scenario', reason: x?.reason ?? 'superseded' };
+    const by = x?.by ?? 'another scenario';
+    const reason = x?.reason ?? 'superseded';
+    const check = await acts.checkSupersede({ nhiId: s.nhiId });
+    if (isFinal() || superseded) return;
+    if (!check.allowed) {
+      event('supersede refused', `${by}: ${reason} — ${s.nhiId} is ${check.status}, not being offboarded`);
+      publish();
+      return;
+    }
+    superseded = { by, reason };
     event('superseded', `${superseded.by}: ${superseded.reason}`);
   });
 
@@ -197,7 +212,11 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     }
     if (clearRequest || confirmRequest) throw ApplicationFailure.create({ message: `${what}: already ${clearRequest ? 'cleared' : 'confirmed'}`, type: ErrorType.RequestClosed });
   };
-  /** Policy (Throttle as that person) decides who may act on an anomaly. */
+  /**
+   * Policy (Throttle as that person) decides who may act on an anomaly. The person's roles are read
+   * server-side by the activity (the `principals` table); nothing in the message payload but the id
+   * is used — a `roles` field someone adds in the Temporal UI is never read.
+   */
   async function requireAnalyst(by: string, what: string) {
     const v = await acts.checkAnomalyAnalyst({ nhiId: s.nhiId, principal: by });
     if (!v.allowed) throw ApplicationFailure.create({ message: `${by} may not ${what}: ${v.reasons.join('; ') || 'no policy allows it'}`, type: ErrorType.NotAllowed, nonRetryable: true });
@@ -348,10 +367,10 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       if (clearRequest) {
         s.cleared = clearRequest;
         await acts.recordAudit({ ...audited, stepId: `${run}:clear`, actor: clearRequest.by, action: 'anomaly.clear', outcome: 'restoring', details: { reason: clearRequest.reason } });
-        await restore(`cleared by ${clearRequest.by}: ${clearRequest.reason}`, clearRequest.by, 'restore');
+        await endThrottle(`cleared by ${clearRequest.by}: ${clearRequest.reason}`, clearRequest.by, 'restore');
         transition('cleared', `by ${clearRequest.by}: ${clearRequest.reason}`);
         await closeIncident('resolved', 'cleared');
-        notify({ id: `${workflowId}:${run}:cleared`, kind: 'anomaly.cleared', severity: 'info', nhiId: s.nhiId, text: `${s.nhiId}'s anomaly was cleared by ${clearRequest.by}; access restored exactly and verified`, details: { owner, incidentId } });
+        notify({ id: `${workflowId}:${run}:cleared`, kind: 'anomaly.cleared', severity: 'info', nhiId: s.nhiId, text: `${s.nhiId}'s anomaly was cleared by ${clearRequest.by}; its throttle released and the access verified`, details: { owner, incidentId } });
         return await finish();
       }
       if (confirmRequest) {
@@ -378,10 +397,10 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       const at = Date.now();
       if (autoRestoreAt !== undefined && at >= autoRestoreAt) {
         await acts.recordAudit({ ...audited, stepId: `${run}:auto-restore-decision`, actor: 'system', action: 'anomaly.auto_restore', outcome: 'restoring', decision: s.decision, details: { quietMinutes, lastEvidenceAt: s.lastEvidenceAt ?? null } });
-        await restore(`no new anomaly for ${quietMinutes} minutes (policy auto-restore)`, 'system', 'auto-restore');
+        await endThrottle(`no new anomaly for ${quietMinutes} minutes (policy auto-restore)`, 'system', 'auto-restore');
         transition('auto_restored', `quiet for ${quietMinutes} minutes`);
         await closeIncident('resolved', 'auto_restored');
-        notify({ id: `${workflowId}:${run}:auto-restored`, kind: 'anomaly.auto_restored', severity: 'info', nhiId: s.nhiId, text: `${s.nhiId} was quiet for ${quietMinutes} minutes: access restored automatically and verified`, details: { owner, incidentId } });
+        notify({ id: `${workflowId}:${run}:auto-restored`, kind: 'anomaly.auto_restored', severity: 'info', nhiId: s.nhiId, text: `${s.nhiId} was quiet for ${quietMinutes} minutes: its throttle released automatically and the access verified`, details: { owner, incidentId } });
         return await finish();
       }
       if (stepUpAt !== undefined && at >= stepUpAt) {
@@ -403,16 +422,33 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       }
     }
   } catch (err) {
-    if (isCancellation(err)) {
-      await CancellationScope.nonCancellable(async () => {
+    // However it ends — cancelled or failed — its intents are released (the saga's compensation).
+    await CancellationScope.nonCancellable(async () => {
+      const cancelled = isCancellation(err);
+      const held = saga.size > 0;
+      let releaseFailed = false;
+      try {
+        if (cancelled) await endThrottle('cancelled (Temporal cancel request)', 'system', 'restore-cancelled');
+        else await endThrottle(`the workflow failed: ${causeMessage(err)}`, 'system', 'restore-failed');
+      } catch (releaseErr) {
+        releaseFailed = true;
+        event('release failed', causeMessage(releaseErr));
+      }
+      if (cancelled && !releaseFailed) {
+        if (isFinal()) return;
         s.failure = 'cancelled';
-        if (s.level > 0 && s.snapshot) await restore('cancelled (Temporal cancel request)', 'system', 'restore-cancelled');
-        else if (saga.size) await saga.compensate();
-        transition('cleared', 'cancelled: access restored');
+        transition('cleared', held ? 'cancelled: throttle released' : 'cancelled');
         await closeIncident('resolved', 'cancelled');
         await finish();
-      });
-    }
+        return;
+      }
+      s.failure ??= causeMessage(err);
+      if (!isFinal()) {
+        s.escalated = true;
+        transition('failed', s.failure);
+        await closeIncident('escalated', 'failed', false).catch((e) => event('incident update failed', causeMessage(e)));
+      }
+    });
     throw err;
   }
 
@@ -421,20 +457,19 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     return e ? `${rate(e.observedRate)}/min against a baseline of ${rate(e.baselineRate)}/min (${e.source})` : 'anomalous usage';
   }
 
-  /** Apply a level and verify it; false when level 1 could not be applied (then rolled back, `failed`). */
+  /** Apply a level and verify it; false when level 1 could not be applied (then released, `failed`). */
   async function throttle(level: 1 | 2, actor: string): Promise<boolean> {
-    if (!s.snapshot) s.snapshot = await acts.snapshotForThrottle({ nhiId: s.nhiId, run });
-    const snapshot: AccessSnapshot = s.snapshot;
-    // The undo goes in before the step: whatever the target did, clear-time access comes back.
-    if (level === 1) saga.add('restore the snapshot', () => restoreForever({ nhiId: s.nhiId, run, snapshot, actor: 'system', reason: 'rollback of a failed throttle', step: 'rollback' }));
+    // The undo goes in before the first step, and stays until the case ends: releasing this
+    // workflow's intents is how every ending (and the rollback of a failed level 1) gives access back.
+    if (!saga.size) saga.add('release the throttle', () => release(ending.reason, ending.actor, ending.step));
     try {
-      const rb = await enforce.applyThrottle({ nhiId: s.nhiId, run, level, connectionLimit: settings.connectionLimit, snapshot, actor });
+      const rb = await enforce.applyThrottle({ nhiId: s.nhiId, run, level, connectionLimit: settings.connectionLimit, actor });
       s.levels.push(rb);
       s.level = level;
       levelAtMs = Date.now();
       evidenceSinceLevel = false;
-      saga.clear();
-      transition(level === 1 ? 'throttled_l1' : 'throttled_l2', `CONNECTION LIMIT ${rb.connectionLimit}${rb.removed.length ? `, removed ${rb.removed.join(', ')}` : ''}${level === 2 ? `, login refused, ${rb.sessionsTerminated ?? 0} session(s) ended` : ''} (verified)`);
+      const kept = rb.keptReadOnly.length ? ` (read access kept: ${rb.keptReadOnly.join(', ')})` : '';
+      transition(level === 1 ? 'throttled_l1' : 'throttled_l2', `CONNECTION LIMIT ${rb.connectionLimit}${rb.removed.length ? `, withheld ${rb.removed.join(', ')}${kept}` : ''}${level === 2 ? `, login refused, ${rb.sessionsTerminated ?? 0} session(s) ended` : ''} (verified)`);
       return true;
     } catch (err) {
       if (isCancellation(err)) throw err;
@@ -442,12 +477,14 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       event('throttle failed', s.failure);
       notify({ id: `${workflowId}:${run}:throttle-failed:${level}`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: ${s.failure} (${s.nhiId}, owner ${owner})` });
       if (level === 2) {
-        // Level 1 still holds; the next step is containment.
+        // Level 1 (at least) still holds — the ledger keeps wanting level 2 until the case ends;
+        // the next step is containment.
         level2Failed = true;
         levelAtMs = Date.now();
         publish();
         return false;
       }
+      ending = { reason: 'rollback of a failed throttle', actor: 'system', step: 'rollback' };
       const outcomes = await saga.compensate();
       s.escalated = true;
       transition('failed', `${s.failure}; compensated: ${outcomes.map((o) => `${o.name} ${o.ok ? 'ok' : `failed: ${o.error}`}`).join('; ')}`);
@@ -459,31 +496,52 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     }
   }
 
-  /** Exact restore, verified; a restore that keeps failing escalates and goes on retrying. */
-  async function restore(reason: string, actor: string, step: string) {
-    const snapshot = s.snapshot;
-    if (!snapshot || s.level === 0) return;
+  /**
+   * End the case's hold on access: run the saga (its one undo releases this workflow's intents and
+   * reconciles). Nothing to do when no throttle step ever ran. A release that cannot succeed (a
+   * permanent failure) fails the workflow, escalated, rather than claim access is back.
+   */
+  async function endThrottle(reason: string, actor: string, step: string) {
+    if (!saga.size) return;
+    ending = { reason, actor, step };
+    const outcomes = await saga.compensate();
+    const failed = outcomes.filter((o) => !o.ok);
+    if (failed.length) {
+      s.escalated = true;
+      s.failure = `releasing the throttle failed: ${failed.map((o) => o.error).join('; ')}`;
+      notify({ id: `${workflowId}:${run}:${step}:release-failed`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: ${s.failure} (${s.nhiId}, owner ${owner})` });
+      // The workflow fails (the catch below records it): never a final state that says access is back.
+      throw ApplicationFailure.create({ message: s.failure, type: ErrorType.EnforcementFailed, nonRetryable: true });
+    }
+  }
+
+  /** Release this workflow's intents, verified; a release that keeps failing escalates and goes on retrying. */
+  async function release(reason: string, actor: string, step: string) {
     transition('restoring', reason);
     await CancellationScope.nonCancellable(async () => {
-      const args = { nhiId: s.nhiId, run, snapshot, actor, reason, step };
+      const args = { nhiId: s.nhiId, run, actor, reason, step };
       try {
         s.restored = await restoreOnce(args);
       } catch (err) {
         s.escalated = true;
-        event('escalated', `restore keeps failing: ${causeMessage(err)}`);
+        event('escalated', `releasing the throttle keeps failing: ${causeMessage(err)}`);
         publish();
         await acts.recordAudit({ ...audited, stepId: `${run}:${step}:escalate`, actor: 'system', action: 'restore.escalate', outcome: 'escalated', details: { cause: causeMessage(err), attempts: settings.restoreEscalationAttempts } });
-        notify({ id: `${workflowId}:${run}:${step}:escalate`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: restoring ${s.nhiId}'s access keeps failing (${causeMessage(err)}); still retrying` });
+        notify({ id: `${workflowId}:${run}:${step}:escalate`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: releasing ${s.nhiId}'s throttle keeps failing (${causeMessage(err)}); still retrying` });
         s.restored = await restoreForever(args);
       }
     });
     s.level = 0;
-    event('restored', `exact${s.restored?.excluded.length ? `, except ended elevations: ${s.restored.excluded.join(', ')}` : ''} (verified)`);
+    const r = s.restored;
+    if (!r) return;
+    const others = `${r.restrictedBy.length ? `; still restricted by ${r.restrictedBy.join(', ')}` : ''}${r.withheld.length ? `; withheld: ${r.withheld.map((w) => w.entitlement).join(', ')}` : ''}`;
+    event('restored', r.after.exists ? `throttle released (verified)${others}` : 'the identity is gone at the target: nothing to give back');
   }
 
   /**
    * Escalate to leak containment (rotation, sessions) as a child workflow `leak-<nhiId>`; one that
-   * is already running is joined instead. Access stays reduced until it ends, then is restored.
+   * is already running is joined instead. The throttle's intent stays while it runs (the containment
+   * works under it), and is released when it ends.
    * Returns false when the containment failed (the throttle stays and waits for an answer).
    */
   async function escalateToContainment(reason: string, by: string): Promise<boolean> {
@@ -492,8 +550,6 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     s.containment = undefined;
     transition('escalating', reason);
     await acts.recordAudit({ ...audited, stepId: `${run}:escalate`, actor: by, action: 'anomaly.escalate', outcome: 'containment', details: { reason, level: s.level } });
-    // The containment proves the new credential by logging in with it.
-    if (s.level === 2) await enforce.allowLoginForContainment({ nhiId: s.nhiId, run });
     const now = iso(Date.now());
     const alert: LeakAlert = {
       key: `anomaly:${workflowId}:${run}`,
@@ -575,16 +631,23 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       confirmRequest = undefined;
       return false;
     }
-    await restore(`containment ${leakId} finished: credential rotated, sessions ended`, 'system', 'restore-after-containment');
+    await endThrottle(`containment ${leakId} finished: credential rotated, sessions ended`, 'system', 'restore-after-containment');
     transition('escalated', `contained by ${leakId}`);
     await closeIncident('closed', 'escalated', true, { containment: s.containment });
-    notify({ id: `${workflowId}:${run}:contained`, kind: 'anomaly.escalated', severity: 'warning', nhiId: s.nhiId, text: `${s.nhiId}: leak containment finished (credential rotated, sessions ended); throttle lifted and access restored`, details: { owner, incidentId, containment: leakId } });
+    notify({ id: `${workflowId}:${run}:contained`, kind: 'anomaly.escalated', severity: 'warning', nhiId: s.nhiId, text: `${s.nhiId}: leak containment finished (credential rotated, sessions ended); throttle released and the access verified`, details: { owner, incidentId, containment: leakId } });
     return true;
   }
 
+  /**
+   * Another scenario took over (offboarding): release this throttle's intent and reconcile. The
+   * superseding scenario's own restriction keeps access off; a throttle nobody owns never stays behind.
+   */
   async function endSuperseded(): Promise<AnomalyStatus> {
-    transition('superseded', `${superseded?.by}: ${superseded?.reason} (access left as it is)`);
-    await acts.recordAudit({ ...audited, stepId: `${run}:superseded`, actor: superseded?.by ?? 'system', action: 'anomaly.supersede', outcome: 'superseded', details: { reason: superseded?.reason ?? null, level: s.level } });
+    const level = s.level;
+    await endThrottle(`superseded by ${superseded?.by}: ${superseded?.reason}`, 'system', 'restore-superseded');
+    const others = s.restored?.restrictedBy ?? [];
+    transition('superseded', `${superseded?.by}: ${superseded?.reason}${s.restored ? ` (throttle released${others.length ? `; restricted by ${others.join(', ')}` : ''})` : ''}`);
+    await acts.recordAudit({ ...audited, stepId: `${run}:superseded`, actor: superseded?.by ?? 'system', action: 'anomaly.supersede', outcome: 'superseded', details: { reason: superseded?.reason ?? null, level, released: s.restored ?? null } });
     await closeIncident('closed', 'superseded');
     return finish();
   }

@@ -2,7 +2,8 @@
 // NHI per minute, then the detector runs on what changed); `POST /v1/anomalies` lets an external
 // detector (a SIEM) report an anomaly directly. Either starts (or joins, by signal-with-start on
 // `anomaly-<nhiId>`) the NHI's throttle; analysts clear it, confirm it malicious, or approve a
-// throttle that policy would not apply by itself.
+// throttle that policy would not apply by itself. The Updates carry only the caller's id: the
+// workflow looks its roles up server-side and asks policy.
 import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import { Router } from 'express';
@@ -71,7 +72,7 @@ const anomalyReportSchema = z
 const anomalyRefSchema = z.strictObject({ nhiId: z.string(), workflowId: z.string(), statusUrl: z.string() }).meta({ id: 'AnomalyRef' });
 const anomalyStatusSchema = z
   .record(z.string(), z.unknown())
-  .meta({ id: 'AnomalyStatus', description: 'The throttle\'s status query: state, level, evidence, snapshot, read-backs, deadlines, containment, timeline.' });
+  .meta({ id: 'AnomalyStatus', description: 'The throttle\'s status query: state, level, evidence, read-backs, deadlines, containment, timeline.' });
 const usageHistorySchema = z
   .strictObject({
     nhiId: z.string(),
@@ -198,14 +199,14 @@ export function createAnomalyRouter(deps: ScenarioDeps): Router {
   defineRoute(router, {
     method: 'post',
     path: '/v1/anomalies/:nhiId/clear',
-    summary: 'Clear (false positive): restore access exactly as it was and verify; answers once restored',
+    summary: 'Clear (false positive): release the throttle and verify the access; answers once verified',
     tags: ['anomaly'],
     roles: ['approver'],
     params: nhiParams,
     body: z.strictObject({ reason: z.string().trim().min(3).max(500) }),
     responses: {
-      200: { description: 'Cleared: access restored and verified', schema: anomalyStatusSchema },
-      202: { description: 'Restore under way (still verifying)', schema: anomalyStatusSchema },
+      200: { description: 'Cleared: the throttle released and the access verified', schema: anomalyStatusSchema },
+      202: { description: 'Release under way (still verifying)', schema: anomalyStatusSchema },
       409: { description: 'The anomaly has finished, or is not open to this now' },
     },
     handler: async ({ params, body, principal, res }) => {
@@ -225,7 +226,7 @@ export function createAnomalyRouter(deps: ScenarioDeps): Router {
   defineRoute(router, {
     method: 'post',
     path: '/v1/anomalies/:nhiId/confirm',
-    summary: 'Confirm (malicious): leak containment starts as a child (rotation, sessions); access stays reduced until it ends',
+    summary: 'Confirm (malicious): leak containment starts as a child (rotation, sessions); the throttle stays until it ends',
     tags: ['anomaly'],
     roles: ['approver'],
     params: nhiParams,

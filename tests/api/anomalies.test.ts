@@ -1,9 +1,25 @@
 // Anomaly throttling end to end through the HTTP API: real worker, real Temporal dev server (Updates,
 // Schedules), real Postgres roles. Assertions read pg_roles / pg_auth_members, log in as the role,
 // and open real sessions for the collector to count.
+import { ApplicationFailure } from '@temporalio/common';
+import type { Worker } from '@temporalio/worker';
 import request from 'supertest';
+import { createActivities } from '../../activities';
+import { activeIntents, commitIntent, intentsOf, releaseIntents } from '../../enforcement/intents';
+import { reconcile } from '../../enforcement/reconciler';
 import { ensureUsageCollectorSchedule } from '../../lib/usage';
+import {
+  ANOMALY_WORKFLOW_TYPE,
+  anomalySignal,
+  anomalyWorkflowId,
+  clearUpdate,
+  confirmUpdate,
+  statusQuery,
+  type AnomalySettings,
+  type AnomalyThrottlingInput,
+} from '../../workflows/anomalyThrottling.contract';
 import { leakWorkflowId } from '../../workflows/leakContainment.contract';
+import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
 import { waitFor } from '../helpers/wait';
 import { createApiWorld, type ApiWorld } from '../helpers/api-world';
 import type { TestWorld } from '../helpers/world';
@@ -11,12 +27,53 @@ import type { TestWorld } from '../helpers/world';
 let api: ApiWorld;
 let w: TestWorld;
 
-beforeAll(async () => {
-  api = await createApiWorld();
-  w = api.w;
-}, 120_000);
+/** NHIs for the level-2 cases: high criticality (no automatic restore), a standing CONNECTION LIMIT 7 and estate_writer. */
+const L2_NHI = 'svc_batch';
+const ESCALATE_NHI = 'svc_etl';
 
-afterAll(async () => api?.teardown());
+/**
+ * A second worker (own task queue) whose containment waits before it stages a credential, so the
+ * test sees it running under the throttle; resolved with false, it gives up without staging.
+ */
+let held: Worker;
+let heldRunning: Promise<void>;
+let heldQueue: string;
+let releaseContainment: (proceed: boolean) => void = () => undefined;
+let containmentHeld: Promise<boolean> = Promise.resolve(true);
+
+beforeAll(async () => {
+  api = await createApiWorld({
+    setup: async (world) => {
+      for (const id of [L2_NHI, ESCALATE_NHI]) {
+        const role = await world.addNhi({ id, criticality: 'high', owner: 'team-batch' });
+        await world.estateAdmin.query(`ALTER ROLE ${role} CONNECTION LIMIT 7`);
+        await world.connector.grant(role, 'estate_writer');
+      }
+    },
+  });
+  w = api.w;
+  const real = createActivities(w.deps);
+  heldQueue = `${w.taskQueue}-held`;
+  held = await w.createWorker(
+    {
+      async stageLeakCredential(a: Parameters<typeof real.stageLeakCredential>[0]) {
+        if (!(await containmentHeld)) throw ApplicationFailure.create({ message: 'test: containment abandoned', type: 'InvalidRequest', nonRetryable: true });
+        return real.stageLeakCredential(a);
+      },
+    },
+    { taskQueue: heldQueue },
+  );
+  heldRunning = held.run();
+}, 180_000);
+
+afterAll(async () => {
+  releaseContainment(false);
+  if (held) {
+    held.shutdown();
+    await heldRunning;
+  }
+  await api?.teardown();
+});
 
 const as = (who: string) => api.as(who);
 const post = (path: string, who: string, payload: unknown) => api.post(path, who, payload);
@@ -32,6 +89,39 @@ async function untilState(nhiId: string, state: string) {
 }
 
 const roleState = (nhiId: string) => w.roleState(nhiId);
+const groups = async (nhiId: string) => (await roleState(nhiId)).memberships.map((m) => m.group);
+/** What the role may do on the payments table, as Postgres says. */
+async function paymentsPrivileges(nhiId: string) {
+  const { rows } = await w.estateAdmin.query(
+    `SELECT has_table_privilege($1, 'payments', 'SELECT') AS select, has_table_privilege($1, 'payments', 'INSERT') AS insert`,
+    [w.role(nhiId)],
+  );
+  return rows[0] as { select: boolean; insert: boolean };
+}
+const noIntentsOf = async (nhiId: string) => expect(await intentsOf(w.db.pool, anomalyWorkflowId(nhiId))).toEqual([]);
+let step = 0;
+const ctx = (workflowId: string) => ({ workflowId, stepId: `test-${++step}`, scenario: 'test', actor: 'tester', reason: 'test' });
+const reconcileDeps = () => ({ pool: w.db.pool, connectors: w.deps.connectors });
+const throttleIntents = async (nhiId: string) => (await activeIntents(w.db.pool, nhiId)).restrictions.filter((r) => r.restriction === 'throttle');
+
+/** Start (signal-with-start) a throttle straight on Temporal, with its own settings, as the collector would. */
+function startThrottle(nhiId: string, settings: Partial<AnomalySettings>, taskQueue = w.taskQueue) {
+  const input: AnomalyThrottlingInput = { version: 1, nhiId, settings: { connectionLimit: 2, ...settings } };
+  const now = new Date().toISOString();
+  return w.env.client.workflow.signalWithStart(ANOMALY_WORKFLOW_TYPE, {
+    taskQueue,
+    workflowId: anomalyWorkflowId(nhiId),
+    args: [input],
+    signal: anomalySignal,
+    signalArgs: [{ key: `siem:${nhiId}`, source: 'siem:test', kind: 'external', observedRate: 600, baselineRate: 6, reportedBy: 'detector-bot', detectedAt: now, receivedAt: now }],
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    typedSearchAttributes: [
+      { key: NhiIdKey, value: nhiId },
+      { key: ScenarioKey, value: 'anomaly' },
+      { key: NhiStateKey, value: 'evaluating' },
+    ],
+  });
+}
 
 test('bad input: item-level errors by index, 400 when nothing is valid, 413 over 5000, roles, 404/409', async () => {
   const now = new Date().toISOString();
@@ -129,9 +219,10 @@ test('usage history then a spike: throttled and verified at the target; another 
   expect((await post(`/v1/anomalies/${nhiId}/clear`, 'detector-bot', { reason: 'expected batch job' })).status).toBe(403);
   const cleared = await post(`/v1/anomalies/${nhiId}/clear`, 'bob', { reason: 'expected quarterly batch job' });
   expect(cleared.status).toBe(200);
-  expect(cleared.body).toMatchObject({ state: 'cleared', level: 0, cleared: { by: 'bob', reason: 'expected quarterly batch job' }, restored: { exact: true } });
+  expect(cleared.body).toMatchObject({ state: 'cleared', level: 0, cleared: { by: 'bob', reason: 'expected quarterly batch job' }, restored: { exact: true, restrictedBy: [] } });
   expect(await roleState(nhiId)).toEqual(before);
   expect(await w.inventoryStatus(nhiId)).toBe('active');
+  await noIntentsOf(nhiId);
   // The incident is closed right after the state turns cleared (the answer may come in between).
   const inc = await waitFor('incident resolved', async () => {
     const { rows } = await w.db.pool.query('SELECT status, closed_at FROM incidents WHERE id = $1', [cleared.body.incidentId]);
@@ -165,14 +256,18 @@ test('confirm: leak containment runs as a child — the old password fails — t
   expect(await w.login(nhiId, oldPassword)).toBe('28P01');
   expect(await w.login(nhiId, await w.activePassword(nhiId))).toBe('ok');
   expect(await roleState(nhiId)).toEqual(before);
+  expect(s.restored).toMatchObject({ exact: true, restrictedBy: [] });
   expect(await w.inventoryStatus(nhiId)).toBe('active');
+  await noIntentsOf(nhiId);
   const leak = await get(`/v1/leaks/${nhiId}`);
   expect(leak.body).toMatchObject({ state: 'contained', alerts: [expect.objectContaining({ action: 'confirmed', reportedBy: 'bob' })] });
 });
 
-test('a critical NHI waits for a person: approve-throttle applies level 1, clear restores', async () => {
-  const nhiId = 'svc_payments';
+test('a critical NHI waits for a person: approve-throttle applies level 1 — read access stays — and clear restores estate_writer exactly', async () => {
+  const nhiId = 'svc_payments'; // its only membership is estate_writer
   const before = await roleState(nhiId);
+  expect(before.memberships.map((m) => m.group)).toEqual([w.ent('estate_writer')]);
+  expect(await paymentsPrivileges(nhiId)).toEqual({ select: true, insert: true });
   await post('/v1/anomalies', 'detector-bot', { nhiId, observedRate: 500, baselineRate: 50, source: 'siem:splunk' });
   const waiting = await untilState(nhiId, 'awaiting_confirmation');
   expect(waiting.level).toBe(0);
@@ -182,13 +277,138 @@ test('a critical NHI waits for a person: approve-throttle applies level 1, clear
   const a = await post(`/v1/anomalies/${nhiId}/approve-throttle`, 'bob', { comment: 'looks like a runaway job' });
   expect(a.status).toBe(200);
   expect(a.body).toMatchObject({ state: 'throttled_l1', level: 1, throttleApproved: { by: 'bob' } });
+  expect(a.body.levels[0]).toMatchObject({ removed: ['estate_writer'], keptReadOnly: ['estate_readonly'], verified: true });
+  // Level 1: write access withheld, its read-only form stands in — SELECT on payments stays, INSERT goes.
   expect((await roleState(nhiId)).rolconnlimit).toBe(2);
-  expect((await roleState(nhiId)).memberships).toEqual([]); // svc_payments holds only estate_writer
+  expect(await groups(nhiId)).toEqual([w.ent('estate_readonly')]);
+  expect(await paymentsPrivileges(nhiId)).toEqual({ select: true, insert: false });
   expect((await post(`/v1/anomalies/${nhiId}/approve-throttle`, 'bob', {})).status).toBe(409);
 
   const cleared = await post(`/v1/anomalies/${nhiId}/clear`, 'admin', { reason: 'job fixed' });
   expect(cleared.status).toBe(200);
   expect(await roleState(nhiId)).toEqual(before);
+  expect(await paymentsPrivileges(nhiId)).toEqual({ select: true, insert: true });
+  await noIntentsOf(nhiId);
+});
+
+test('a JIT grant that arrives during the throttle is withheld while throttled and there after clear: clearing never cuts a live grant (issue 9 case 2)', async () => {
+  const nhiId = 'svc_payments';
+  // The previous episode has answered its clear; let it close, so this report starts a new one.
+  await w.env.client.workflow.getHandle(anomalyWorkflowId(nhiId)).result();
+  const before = await roleState(nhiId);
+  await post('/v1/anomalies', 'detector-bot', { nhiId, observedRate: 700, baselineRate: 50, source: 'siem:splunk', eventId: 'jit-case' });
+  await untilState(nhiId, 'awaiting_confirmation');
+  expect((await post(`/v1/anomalies/${nhiId}/approve-throttle`, 'carol', {})).status).toBe(200);
+  expect(await groups(nhiId)).toEqual([w.ent('estate_readonly')]);
+
+  // An elevation's intent, committed and reconciled while the throttle holds: withheld.
+  const jit = 'jit-test';
+  const granted = await reconcile(reconcileDeps(), nhiId, ctx(jit), (c) => commitIntent(c, nhiId, jit, { kind: 'grant', entitlement: 'estate_admin' }));
+  expect(granted.desired.withheld).toEqual([
+    { entitlement: 'estate_admin', by: [anomalyWorkflowId(nhiId)] },
+    { entitlement: 'estate_writer', by: [anomalyWorkflowId(nhiId)] },
+  ]);
+  expect(await groups(nhiId)).toEqual([w.ent('estate_readonly')]);
+  expect(await paymentsPrivileges(nhiId)).toEqual({ select: true, insert: false });
+
+  // Clear: the throttle's intent goes; the live grant comes in, next to the standing access.
+  const cleared = await post(`/v1/anomalies/${nhiId}/clear`, 'bob', { reason: 'release night batch' });
+  expect(cleared.status).toBe(200);
+  expect(cleared.body.restored).toMatchObject({ exact: true, restrictedBy: [], withheld: [] });
+  const during = await roleState(nhiId);
+  expect(during.rolconnlimit).toBe(before.rolconnlimit);
+  expect(during.rolcanlogin).toBe(before.rolcanlogin);
+  expect(during.memberships.map((m) => m.group)).toEqual([w.ent('estate_admin'), w.ent('estate_writer')]);
+  await noIntentsOf(nhiId);
+
+  // The elevation ends: exactly the standing access is left.
+  await reconcile(reconcileDeps(), nhiId, ctx(jit), (c) => releaseIntents(c, nhiId, jit).then(() => undefined));
+  expect(await roleState(nhiId)).toEqual(before);
+});
+
+test('level 2 then clear: login and connection limit back exactly; a forged roles field gives no authority', async () => {
+  const nhiId = L2_NHI;
+  const before = await roleState(nhiId);
+  expect(before).toMatchObject({ rolcanlogin: true, rolconnlimit: 7 });
+  expect(before.memberships.map((m) => m.group)).toEqual([w.ent('estate_writer')]);
+  const password = await w.issueCredential(nhiId);
+  const session = await w.connectAs(nhiId, password);
+
+  // Straight to the workflow, with a short acknowledgement timeout: silence steps up within seconds.
+  const handle = await startThrottle(nhiId, { ackTimeoutMinutes: 0.05, escalationTimeoutMinutes: 600 });
+  const l2 = await untilState(nhiId, 'throttled_l2');
+  expect(l2.levels.map((l: { level: number }) => l.level)).toEqual([1, 2]);
+  expect(await roleState(nhiId)).toMatchObject({ rolcanlogin: false, rolconnlimit: 2 });
+  expect(await groups(nhiId)).toEqual([w.ent('estate_readonly')]);
+  expect(await w.login(nhiId, password)).toBe('28000');
+  await expect(session.query('SELECT 1')).rejects.toThrow();
+  await session.end().catch(() => undefined);
+
+  // A forged roles field in the Update, from principals that hold no such role: refused by policy
+  // on the roles the server knows; nothing changes at the target.
+  for (const forged of [
+    { update: clearUpdate, args: { by: 'alice', reason: 'forged admin clear', roles: ['admin'] } },
+    { update: clearUpdate, args: { by: 'nobody-known', reason: 'forged admin clear', roles: ['admin', 'approver'] } },
+    { update: confirmUpdate, args: { by: 'detector-bot', roles: ['admin'] } },
+  ]) {
+    const err = await handle.executeUpdate(forged.update as typeof clearUpdate, { args: [forged.args as never] }).then(() => null, (e: unknown) => e as { cause?: { type?: string; message?: string } });
+    expect(err?.cause).toMatchObject({ type: 'NotAllowed' });
+    expect(err?.cause?.message).toMatch(new RegExp(`^${forged.args.by} may not`));
+  }
+  const still = await handle.query(statusQuery);
+  expect(still).toMatchObject({ state: 'throttled_l2', level: 2 });
+  expect(still.cleared).toBeUndefined();
+  expect(still.confirmed).toBeUndefined();
+  expect(await roleState(nhiId)).toMatchObject({ rolcanlogin: false, rolconnlimit: 2 });
+  // Through the API the caller's own roles decide: a requester is turned away at the door.
+  expect((await post(`/v1/anomalies/${nhiId}/clear`, 'alice', { reason: 'not mine to clear' })).status).toBe(403);
+
+  const cleared = await post(`/v1/anomalies/${nhiId}/clear`, 'bob', { reason: 'nightly batch, expected' });
+  expect(cleared.status).toBe(200);
+  expect(cleared.body).toMatchObject({ state: 'cleared', level: 0, cleared: { by: 'bob' }, restored: { exact: true, restrictedBy: [] } });
+  expect(await roleState(nhiId)).toEqual(before);
+  expect(await w.login(nhiId, password)).toBe('ok');
+  expect(await w.inventoryStatus(nhiId)).toBe('active');
+  await noIntentsOf(nhiId);
+});
+
+test('escalated at level 2: the containment runs under the throttle (nothing re-enables login); ending without containing keeps the throttle; clear releases it exactly', async () => {
+  const nhiId = ESCALATE_NHI;
+  const before = await roleState(nhiId);
+  const password = await w.issueCredential(nhiId);
+  containmentHeld = new Promise((r) => (releaseContainment = r));
+  try {
+    const handle = await startThrottle(nhiId, { ackTimeoutMinutes: 0.05, escalationTimeoutMinutes: 600 }, heldQueue);
+    await untilState(nhiId, 'throttled_l2');
+    const c = await post(`/v1/anomalies/${nhiId}/confirm`, 'bob', { comment: 'exfiltration confirmed' });
+    expect(c.status).toBe(200);
+    expect(c.body).toMatchObject({ state: 'escalating', level: 2, containment: { workflowId: leakWorkflowId(nhiId), mode: 'started' } });
+    // The throttle keeps its intent while the containment runs: login still refused, limit 2.
+    expect(await roleState(nhiId)).toMatchObject({ rolcanlogin: false, rolconnlimit: 2 });
+    expect(await groups(nhiId)).toEqual([w.ent('estate_readonly')]);
+    expect(await w.login(nhiId, password)).toBe('28000');
+    expect(await throttleIntents(nhiId)).toEqual([{ owner: handle.workflowId, restriction: 'throttle', level: 2, connectionLimit: 2 }]);
+
+    // The containment ends without containing: the throttle stays, and waits for an answer.
+    await w.env.client.workflow.getHandle(leakWorkflowId(nhiId)).terminate('test: the containment ends without containing');
+    const back = await untilState(nhiId, 'throttled_l2');
+    expect(back.failure).toMatch(new RegExp(`containment ${leakWorkflowId(nhiId)} failed`));
+    expect(await roleState(nhiId)).toMatchObject({ rolcanlogin: false, rolconnlimit: 2 });
+    expect(await groups(nhiId)).toEqual([w.ent('estate_readonly')]);
+    expect(await throttleIntents(nhiId)).toEqual([{ owner: handle.workflowId, restriction: 'throttle', level: 2, connectionLimit: 2 }]);
+
+    const cleared = await post(`/v1/anomalies/${nhiId}/clear`, 'carol', { reason: 'the export was the quarterly audit' });
+    expect(cleared.status).toBe(200);
+    expect(cleared.body).toMatchObject({ state: 'cleared', level: 0, restored: { exact: true, restrictedBy: [] } });
+    expect(await roleState(nhiId)).toEqual(before);
+    expect(await w.login(nhiId, password)).toBe('ok');
+    expect(await w.inventoryStatus(nhiId)).toBe('active');
+    await noIntentsOf(nhiId);
+    const { rows } = await w.db.pool.query('SELECT action FROM audit_events WHERE workflow_id = $1', [handle.workflowId]);
+    expect(rows.map((r) => r.action)).not.toContain('login.enable');
+  } finally {
+    releaseContainment(false);
+  }
 });
 
 test('the collector schedule turns real sessions into usage buckets', async () => {
