@@ -1,5 +1,5 @@
-// Offboarding: policy → inventory `offboarding` → ask the NHI's other scenarios to stop → disable
-// (intents `login_disabled`, then `offboarded`, each reconciled and verified; then sessions ended) →
+// Offboarding: policy → inventory `offboarding` → disable (intents `login_disabled`, then
+// `offboarded`, each reconciled and verified; then sessions ended) → ask the NHI's other scenarios to stop →
 // prove and attest → grace (abort releases this workflow's intents and reconciles: the NHI gets
 // exactly what the other intents and the baseline want; confirm skips ahead) → finalise (baseline
 // emptied, `offboarded` kept, secrets erased) → watch (each re-check is a reconcile that reverts
@@ -394,10 +394,6 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     event('inventory', 'status offboarding');
     if (abortRequest) return await abortNow();
 
-    transition('stopping_scenarios');
-    s.otherScenarios = await stopOtherScenarios();
-    if (abortRequest) return await abortNow();
-
     // The undo before the step: release exactly this workflow's intents (others' stay) and reconcile.
     saga.add('release the offboarding intents', async () => {
       const r = await enforce('release the offboarding intents', (a) =>
@@ -410,6 +406,11 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     enforcing = true;
     s.intents = { owner: info.workflowId, restrictions: ['login_disabled', 'offboarded'], committedAt: iso(Date.now()) };
     await disableAll(1);
+    if (abortRequest) return await abortNow();
+
+    // Only once access is off: a throttle that ends now (superseded) gives nothing back meanwhile.
+    transition('stopping_scenarios');
+    s.otherScenarios = await stopOtherScenarios();
     if (abortRequest) return await abortNow();
 
     transition('proving');

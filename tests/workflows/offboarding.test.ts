@@ -184,10 +184,10 @@ test('full run: disable and prove, grace, finalise, watch with a re-grant by han
   expect(steps).toEqual([
     'policy',
     'inventory:offboarding',
-    'stop-scenarios',
     'disable:1:login:reconcile',
     'disable:1:entitlements:reconcile',
     'disable:1:sessions',
+    'stop-scenarios',
     'attestation',
     'watch:pre-finalise:reconcile',
     'watch:pre-finalise',
