@@ -2,16 +2,84 @@
 // back on, a limit lifted) or that an intent wants and the target lost. The drift schedule checks
 // every managed NHI; Cedar (RevertDrift, policies/drift.cedar) decides whether the orchestrator
 // reverts it by reconciling, or only records and reports it for a person. Either way it is audited.
+// It also finds intents whose workflow no longer runs (releaseOrphanedIntents).
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { appendAudit } from '../lib/audit';
 import { listNhis, type Nhi } from '../lib/inventory';
 import type { Notifier } from '../lib/notifier';
 import type { PolicyEngine } from '../lib/policy-engine';
 import { decideDriftRevert } from '../lib/policy-decisions';
+import { releaseIntents } from './intents';
 import { planReconcile, reconcile, ReconcileError, type AccessDifference, type ReconcileDeps } from './reconciler';
 
 export interface DriftDeps extends ReconcileDeps {
   policy: PolicyEngine;
   notifier: Notifier;
+  /** To tell whether an intent's owner still runs (orphans); without it orphans are not looked for. */
+  temporal?: { client: Client };
+}
+
+/**
+ * Intents whose workflow is gone (terminated by an operator, or failed without its compensation):
+ * those that only add access — grants — or only withhold elevations — quarantine — are released;
+ * throttles and disabled logins stay and are reported for a person; `offboarded` is meant to outlive
+ * its workflow and is never touched.
+ */
+const RELEASED_WHEN_ORPHANED = new Set(['grant', 'quarantine']);
+
+async function ownerRuns(client: Client, owner: string): Promise<boolean> {
+  try {
+    return (await client.workflow.getHandle(owner).describe()).status.name === 'RUNNING';
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return false;
+    throw err;
+  }
+}
+
+export async function releaseOrphanedIntents(deps: DriftDeps, nhi: Nhi, runId: string): Promise<{ released: string[]; reported: string[] }> {
+  const out = { released: [] as string[], reported: [] as string[] };
+  if (!deps.temporal) return out;
+  const { rows } = await deps.pool.query<{ owner: string; kind: string; subject: string }>(
+    `SELECT DISTINCT owner, kind, subject FROM intents WHERE nhi_id = $1 AND released_at IS NULL AND kind <> 'baseline' ORDER BY owner`,
+    [nhi.id],
+  );
+  const orphans = [];
+  for (const r of rows) {
+    if (r.kind === 'restrict' && r.subject === 'offboarded') continue;
+    if (!(await ownerRuns(deps.temporal.client, r.owner))) orphans.push(r);
+  }
+  const release = orphans.filter((o) => RELEASED_WHEN_ORPHANED.has(o.kind === 'grant' ? 'grant' : o.subject));
+  const report = orphans.filter((o) => !release.includes(o));
+  if (release.length) {
+    await reconcile(deps, nhi.id, { workflowId: runId, stepId: `orphans:${nhi.id}`, scenario: 'drift', actor: 'system', reason: 'intents of workflows that no longer run' }, async (c) => {
+      for (const o of release) await releaseIntents(c, nhi.id, o.owner, { kind: o.kind as 'grant' | 'restrict', subject: o.subject });
+    });
+    out.released = release.map((o) => `${o.owner}:${o.subject}`);
+  }
+  out.reported = report.map((o) => `${o.owner}:${o.subject}`);
+  if (orphans.length) {
+    await appendAudit(deps.pool, {
+      workflowId: runId,
+      stepId: `orphans:${nhi.id}:found`,
+      scenario: 'drift',
+      nhiId: nhi.id,
+      actor: 'system',
+      action: 'intent.orphaned',
+      outcome: report.length ? 'reported' : 'released',
+      details: { released: out.released, reported: out.reported },
+    });
+  }
+  if (report.length) {
+    await deps.notifier.notify({
+      id: `${runId}:orphans:${nhi.id}`,
+      kind: 'intent.orphaned',
+      severity: 'warning',
+      nhiId: nhi.id,
+      workflowId: runId,
+      text: `${nhi.id} is still restricted by workflows that no longer run: ${out.reported.join(', ')} — a person decides whether to release them`,
+    });
+  }
+  return out;
 }
 
 export interface DriftResult {
@@ -35,6 +103,7 @@ const describe = (d: AccessDifference) =>
 export async function checkDrift(deps: DriftDeps, nhi: Nhi, runId: string): Promise<DriftResult> {
   const ctx = { workflowId: runId, stepId: `drift:${nhi.id}`, scenario: 'drift', actor: 'system', reason: 'drift check' };
   try {
+    await releaseOrphanedIntents(deps, nhi, runId);
     const plan = await planReconcile(deps, nhi.id);
     if (plan.baselineMissing) {
       // Never reconciled: what it has now is its standing access (captured, nothing changed).

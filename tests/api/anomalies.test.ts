@@ -6,7 +6,9 @@ import type { Worker } from '@temporalio/worker';
 import request from 'supertest';
 import { createActivities } from '../../activities';
 import { activeIntents, commitIntent, intentsOf, releaseIntents } from '../../enforcement/intents';
+import { releaseOrphanedIntents } from '../../enforcement/drift';
 import { reconcile } from '../../enforcement/reconciler';
+import { getNhi } from '../../lib/inventory';
 import { ensureUsageCollectorSchedule } from '../../lib/usage';
 import {
   ANOMALY_WORKFLOW_TYPE,
@@ -389,12 +391,21 @@ test('escalated at level 2: the containment runs under the throttle (nothing re-
     expect(await w.login(nhiId, password)).toBe('28000');
     expect(await throttleIntents(nhiId)).toEqual([{ owner: handle.workflowId, restriction: 'throttle', level: 2, connectionLimit: 2 }]);
 
-    // The containment ends without containing: the throttle stays, and waits for an answer.
+    // The containment ends without containing (an operator terminates it): the throttle stays, and waits for an answer.
     await w.env.client.workflow.getHandle(leakWorkflowId(nhiId)).terminate('test: the containment ends without containing');
     const back = await untilState(nhiId, 'throttled_l2');
     expect(back.failure).toMatch(new RegExp(`containment ${leakWorkflowId(nhiId)} failed`));
     expect(await roleState(nhiId)).toMatchObject({ rolcanlogin: false, rolconnlimit: 2 });
     expect(await groups(nhiId)).toEqual([w.ent('estate_readonly')]);
+    expect(await throttleIntents(nhiId)).toEqual([{ owner: handle.workflowId, restriction: 'throttle', level: 2, connectionLimit: 2 }]);
+    // Terminated, the containment ran no compensation: its quarantine is an orphan until the drift
+    // check releases it; the throttle's owner still runs, so its intent stays.
+    const orphans = await releaseOrphanedIntents(
+      { ...reconcileDeps(), policy: w.deps.policy, notifier: w.notifier, temporal: { client: w.env.client } },
+      (await getNhi(w.db.pool, nhiId))!,
+      'drift-test',
+    );
+    expect(orphans).toEqual({ released: [`${leakWorkflowId(nhiId)}:quarantine`], reported: [] });
     expect(await throttleIntents(nhiId)).toEqual([{ owner: handle.workflowId, restriction: 'throttle', level: 2, connectionLimit: 2 }]);
 
     const cleared = await post(`/v1/anomalies/${nhiId}/clear`, 'carol', { reason: 'the export was the quarterly audit' });

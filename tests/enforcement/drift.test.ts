@@ -1,7 +1,8 @@
 // Drift on a real estate: access changed by hand at the target is reverted or reported as policy
 // says, audited, and notified; the scheduled workflow runs the same check over the inventory.
 import { commitIntent } from '../../enforcement/intents';
-import { checkDrift } from '../../enforcement/drift';
+import { checkDrift, releaseOrphanedIntents } from '../../enforcement/drift';
+import { activeIntents } from '../../enforcement/intents';
 import { reconcile } from '../../enforcement/reconciler';
 import { getNhi } from '../../lib/inventory';
 import type { DriftCheckResult } from '../../workflows/driftReconciler.contract';
@@ -71,4 +72,29 @@ test('the scheduled workflow checks the whole inventory in one run', async () =>
   expect(r.reverted).toEqual([]);
   expect(r.reported).toEqual(['svc_watched']);
   expect(await w.memberships('svc_watched')).toEqual([w.ent('estate_writer')]);
+});
+
+test('intents of workflows that no longer run: grants and quarantines are released, a throttle is reported and kept, offboarded stays', async () => {
+  const id = 'svc_orphans';
+  await w.addNhi({ id });
+  // None of these owners runs (never started, or terminated by an operator).
+  await reconcile(deps(), id, ctx(id), async (c) => {
+    await commitIntent(c, id, 'jit-gone', { kind: 'grant', entitlement: 'estate_admin' });
+    await commitIntent(c, id, 'leak-gone', { kind: 'restrict', restriction: 'quarantine' });
+    await commitIntent(c, id, 'anomaly-gone', { kind: 'restrict', restriction: 'throttle', level: 1, connectionLimit: 2 });
+  });
+  const withTemporal = { ...deps(), temporal: { client: w.env.client } };
+  const r = await releaseOrphanedIntents(withTemporal, await nhi(id), 'run-orphans');
+  expect(r).toEqual({ released: ['jit-gone:estate_admin', 'leak-gone:quarantine'], reported: ['anomaly-gone:throttle'] });
+  const left = await activeIntents(w.db.pool, id);
+  expect(left.grants).toEqual([]);
+  expect(left.restrictions.map((x) => x.owner)).toEqual(['anomaly-gone']);
+  expect(await w.roleState(id)).toMatchObject({ rolconnlimit: 2, memberships: [] });
+  expect(w.notifier.sent.some((n) => n.kind === 'intent.orphaned' && n.nhiId === id && /anomaly-gone/.test(n.text))).toBe(true);
+  const { rows } = await w.db.pool.query(`SELECT outcome FROM audit_events WHERE nhi_id = $1 AND action = 'intent.orphaned'`, [id]);
+  expect(rows).toEqual([{ outcome: 'reported' }]);
+
+  // ci_deployer's 'off-test' offboarded intent (above) has no running owner either: it stays.
+  expect(await releaseOrphanedIntents(withTemporal, await nhi('ci_deployer'), 'run-orphans-2')).toEqual({ released: [], reported: [] });
+  expect((await activeIntents(w.db.pool, 'ci_deployer')).restrictions.map((x) => x.restriction)).toEqual(['offboarded']);
 });
