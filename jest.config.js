@@ -12,7 +12,7 @@ const base = {
 
 // Pure logic and Temporal-only suites: nothing there depends on the PostgreSQL version.
 const NO_DATABASE = [
-  '/tests/lib/anomaly-detector\\.test\\.ts$',
+  '/tests/scenarios/anomaly/detector\\.test\\.ts$',
   '/tests/lib/policy-engine\\.test\\.ts$',
   '/tests/lib/policy-decisions\\.test\\.ts$',
   '/tests/lib/notifier\\.test\\.ts$',

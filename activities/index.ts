@@ -1,11 +1,11 @@
 // createActivities(deps): every scenario's activities, built from typed dependencies.
-import { createAnomalyActivities } from './anomaly';
+import { createDriftActivities } from '../enforcement/drift-activities';
+import { createAnomalyActivities } from '../scenarios/anomaly/activities';
+import { createJitActivities } from '../scenarios/jit/activities';
+import { createLeakActivities } from '../scenarios/leak/activities';
+import { createOffboardingActivities } from '../scenarios/offboarding/activities';
 import { createCommonActivities } from './common';
-import { createDriftActivities } from './drift';
 import type { ActivityDeps } from './deps';
-import { createJitActivities } from './jit';
-import { createLeakActivities } from './leak';
-import { createOffboardingActivities } from './offboarding';
 
 export type { ActivityDeps, ConnectorRegistry } from './deps';
 

@@ -3,16 +3,16 @@ import type { Router } from 'express';
 import type { Pool } from 'pg';
 import type { ConnectorRegistry } from '../activities/deps';
 import type { Config } from '../lib/config';
-import type { DetectorSettings } from '../lib/anomaly-detector';
+import type { DetectorSettings } from '../scenarios/anomaly/detector';
 import type { PolicyEngine } from '../lib/policy-engine';
-import type { AnomalySettings } from '../workflows/anomalyThrottling.contract';
-import type { JitSettings } from '../workflows/jitElevation.contract';
-import type { OffboardingSettings } from '../workflows/offboarding.contract';
+import type { AnomalySettings } from '../scenarios/anomaly/contract';
+import type { JitSettings } from '../scenarios/jit/contract';
+import type { OffboardingSettings } from '../scenarios/offboarding/contract';
 import type { TemporalDeps } from './app';
-import { createAnomalyRouter } from './routes/anomalies';
-import { createElevationRouter } from './routes/elevations';
-import { createLeakRouter } from './routes/leaks';
-import { createOffboardingRouter } from './routes/offboardings';
+import { createAnomalyRouter } from '../scenarios/anomaly/routes';
+import { createElevationRouter } from '../scenarios/jit/routes';
+import { createLeakRouter } from '../scenarios/leak/routes';
+import { createOffboardingRouter } from '../scenarios/offboarding/routes';
 
 export interface ScenarioDeps {
   pool: Pool;

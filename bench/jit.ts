@@ -4,8 +4,8 @@
 //   npm run bench:jit            (BENCH_LEVELS=1,100 to pick levels)
 import { randomBytes } from 'node:crypto';
 import { createTestWorld } from '../tests/helpers/world';
-import { jitElevation } from '../workflows/jitElevation';
-import { jitWorkflowId, type JitStatus } from '../workflows/jitElevation.contract';
+import { jitElevation } from '../scenarios/jit/workflow';
+import { jitWorkflowId, type JitStatus } from '../scenarios/jit/contract';
 import { machine, pct, runBench, startBenchPostgres } from './support';
 
 const levels = (process.env.BENCH_LEVELS ?? '1,100,1000').split(',').map(Number);

@@ -11,7 +11,7 @@ import { createScenarioRouters } from '../api/scenarios';
 import { loadConfig } from '../lib/config';
 import { createToken } from '../lib/principals';
 import { createTestWorld } from '../tests/helpers/world';
-import type { AnomalyStatus } from '../workflows/anomalyThrottling.contract';
+import type { AnomalyStatus } from '../scenarios/anomaly/contract';
 import { machine, pct, runBench, startBenchPostgres } from './support';
 
 const batches = (process.env.BENCH_BATCHES ?? '1,100,1000').split(',').map(Number);

@@ -7,7 +7,7 @@ import type { Pool } from 'pg';
 import { ConfigError, loadConfig, type Config } from '../lib/config';
 import { orchestratorDatabaseUrl, redactUrl } from '../lib/config-urls';
 import { createPool } from '../lib/db';
-import { closeChangeWindow } from '../lib/change-windows';
+import { closeChangeWindow } from '../scenarios/jit/change-windows';
 import { connectClient } from '../lib/temporal-connection';
 import type { Client } from '@temporalio/client';
 import { createToken, listPrincipals, listTokens, parseRoles, principalIdSchema, revokeToken, upsertPrincipal } from '../lib/principals';

@@ -1,6 +1,6 @@
-// The Temporal Schedule that runs the drift check (workflows/driftReconciler.ts) every few minutes.
+// The Temporal Schedule that runs the drift check (enforcement/drift-workflow.ts) every few minutes.
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
-import { DRIFT_RECONCILER_WORKFLOW_TYPE } from '../workflows/driftReconciler.contract';
+import { DRIFT_RECONCILER_WORKFLOW_TYPE } from './drift-contract';
 
 export const DRIFT_SCHEDULE_ID = 'drift-reconciler';
 

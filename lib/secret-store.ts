@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Pool } from 'pg';
 import { decodeKey } from './config';
-import { hmslHash } from './leak-intake';
+import { hmslHash } from './fingerprints';
 
 export type SecretStatus = 'pending' | 'active' | 'retired' | 'discarded' | 'deleted';
 

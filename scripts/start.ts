@@ -15,7 +15,7 @@ import { createLogger, type Logger } from '../lib/logger';
 import { authenticate, createToken, upsertPrincipal, type Role } from '../lib/principals';
 import { ensureSearchAttributes, type SearchAttributesResult } from '../lib/search-attributes';
 import { connectClient, usesExternalTemporal } from '../lib/temporal-connection';
-import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../lib/usage';
+import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../scenarios/anomaly/usage';
 import { startDevServer, type DevServer } from '../temporal-dev/dev-server';
 import { ensureDriftSchedule } from '../enforcement/drift-schedule';
 import { buildDependencies, checkConnectorSetup, estateAdminUrl } from '../workers/deps';

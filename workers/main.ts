@@ -4,7 +4,7 @@ import { migrate } from '../lib/db';
 import { createLogger } from '../lib/logger';
 import { ensureSearchAttributes } from '../lib/search-attributes';
 import { connectClient } from '../lib/temporal-connection';
-import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../lib/usage';
+import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../scenarios/anomaly/usage';
 import { ensureDriftSchedule } from '../enforcement/drift-schedule';
 import { buildDependencies, checkConnectorSetup } from './deps';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from './worker';

@@ -1,7 +1,7 @@
 // Every workflow the worker registers (this module is the bundle's entry point).
-export { jitElevation } from './jitElevation';
-export { leakContainment } from './leakContainment';
-export { offboarding } from './offboarding';
-export { anomalyThrottling } from './anomalyThrottling';
-export { usageCollector } from './usageCollector';
-export { driftReconciler } from './driftReconciler';
+export { jitElevation } from '../scenarios/jit/workflow';
+export { leakContainment } from '../scenarios/leak/workflow';
+export { offboarding } from '../scenarios/offboarding/workflow';
+export { anomalyThrottling } from '../scenarios/anomaly/workflow';
+export { usageCollector } from '../scenarios/anomaly/usage-collector';
+export { driftReconciler } from '../enforcement/drift-workflow';

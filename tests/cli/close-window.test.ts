@@ -1,7 +1,7 @@
 // `nhi close-window <changeId>` against a real Temporal dev server: it signals exactly the running
 // elevations of that change (no worker is needed to see the signal land in their history).
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { JIT_WORKFLOW_TYPE } from '../../workflows/jitElevation.contract';
+import { JIT_WORKFLOW_TYPE } from '../../scenarios/jit/contract';
 import { ChangeIdKey, NhiIdKey } from '../../workflows/search-attributes';
 import { createLocalEnv } from '../helpers/temporal';
 import { waitFor } from '../helpers/wait';

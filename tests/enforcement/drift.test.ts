@@ -5,7 +5,7 @@ import { checkDrift, releaseOrphanedIntents } from '../../enforcement/drift';
 import { activeIntents } from '../../enforcement/intents';
 import { reconcile } from '../../enforcement/reconciler';
 import { getNhi } from '../../lib/inventory';
-import type { DriftCheckResult } from '../../workflows/driftReconciler.contract';
+import type { DriftCheckResult } from '../../enforcement/drift-contract';
 import { createTestWorld, type TestWorld } from '../helpers/world';
 
 let w: TestWorld;

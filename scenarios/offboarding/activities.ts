@@ -1,0 +1,536 @@
+// Offboarding activities: policy, inventory status, ending the NHI's other scenarios, disable,
+// proof, abort, finalisation and watch re-checks. Access changes only through intents and the
+// reconciler (enforcement/): commit or release this workflow's intent → reconcile → verify from the
+// read-back. Ending sessions and probing credentials are actions, through the connector. Each step
+// is idempotent and audited. Secret values are revealed only inside the probes and never leave them.
+import { Context } from '@temporalio/activity';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Pool, PoolClient } from 'pg';
+import { ConnectorErrorCode, PermanentConnectorError, type AccessState, type Connector } from '../../connectors/types';
+import type { Baseline } from '../../enforcement/desired';
+import { activeIntents, commitIntent, intentsOf, releaseIntents, setBaseline } from '../../enforcement/intents';
+import { reconcile, ReconcileError, type IntentChange, type VerifiedAccess } from '../../enforcement/reconciler';
+import { appendAudit, type AuditEventInput } from '../../lib/audit';
+import { updateStatus } from '../../lib/inventory';
+import { decideOffboard } from '../../lib/policy-decisions';
+import type { SecretRef } from '../../lib/secret-store';
+import { ErrorType } from '../../workflows/errors';
+import { ANOMALY_WORKFLOW_TYPE, supersedeSignal } from '../anomaly/contract';
+import { JIT_WORKFLOW_TYPE, revokeUpdate } from '../jit/contract';
+import {
+  OFFBOARDING_SCENARIO,
+  type Attestation,
+  type AttestationCheck,
+  type CredentialRecord,
+  type DependentImpact,
+  type DriftEvent,
+  type ElevationEnded,
+  type NhiInventoryStatus,
+  type OffboardPolicyEvidence,
+  type StepReadback,
+  type StopScenariosResult,
+  type WatchCheckResult,
+} from './contract';
+import { currentWorkflowId, loadNhi, type NhiRecord } from '../../activities/common';
+import type { ActivityDeps } from '../../activities/deps';
+
+/** What the target reports for an identity that no longer exists: no access at all. */
+const GONE: AccessState = { exists: false, canLogin: false, connectionLimit: 0, entitlements: [] };
+
+const now = () => new Date().toISOString();
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** Retryable: the workflow escalates after a few attempts and keeps retrying. */
+function enforcementFailed(what: string, err?: unknown): ApplicationFailure {
+  return ApplicationFailure.retryable(err === undefined ? what : `${what}: ${message(err)}`, ErrorType.EnforcementFailed);
+}
+
+const isGone = (err: unknown) => err instanceof PermanentConnectorError && err.code === ConnectorErrorCode.UnknownIdentity;
+
+/**
+ * Target failures outside the reconciler (sessions, probes): every one is retryable here, including
+ * the connector's "permanent" ones: removal is never abandoned, an operator fixes the cause while
+ * the workflow escalates. An identity that no longer exists holds no access: that is `gone`.
+ */
+async function atTarget<T>(what: string, gone: T, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (isGone(err)) return gone;
+    if (err instanceof ApplicationFailure) throw err;
+    throw enforcementFailed(`${what} failed`, err);
+  }
+}
+
+/** The baseline the current one replaced (for the audit row of a retried finalisation). */
+async function replacedBaseline(q: Pool | PoolClient, nhiId: string): Promise<Baseline | undefined> {
+  const { rows } = await q.query<{ params: Baseline }>(
+    `SELECT params FROM intents WHERE nhi_id = $1 AND kind = 'baseline' AND released_at IS NOT NULL ORDER BY id DESC LIMIT 1`,
+    [nhiId],
+  );
+  return rows[0]?.params;
+}
+
+const credentialRecords = (refs: SecretRef[]): CredentialRecord[] =>
+  refs.map((r) => ({ ref: r.ref, version: r.version, status: r.status, fingerprint: r.fingerprint }));
+
+/** Visibility string literal (ids are slugs; this keeps the query safe regardless). */
+const literal = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+
+/** Dependents are free-form on the inventory record: strings or {id, kind, owner, description}. */
+export function dependentImpacts(nhi: Pick<NhiRecord, 'connector' | 'externalRef' | 'dependents'>, entitlements: readonly string[]): DependentImpact[] {
+  const list = Array.isArray(nhi.dependents) ? nhi.dependents : [];
+  const lost = entitlements.length ? `; loses ${entitlements.join(', ')}` : '';
+  return list.map((d, i) => {
+    const o: Record<string, unknown> = typeof d === 'string' ? { id: d } : d && typeof d === 'object' ? (d as Record<string, unknown>) : { id: String(d) };
+    const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
+    return {
+      id: str('id') ?? `dependent-${i + 1}`,
+      kind: str('kind'),
+      owner: str('owner'),
+      description: str('description'),
+      impact: `cannot connect to ${nhi.connector} as ${nhi.externalRef} any more (login refused; credentials deleted when the grace period ends)${lost}`,
+    };
+  });
+}
+
+export function createOffboardingActivities(deps: ActivityDeps) {
+  async function target(nhiId: string): Promise<{ nhi: NhiRecord; connector: Connector; identity: string }> {
+    const nhi = await loadNhi(deps.pool, nhiId);
+    return { nhi, connector: deps.connectors.get(nhi.connector), identity: nhi.externalRef };
+  }
+
+  function audit(nhiId: string, e: Omit<AuditEventInput, 'workflowId' | 'scenario' | 'nhiId' | 'actor'> & { actor?: string }) {
+    return appendAudit(deps.pool, { actor: 'system', ...e, workflowId: currentWorkflowId(), scenario: OFFBOARDING_SCENARIO, nhiId });
+  }
+
+  async function principalRoles(id: string): Promise<string[]> {
+    const { rows } = await deps.pool.query<{ roles: string[] }>('SELECT roles FROM principals WHERE id = $1', [id]);
+    return rows[0]?.roles ?? [];
+  }
+
+  /**
+   * Every access change of offboarding: the reconciler, with this workflow's intent change. Any
+   * failure is retryable (the workflow escalates and keeps going), except an NHI gone from the inventory.
+   */
+  async function reconcileStep(nhiId: string, step: { stepId: string; actor: string; reason: string }, change?: IntentChange): Promise<VerifiedAccess> {
+    try {
+      return await reconcile(
+        { pool: deps.pool, connectors: deps.connectors },
+        nhiId,
+        { workflowId: currentWorkflowId(), scenario: OFFBOARDING_SCENARIO, ...step },
+        change,
+      );
+    } catch (err) {
+      if (err instanceof ReconcileError && err.code === 'nhi_not_found') throw ApplicationFailure.nonRetryable(err.message, ErrorType.NhiNotFound);
+      if (err instanceof ApplicationFailure) throw err;
+      throw enforcementFailed(`reconciling ${nhiId}`, err);
+    }
+  }
+
+  /** End one running elevation through its own revoke Update (it verifies the revocation itself). */
+  async function endElevation(client: Client, workflowId: string, by: string, reason: string): Promise<ElevationEnded> {
+    const handle = client.workflow.getHandle(workflowId);
+    const ctx = Context.current();
+    const beat = setInterval(() => ctx.heartbeat({ elevation: workflowId }), 5_000);
+    try {
+      // Offboarding was authorised by policy already; the elevation checks that this offboarding runs for its NHI.
+      const s = await handle.executeUpdate(revokeUpdate, { args: [{ by, byWorkflow: currentWorkflowId(), reason }] });
+      return { workflowId, outcome: 'revoked', state: s.state };
+    } catch (err) {
+      const cause = (err as { cause?: { type?: string } }).cause;
+      if (err instanceof WorkflowUpdateFailedError && cause?.type === ErrorType.RequestClosed) {
+        // Already ending on its own: wait until its revocation is verified.
+        try {
+          const r = (await handle.result()) as { state?: string };
+          return { workflowId, outcome: 'already_ending', state: r?.state };
+        } catch (e) {
+          return { workflowId, outcome: 'already_ending', detail: message(e) };
+        }
+      }
+      const d = await handle.describe().catch(() => undefined);
+      if (!d || d.status.name !== 'RUNNING') return { workflowId, outcome: 'finished', detail: message(err) };
+      throw err;
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  return {
+    /** Cedar decides (Offboard), as the requester; recorded with its policies. No change anywhere. */
+    async evaluateOffboard(a: { nhiId: string; run: string; requestedBy: string; reason: string; ticket?: string; graceDays?: number; watchDays?: number }) {
+      const nhi = await loadNhi(deps.pool, a.nhiId);
+      const d = decideOffboard(deps.policy, {
+        principal: { id: a.requestedBy, roles: await principalRoles(a.requestedBy) },
+        nhi: { id: nhi.id, kind: nhi.kind, owner: nhi.owner, criticality: nhi.criticality, tags: nhi.tags, status: nhi.status },
+      });
+      const evidence: OffboardPolicyEvidence = {
+        allowed: d.allowed,
+        reasons: d.reasons,
+        determiningPolicies: d.determiningPolicies,
+        policySetHash: d.policySetHash,
+        defaultGraceDays: d.defaultGraceDays,
+        defaultWatchDays: d.defaultWatchDays,
+      };
+      if (nhi.status !== 'active' && nhi.status !== 'throttled') {
+        evidence.allowed = false;
+        evidence.reasons = [`${nhi.id} is ${nhi.status} already`];
+      }
+      await audit(nhi.id, {
+        stepId: `${a.run}:policy`,
+        actor: a.requestedBy,
+        action: 'policy.offboard',
+        outcome: evidence.allowed ? 'allowed' : 'denied',
+        decision: evidence,
+        details: { reason: a.reason, ticket: a.ticket ?? null, graceDays: a.graceDays ?? null, watchDays: a.watchDays ?? null, inventoryStatus: nhi.status },
+      });
+      return { evidence, connector: nhi.connector, identity: nhi.externalRef, status: nhi.status as NhiInventoryStatus };
+    },
+
+    /** Inventory status `offboarding` (compare-and-set from active/throttled; a retry is a no-op). */
+    async markOffboarding(a: { nhiId: string; run: string; actor: string }) {
+      const updated = await updateStatus(deps.pool, a.nhiId, 'offboarding', { from: ['active', 'throttled'] });
+      if (!updated) {
+        const nhi = await loadNhi(deps.pool, a.nhiId);
+        throw ApplicationFailure.nonRetryable(`${a.nhiId} is ${nhi.status}: it cannot be offboarded now`, ErrorType.NhiNotActive);
+      }
+      // The credentials the store holds now (fingerprints): the proof probes each of them.
+      const credentials = credentialRecords(await deps.secrets.list(a.nhiId));
+      await audit(a.nhiId, { stepId: `${a.run}:inventory:offboarding`, actor: a.actor, action: 'inventory.status', outcome: 'offboarding', readback: { status: updated.status, credentials } });
+      return { status: updated.status, credentials };
+    },
+
+    /**
+     * Undo of markOffboarding (abort, or a failure before anything at the target changed). `throttled`
+     * comes back only while a throttle intent is still owned in the ledger: an abort never brings
+     * back a status that nothing owns (and a throttle still owned keeps its status).
+     */
+    async restoreInventoryStatus(a: { nhiId: string; run: string; status: NhiInventoryStatus; actor: string }) {
+      const { restrictions } = await activeIntents(deps.pool, a.nhiId);
+      const throttledBy = [...new Set(restrictions.filter((r) => r.restriction === 'throttle').map((r) => r.owner))];
+      const wanted: NhiInventoryStatus = a.status === 'active' || a.status === 'throttled' ? (throttledBy.length ? 'throttled' : 'active') : a.status;
+      const updated = await updateStatus(deps.pool, a.nhiId, wanted, { from: ['offboarding'] });
+      const status = updated?.status ?? (await loadNhi(deps.pool, a.nhiId)).status;
+      await audit(a.nhiId, {
+        stepId: `${a.run}:inventory:restore`,
+        actor: a.actor,
+        action: 'inventory.status',
+        outcome: status === wanted ? wanted : 'left_unchanged',
+        readback: { status },
+        details: { before: a.status, wanted, throttledBy },
+      });
+      return { status };
+    },
+
+    /**
+     * Who may abort (an admin) or confirm (the requester or an admin) an offboarding: the roles come
+     * from the principals table, never from the message. A refusal is audited (claimed roles included).
+     */
+    async checkOffboardingActor(a: { nhiId: string; run: string; step: string; principal: string; action: 'abort' | 'confirm'; requestedBy: string; claimedRoles?: unknown }) {
+      const roles = await principalRoles(a.principal);
+      const allowed = roles.includes('admin') || (a.action === 'confirm' && a.principal === a.requestedBy);
+      const reasons = allowed ? [] : [a.action === 'abort' ? 'only an admin can abort an offboarding' : 'only the requester or an admin can confirm an offboarding'];
+      if (!allowed) {
+        await audit(a.nhiId, {
+          stepId: `${a.run}:${a.step}`,
+          actor: a.principal,
+          action: `offboarding.${a.action}`,
+          outcome: 'refused',
+          decision: { allowed, reasons, roles },
+          details: { claimedRoles: Array.isArray(a.claimedRoles) ? a.claimedRoles.filter((r) => typeof r === 'string').slice(0, 10) : null },
+        });
+      }
+      return { allowed, roles, reasons };
+    },
+
+    /**
+     * End the NHI's other running scenarios: JIT elevations through their revoke Update (answered once
+     * each revocation is verified); anomaly throttling through the hook below.
+     */
+    async stopOtherScenarios(a: { nhiId: string; run: string; by: string; reason: string }): Promise<StopScenariosResult> {
+      await loadNhi(deps.pool, a.nhiId);
+      const throttles: StopScenariosResult['throttles'] = { supported: true, ended: [] };
+      let result: StopScenariosResult;
+      if (!deps.temporal) {
+        result = {
+          elevations: [],
+          throttles,
+          skipped: 'this worker has no Temporal client: running elevations were not reached (revoking every entitlement below removes their access anyway)',
+        };
+      } else {
+        const { client } = deps.temporal;
+        const query = `WorkflowType = ${literal(JIT_WORKFLOW_TYPE)} AND NhiId = ${literal(a.nhiId)} AND ExecutionStatus = "Running"`;
+        const ids: string[] = [];
+        for await (const wf of client.workflow.list({ query })) ids.push(wf.workflowId);
+        const elevations: ElevationEnded[] = [];
+        for (const id of ids) elevations.push(await endElevation(client, id, a.by, a.reason));
+        // End each running throttle of this NHI *without* restoring its access: offboarding takes over.
+        throttles.found = [];
+        const throttleQuery = `WorkflowType = ${literal(ANOMALY_WORKFLOW_TYPE)} AND NhiId = ${literal(a.nhiId)} AND ExecutionStatus = "Running"`;
+        for await (const wf of client.workflow.list({ query: throttleQuery })) {
+          try {
+            throttles.found.push(wf.workflowId);
+            await client.workflow.getHandle(wf.workflowId).signal(supersedeSignal, { by: 'offboarding', reason: `offboarding ${currentWorkflowId()}` });
+            throttles.ended.push(wf.workflowId);
+          } catch {
+            // It ended between the listing and the signal.
+          }
+        }
+        result = { elevations, throttles };
+      }
+      await audit(a.nhiId, {
+        stepId: `${a.run}:stop-scenarios`,
+        action: 'scenarios.stop',
+        outcome: result.skipped ? 'skipped' : 'stopped',
+        readback: result.elevations,
+        details: { throttles: result.throttles, skipped: result.skipped ?? null },
+      });
+      return result;
+    },
+
+    /**
+     * Disable step 1: the restrict intent `login_disabled` (owner: this workflow) → reconcile →
+     * verified from the read-back. Login goes first and alone, so a membership the connector may not
+     * revoke (step 2 escalates) never keeps the NHI able to log in.
+     */
+    async disableLogin(a: { nhiId: string; run: string; step: string }): Promise<StepReadback> {
+      const owner = currentWorkflowId();
+      const v = await reconcileStep(a.nhiId, { stepId: `${a.run}:${a.step}`, actor: 'system', reason: 'offboarding: login disabled' }, (c) =>
+        commitIntent(c, a.nhiId, owner, { kind: 'restrict', restriction: 'login_disabled' }),
+      );
+      if (v.desired.canLogin) throw enforcementFailed(`the desired access of ${a.nhiId} still allows login (restricted by ${v.desired.restrictedBy.join(', ') || 'nothing'})`);
+      if (v.observed.exists && v.observed.canLogin) throw enforcementFailed(`${v.identity} can still log in after reconcile`);
+      return { at: v.checkedAt, changed: v.changes.login !== undefined, detail: { exists: v.observed.exists, canLogin: v.observed.canLogin, baselineCapturedNow: v.baselineCapturedNow } };
+    },
+
+    /**
+     * Disable step 2: the restrict intent `offboarded` (owner: this workflow) → reconcile → verified:
+     * the desired access has no entitlements and no login, and the read-back says so. Other
+     * scenarios' intents stay in the ledger (withheld, not removed), so an abort can give them back.
+     */
+    async revokeEntitlements(a: { nhiId: string; run: string; step: string }): Promise<StepReadback> {
+      const owner = currentWorkflowId();
+      const v = await reconcileStep(a.nhiId, { stepId: `${a.run}:${a.step}`, actor: 'system', reason: 'offboarding: offboarded' }, (c) =>
+        commitIntent(c, a.nhiId, owner, { kind: 'restrict', restriction: 'offboarded' }),
+      );
+      if (v.desired.entitlements.length || v.desired.canLogin) {
+        throw enforcementFailed(`the desired access of ${a.nhiId} is not offboarded: ${JSON.stringify({ entitlements: v.desired.entitlements, canLogin: v.desired.canLogin })}`);
+      }
+      if (v.observed.exists && (v.observed.entitlements.length || v.observed.canLogin)) {
+        throw enforcementFailed(`${v.identity} still holds ${v.observed.entitlements.join(', ') || 'login'} after reconcile`);
+      }
+      const held = [...new Set([...v.observed.entitlements.filter((e) => !v.changes.granted.includes(e)), ...v.changes.revoked])].sort();
+      return {
+        at: v.checkedAt,
+        changed: v.changes.revoked.length > 0 || v.changes.login !== undefined,
+        detail: { held, revoked: v.changes.revoked, entitlements: v.observed.entitlements, withheld: v.desired.withheld },
+      };
+    },
+
+    async endSessions(a: { nhiId: string; run: string; step: string }): Promise<StepReadback> {
+      const { nhi, connector, identity } = await target(a.nhiId);
+      const { terminated } = await atTarget(`ending the sessions of ${identity}`, { terminated: 0 }, () => connector.invalidateSessions(identity));
+      const left = await atTarget(`listing the sessions of ${identity}`, [], () => connector.listSessions(identity));
+      if (left.length) throw enforcementFailed(`${identity} still has ${left.length} live session(s) (pids ${left.map((l) => l.pid).join(', ')})`);
+      const rb: StepReadback = { at: now(), changed: terminated > 0, detail: { terminated, liveSessions: 0 } };
+      await audit(nhi.id, { stepId: `${a.run}:${a.step}`, action: 'sessions.terminate', outcome: 'terminated', target: { connector: nhi.connector, identity, terminated }, readback: { liveSessions: 0 } });
+      return rb;
+    },
+
+    /**
+     * The "no standing access" proof, read from the target: no memberships, login refused (the role
+     * says NOLOGIN, and logging in with every credential the store holds is refused), no sessions.
+     * Read-only; the workflow records the attestation. What the dependents lose is what the other
+     * intents and the baseline want and the offboarding withholds.
+     */
+    async proveNoAccess(a: { nhiId: string }): Promise<Attestation> {
+      const { nhi, connector, identity } = await target(a.nhiId);
+      const wanted = await activeIntents(deps.pool, a.nhiId);
+      const lost = [...new Set([...(wanted.baseline?.entitlements ?? []), ...wanted.grants.map((g) => g.entitlement)])].sort();
+      const access = await atTarget(`reading ${identity}`, GONE, () => connector.readAccess(identity));
+      const sessions = access.exists ? await atTarget(`listing sessions of ${identity}`, [], () => connector.listSessions(identity)) : [];
+      const checks: AttestationCheck[] = [
+        { check: 'no_entitlements', ok: access.entitlements.length === 0, evidence: { entitlements: access.entitlements, identityExists: access.exists } },
+        { check: 'login_disabled', ok: !access.canLogin, evidence: { canLogin: access.canLogin, identityExists: access.exists } },
+      ];
+      for (const c of credentialRecords(await deps.secrets.list(a.nhiId))) {
+        const check = `credential_refused:v${c.version}`;
+        if (c.status === 'deleted' || c.status === 'discarded') {
+          checks.push({ check, ok: true, evidence: { ...c, probed: false, why: 'the store holds no value for it' } });
+          continue;
+        }
+        let value: string;
+        try {
+          value = await deps.secrets.reveal(c.ref);
+        } catch (err) {
+          checks.push({ check, ok: true, evidence: { ...c, probed: false, why: `unreadable with this store's key (${message(err)}); login_disabled covers it` } });
+          continue;
+        }
+        if (!access.exists) {
+          checks.push({ check, ok: true, evidence: { ...c, probed: false, why: 'the identity no longer exists' } });
+          continue;
+        }
+        const p = await atTarget(`probing ${identity}`, { access: 'denied' as const, code: 'identity_gone' }, () => connector.probe(identity, value));
+        // Refused either way: wrong credential (denied) or login refused for another reason (inconclusive).
+        checks.push({ check, ok: p.access !== 'granted', evidence: { ...c, probed: true, access: p.access, code: p.code ?? null } });
+      }
+      checks.push({
+        check: 'no_live_sessions',
+        ok: sessions.length === 0,
+        evidence: { sessions: sessions.map((x) => ({ pid: x.pid, backendStart: x.backendStart, state: x.state })) },
+      });
+      return {
+        nhiId: nhi.id,
+        connector: nhi.connector,
+        identity,
+        at: now(),
+        outcome: checks.every((c) => c.ok) ? 'no_standing_access' : 'access_remains',
+        checks,
+        dependents: dependentImpacts(nhi, lost),
+      };
+    },
+
+    /**
+     * Abort (or cancel) during grace: release this offboarding's intents → reconcile → verified. The
+     * NHI then has exactly what the other active intents and the baseline want (an exact restore
+     * without a snapshot): a throttle whose owner still holds it stays, one released is gone, a live
+     * elevation's grant comes back. The active credential is probed as evidence.
+     */
+    async releaseOffboarding(a: { nhiId: string; run: string; actor: string; reason: string }) {
+      const owner = currentWorkflowId();
+      let released = 0;
+      const v = await reconcileStep(a.nhiId, { stepId: `${a.run}:restore`, actor: a.actor, reason: `offboarding aborted: ${a.reason}` }, async (c) => {
+        released = await releaseIntents(c, a.nhiId, owner);
+      });
+      const left = (await intentsOf(deps.pool, owner)).filter((i) => i.nhiId === a.nhiId);
+      if (left.length) throw enforcementFailed(`${a.nhiId} still has intents of ${owner}: ${left.map((i) => `${i.kind} ${i.subject}`).join(', ')}`);
+      if (v.desired.restrictedBy.includes(owner)) throw enforcementFailed(`${a.nhiId} is still restricted by ${owner}`);
+      const { connector, identity, nhi } = await target(a.nhiId);
+      // Evidence only: the store may hold no credential, or one the target never had.
+      let probe: Record<string, unknown> | null = null;
+      const active = await deps.secrets.active(a.nhiId);
+      if (active && v.observed.exists && v.observed.canLogin) {
+        try {
+          const p = await connector.probe(identity, await deps.secrets.reveal(active.ref));
+          probe = { ref: active.ref, version: active.version, fingerprint: active.fingerprint, access: p.access, code: p.code ?? null };
+        } catch (err) {
+          probe = { ref: active.ref, version: active.version, fingerprint: active.fingerprint, access: 'unknown', detail: message(err) };
+        }
+      }
+      const desired = { entitlements: v.desired.entitlements, canLogin: v.desired.canLogin, connectionLimit: v.desired.connectionLimit, restrictedBy: v.desired.restrictedBy };
+      await audit(nhi.id, {
+        stepId: `${a.run}:restore`,
+        actor: a.actor,
+        action: 'offboarding.release',
+        outcome: 'restored',
+        target: { connector: nhi.connector, identity, releasedIntents: released },
+        readback: { after: v.observed, probe },
+        decision: { desired },
+        details: { reason: a.reason },
+      });
+      return { after: v.observed, desired, released, probe };
+    },
+
+    /**
+     * Finalise, an explicit and audited change of the baseline: the NHI's standing access becomes
+     * empty (no entitlements, login off) and its `offboarded` intent stays active, so the NHI stays
+     * offboarded after this workflow ends. The role stays (objects it owns are not dropped); every
+     * stored credential is erased (fingerprints stay for the record); inventory status `offboarded`.
+     */
+    async finaliseOffboarding(a: { nhiId: string; run: string; actor: string }) {
+      const owner = currentWorkflowId();
+      let previous: Baseline | undefined;
+      let next: Baseline | undefined;
+      const v = await reconcileStep(a.nhiId, { stepId: `${a.run}:finalise`, actor: a.actor, reason: 'offboarding finalised: baseline emptied' }, async (c) => {
+        const current = (await activeIntents(c, a.nhiId)).baseline;
+        const done = current !== undefined && !current.entitlements.length && !current.canLogin;
+        const empty: Baseline = { entitlements: [], canLogin: false, connectionLimit: current?.connectionLimit ?? -1 };
+        await c.query('BEGIN');
+        try {
+          await commitIntent(c, a.nhiId, owner, { kind: 'restrict', restriction: 'offboarded' });
+          await releaseIntents(c, a.nhiId, owner, { kind: 'restrict', subject: 'login_disabled' });
+          if (!done) await setBaseline(c, a.nhiId, empty);
+          await c.query('COMMIT');
+        } catch (err) {
+          await c.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+        // A retry finds it done already: the baseline it replaced is the latest released one.
+        previous = done ? await replacedBaseline(c, a.nhiId) : current;
+        next = done ? current : empty;
+      });
+      if (v.desired.entitlements.length || v.desired.canLogin) throw enforcementFailed(`the desired access of ${a.nhiId} is not empty after finalisation`);
+      if (v.observed.exists && (v.observed.canLogin || v.observed.entitlements.length)) throw enforcementFailed(`${v.identity} still has access after finalisation`);
+      const { nhi, identity } = await target(a.nhiId);
+      await audit(nhi.id, {
+        stepId: `${a.run}:baseline`,
+        actor: a.actor,
+        action: 'baseline.set',
+        outcome: 'emptied',
+        target: { connector: nhi.connector, identity },
+        decision: { previous: previous ?? null, baseline: next ?? null },
+        readback: { observed: v.observed },
+        details: { reason: 'offboarding finalised', keeps: { owner, restriction: 'offboarded' } },
+      });
+      const deletedNow = await deps.secrets.deleteAll(a.nhiId);
+      const credentials = credentialRecords(await deps.secrets.list(a.nhiId));
+      const kept = credentials.filter((c) => c.status !== 'deleted');
+      if (kept.length) throw enforcementFailed(`the secret store still holds ${kept.map((c) => `v${c.version}`).join(', ')} for ${a.nhiId}`);
+      // Unconditional: from here the orchestrator's offboarding is the authority on this record.
+      const updated = await updateStatus(deps.pool, a.nhiId, 'offboarded');
+      if (!updated) throw ApplicationFailure.nonRetryable(`NHI ${a.nhiId} is not in the inventory`, ErrorType.NhiNotFound);
+      await audit(nhi.id, {
+        stepId: `${a.run}:finalise`,
+        actor: a.actor,
+        action: 'offboarding.finalise',
+        outcome: 'offboarded',
+        target: { connector: nhi.connector, identity, roleKept: v.observed.exists },
+        readback: { canLogin: v.observed.canLogin, identityExists: v.observed.exists, credentials, inventoryStatus: updated.status },
+        details: { deletedNow },
+      });
+      return { at: now(), deletedNow, credentials, canLogin: v.observed.canLogin };
+    },
+
+    /**
+     * A watch-period re-check is a reconcile (the `offboarded` intent committed again, idempotently):
+     * anything that reappeared outside the orchestrator (login re-enabled, a membership re-granted,
+     * a connection limit changed) is reverted and recorded as drift; live sessions are ended.
+     */
+    async recheckAccess(a: { nhiId: string; run: string; check: number | 'pre-finalise' }): Promise<WatchCheckResult> {
+      const owner = currentWorkflowId();
+      const at = now();
+      const v = await reconcileStep(a.nhiId, { stepId: `${a.run}:watch:${a.check}`, actor: 'system', reason: 'offboarding watch: drift correction' }, (c) =>
+        commitIntent(c, a.nhiId, owner, { kind: 'restrict', restriction: 'offboarded' }),
+      );
+      const { nhi, connector, identity } = await target(a.nhiId);
+      const drift: DriftEvent[] = [];
+      if (v.changes.login?.[0]) drift.push({ at, check: a.check, kind: 'login_enabled', detail: `${identity} could log in again: login disabled` });
+      for (const e of v.changes.revoked) drift.push({ at, check: a.check, kind: 'entitlement', detail: `${identity} held ${e} again: revoked` });
+      if (v.changes.connectionLimit) {
+        const [was, is] = v.changes.connectionLimit;
+        drift.push({ at, check: a.check, kind: 'connection_limit', detail: `${identity} had connection limit ${was}: set back to ${is}` });
+      }
+      if (v.observed.exists) {
+        const sessions = await atTarget(`listing sessions of ${identity}`, [], () => connector.listSessions(identity));
+        if (sessions.length) {
+          await atTarget(`ending sessions of ${identity}`, { terminated: 0 }, () => connector.invalidateSessions(identity));
+          drift.push({ at, check: a.check, kind: 'sessions', detail: `${sessions.length} live session(s) of ${identity}: terminated` });
+        }
+      }
+      if (v.desired.canLogin || v.desired.entitlements.length) throw enforcementFailed(`the desired access of ${a.nhiId} is not offboarded`);
+      if (v.observed.exists && (v.observed.canLogin || v.observed.entitlements.length)) {
+        throw enforcementFailed(`${identity} still has access after the re-check (login ${v.observed.canLogin ? 'enabled' : 'disabled'}, entitlements ${v.observed.entitlements.join(', ') || 'none'})`);
+      }
+      await audit(nhi.id, {
+        stepId: `${a.run}:watch:${a.check}`,
+        action: 'watch.check',
+        outcome: drift.length ? 'drift_reverted' : 'clean',
+        target: { connector: nhi.connector, identity },
+        readback: { observed: v.observed, changes: v.changes },
+        details: { check: a.check, drift },
+      });
+      return { check: a.check, at, clean: drift.length === 0, drift, after: v.observed };
+    },
+  };
+}

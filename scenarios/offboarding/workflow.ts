@@ -1,0 +1,512 @@
+// Offboarding: policy → inventory `offboarding` → disable (intents `login_disabled`, then
+// `offboarded`, each reconciled and verified; then sessions ended) → ask the NHI's other scenarios to stop →
+// prove and attest → grace (abort releases this workflow's intents and reconciles: the NHI gets
+// exactly what the other intents and the baseline want; confirm skips ahead) → finalise (baseline
+// emptied, `offboarded` kept, secrets erased) → watch (each re-check is a reconcile that reverts
+// drift; continue-as-new keeps history small). Enforcement never gives up: bounded attempts, then an
+// escalation, then retries without limit. Authority for abort/confirm is looked up server-side.
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  ContinueAsNew,
+  continueAsNew,
+  isCancellation,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { createActivities } from '../../activities';
+import type { AccessState } from '../../connectors/types';
+import { fastCall, longWithHeartbeat, notification, untilDone } from '../../workflows/activity-presets';
+import { causeMessage, ErrorType } from '../../workflows/errors';
+import {
+  abortUpdate,
+  confirmUpdate,
+  DEFAULT_OFFBOARDING_SETTINGS,
+  FINALISED_STATES,
+  MAX_GRACE_DAYS,
+  MAX_WATCH_DAYS,
+  OFFBOARDING_FINAL_STATES,
+  OFFBOARDING_SCENARIO,
+  statusQuery,
+  type Attestation,
+  type OffboardingInput,
+  type OffboardingState,
+  type OffboardingStatus,
+  type StopScenariosResult,
+  type WatchCheckResult,
+} from './contract';
+import { Saga } from '../../workflows/saga';
+import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
+
+type Activities = ReturnType<typeof createActivities>;
+
+const acts = proxyActivities<Activities>(fastCall);
+/** Waits for each running elevation to verify its own revocation. */
+const reach = proxyActivities<Activities>(longWithHeartbeat);
+const notify = proxyActivities<Activities>(notification).notify;
+const forever = proxyActivities<Activities>(untilDone);
+
+const MINUTE = 60_000;
+const DAY = 24 * 60 * MINUTE;
+/** Proof rounds (disable again, prove again) before the failing proof is escalated. */
+const PROOF_ROUNDS_BEFORE_ESCALATION = 3;
+const TIMELINE_MAX = 100;
+const TIMELINE_CARRIED = 30;
+const DRIFT_MAX = 20;
+// Only a guard for a policy set without the @graceDays/@watchDays its conventions require.
+const FALLBACK_GRACE_DAYS = 7;
+const FALLBACK_WATCH_DAYS = 30;
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const describe = (a: AccessState) =>
+  a.exists ? `${a.entitlements.join(', ') || 'no entitlements'}; login ${a.canLogin ? 'enabled' : 'disabled'}; connection limit ${a.connectionLimit}` : 'the identity no longer exists';
+
+function invalid(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ message, type: ErrorType.InvalidRequest, nonRetryable: true });
+}
+
+function checkInput(input: OffboardingInput, settings: typeof DEFAULT_OFFBOARDING_SETTINGS) {
+  if (!input?.nhiId || !input.reason || !input.requestedBy) throw invalid('nhiId, reason and requestedBy are required');
+  const days = (name: string, v: number | undefined, max: number) => {
+    if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= max)) throw invalid(`${name} must be a whole number from 0 to ${max}`);
+  };
+  days('graceDays', input.graceDays, MAX_GRACE_DAYS);
+  days('watchDays', input.watchDays, MAX_WATCH_DAYS);
+  for (const [k, v] of Object.entries(settings)) {
+    if (!Number.isInteger(v) || v < 1) throw invalid(`settings.${k} must be a positive whole number`);
+  }
+}
+
+export async function offboarding(input: OffboardingInput): Promise<OffboardingStatus> {
+  const info = workflowInfo();
+  const settings = { ...DEFAULT_OFFBOARDING_SETTINGS, ...(input.settings ?? {}) };
+  if (!input.resume) checkInput(input, settings);
+  const run = input.requestId ?? input.resume?.requestId ?? info.firstExecutionRunId.slice(0, 8);
+  const bounded = proxyActivities<Activities>({
+    ...untilDone,
+    retry: { ...untilDone.retry, maximumAttempts: settings.escalationAttempts },
+  });
+
+  const s: OffboardingStatus = input.resume
+    ? { ...input.resume, runs: input.resume.runs + 1, watch: { ...input.resume.watch, intervalMinutes: settings.checkIntervalMinutes } }
+    : {
+        version: 1,
+        workflowId: info.workflowId,
+        requestId: run,
+        nhiId: input.nhiId,
+        state: 'evaluating',
+        reason: input.reason,
+        ticket: input.ticket,
+        requestedBy: input.requestedBy,
+        requestedAt: input.requestedAt ?? iso(Date.now()),
+        graceDays: input.graceDays ?? null,
+        watchDays: input.watchDays ?? null,
+        credentials: [],
+        disable: {},
+        proofRounds: 0,
+        watch: { intervalMinutes: settings.checkIntervalMinutes, checks: 0, driftTotal: 0, drift: [] },
+        escalations: [],
+        runs: 0,
+        timeline: [],
+      };
+  const nhiId = s.nhiId;
+
+  let abortRequest: { by: string; reason: string; at: string } | undefined;
+  let confirmRequest: { by: string; comment?: string } | undefined;
+  /** Set in the same step that decides to finalise: an abort accepted later would restore nothing. */
+  let finalising = false;
+  /** Refused abort/confirm attempts, each audited under its own step id. */
+  let refusals = 0;
+  /** Has an access-changing step started? Then a failure fails closed (intents stay). */
+  let enforcing = false;
+  const saga = new Saga();
+  const isFinal = () => OFFBOARDING_FINAL_STATES.includes(s.state);
+
+  const event = (name: string, detail?: string) => {
+    s.timeline.push({ at: iso(Date.now()), event: name, detail });
+    if (s.timeline.length > TIMELINE_MAX) s.timeline.splice(0, s.timeline.length - TIMELINE_MAX);
+  };
+  const transition = (state: OffboardingState, detail?: string) => {
+    s.state = state;
+    event(state, detail);
+    upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
+    refreshDetails();
+  };
+  function refreshDetails() {
+    const lines = [
+      `**${s.state}** — offboarding ${nhiId}${s.identity ? ` (${s.connector}:${s.identity})` : ''}`,
+      `by ${s.requestedBy}${s.ticket ? ` [${s.ticket}]` : ''}: ${s.reason}`,
+    ];
+    if (s.state === 'grace') lines.push(`grace until ${s.graceEndsAt}: abort (admin) releases the offboarding and restores what the other intents want, confirm finalises now`);
+    if (s.attestation) lines.push(`attestation: ${s.attestation.outcome} (${s.attestation.checks.length} checks, ${s.attestation.dependents.length} dependent(s) affected)`);
+    if (s.state === 'watching') {
+      lines.push(`watching until ${s.watch.endsAt}; next check ${s.watch.nextCheckAt ?? '—'}`);
+      lines.push(`${s.watch.checks} check(s) done, ${s.watch.driftTotal} drift event(s) reverted`);
+    }
+    if (s.abort) lines.push(`aborted by ${s.abort.by}: ${s.abort.reason}`);
+    if (s.escalations.length) lines.push(`⚠ ${s.escalations.length} escalation(s); last: ${s.escalations[s.escalations.length - 1].step}`);
+    if (s.failure) lines.push(`failed: ${s.failure}`);
+    setCurrentDetails(lines.join('\n'));
+  }
+
+  // --- message handlers -------------------------------------------------------------------
+  setHandler(statusQuery, () => s);
+
+  const closed = (message: string) => ApplicationFailure.create({ message, type: ErrorType.RequestClosed });
+  const abortClosed = () => {
+    if (FINALISED_STATES.includes(s.state) || finalising) {
+      return closed(`offboarding of ${nhiId} is finalised (${s.state}): its credentials are deleted, there is nothing to restore`);
+    }
+    if (isFinal()) return closed(`offboarding of ${nhiId} is ${s.state}`);
+    if (confirmRequest) return closed(`offboarding of ${nhiId} was confirmed by ${confirmRequest.by} and is being finalised`);
+    return undefined;
+  };
+  const confirmClosed = () => {
+    if (FINALISED_STATES.includes(s.state) || isFinal()) return closed(`offboarding of ${nhiId} is ${s.state}`);
+    if (abortRequest) return closed(`offboarding of ${nhiId} is being aborted by ${abortRequest.by}`);
+    return undefined;
+  };
+  /** The principal's roles come from the server (principals table), never from the message. */
+  async function authorize(action: 'abort' | 'confirm', by: string, claimedRoles: unknown) {
+    const v = await acts.checkOffboardingActor({ nhiId, run, step: `refused:${++refusals}`, principal: by, action, requestedBy: s.requestedBy, claimedRoles });
+    if (!v.allowed) throw ApplicationFailure.create({ message: `${by} may not ${action} this offboarding: ${v.reasons.join('; ')}`, type: ErrorType.NotAllowed, nonRetryable: true });
+  }
+
+  setHandler(
+    abortUpdate,
+    async (a) => {
+      await authorize('abort', a.by, a.roles);
+      // The flow may have moved on while the roles were looked up.
+      const no = abortClosed();
+      if (no) throw no;
+      abortRequest ??= { by: a.by, reason: a.reason, at: iso(Date.now()) };
+      // Answer once the release is reconciled and verified (or the flow ended otherwise, e.g. denied).
+      await condition(isFinal);
+      return s;
+    },
+    {
+      validator: (a) => {
+        if (!a?.by || typeof a.reason !== 'string' || !a.reason.trim()) throw ApplicationFailure.create({ message: 'by and reason are required', type: ErrorType.InvalidRequest });
+        const no = abortClosed();
+        if (no) throw no;
+      },
+    },
+  );
+
+  setHandler(
+    confirmUpdate,
+    async (c) => {
+      await authorize('confirm', c.by, c.roles);
+      const no = confirmClosed();
+      if (no) throw no;
+      if (!confirmRequest) {
+        confirmRequest = { by: c.by, comment: c.comment };
+        s.confirmedBy = c.by;
+        event('confirm requested', `${c.by}${c.comment ? `: ${c.comment}` : ''}`);
+      }
+      // Answer once finalised (or if the flow ended otherwise).
+      await condition(() => s.state === 'watching' || isFinal());
+      return s;
+    },
+    {
+      validator: (c) => {
+        if (!c?.by) throw ApplicationFailure.create({ message: 'by is required', type: ErrorType.InvalidRequest });
+        const no = confirmClosed();
+        if (no) throw no;
+      },
+    },
+  );
+
+  // --- helpers ---------------------------------------------------------------------------
+  async function escalate(step: string, err: unknown) {
+    const detail = causeMessage(err);
+    s.escalations.push({ at: iso(Date.now()), step, detail });
+    const n = s.escalations.length;
+    event('escalated', `${step}: ${detail}`);
+    refreshDetails();
+    await acts.recordAudit({ stepId: `${run}:escalate:${n}`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'enforcement.escalate', outcome: 'escalated', details: { step, detail, attempts: settings.escalationAttempts } });
+    await notify({ id: `${info.workflowId}:${run}:escalate:${n}`, kind: 'escalation', severity: 'critical', nhiId, text: `ESCALATION: offboarding of ${nhiId} — ${step} keeps failing (${detail}); still retrying` });
+  }
+
+  /** A step that must eventually succeed: bounded attempts, an escalation, then no limit. */
+  async function enforce<T>(step: string, call: (a: Activities) => Promise<T>): Promise<T> {
+    try {
+      return await call(bounded);
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      await escalate(step, err);
+      return await call(forever);
+    }
+  }
+
+  /** Each access step commits this workflow's intent and reconciles; sessions are an action after it. */
+  async function disableAll(round: number) {
+    const base = { nhiId, run };
+    s.disable.login = await enforce('disable login', (a) => a.disableLogin({ ...base, step: `disable:${round}:login` }));
+    s.disable.entitlements = await enforce('revoke entitlements', (a) => a.revokeEntitlements({ ...base, step: `disable:${round}:entitlements` }));
+    s.disable.sessions = await enforce('end sessions', (a) => a.endSessions({ ...base, step: `disable:${round}:sessions` }));
+    refreshDetails();
+  }
+
+  async function stopOtherScenarios(): Promise<StopScenariosResult> {
+    try {
+      return await reach.stopOtherScenarios({ nhiId, run, by: info.workflowId, reason: `offboarding: ${input.reason}` });
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      // Their access goes with the revocation below; the elevations themselves need a person.
+      await escalate('end running elevations', err);
+      return { elevations: [], throttles: { supported: false, ended: [] }, skipped: `could not reach the other workflows: ${causeMessage(err)}` };
+    }
+  }
+
+  async function onDrift(r: WatchCheckResult) {
+    if (r.clean) return;
+    s.watch.driftTotal += r.drift.length;
+    s.watch.drift = [...s.watch.drift, ...r.drift].slice(-DRIFT_MAX);
+    const what = r.drift.map((d) => d.detail).join('; ');
+    event('drift reverted', what);
+    refreshDetails();
+    await notify({
+      id: `${info.workflowId}:${run}:drift:${r.check}`,
+      kind: 'offboarding.drift',
+      severity: 'warning',
+      nhiId,
+      text: `Access reappeared on offboarded ${nhiId} outside the orchestrator and was removed again: ${what}`,
+      details: { check: r.check, drift: r.drift },
+    });
+  }
+
+  async function finish(): Promise<OffboardingStatus> {
+    refreshDetails();
+    await condition(allHandlersFinished);
+    return s;
+  }
+
+  async function abortNow(): Promise<OffboardingStatus> {
+    const a = abortRequest!;
+    s.abort = { by: a.by, at: a.at, reason: a.reason };
+    transition('restoring', `abort by ${a.by}: ${a.reason}: releasing this offboarding's intents`);
+    const outcomes = await saga.compensate();
+    const failed = outcomes.filter((o) => !o.ok);
+    if (failed.length) {
+      s.failure = `restore failed: ${failed.map((f) => `${f.name}: ${f.error}`).join('; ')}`;
+      transition('failed', s.failure);
+    } else {
+      transition('aborted', s.restored ? `intents released: ${describe(s.restored)}` : 'nothing had changed at the target');
+    }
+    await CancellationScope.nonCancellable(async () => {
+      await acts.recordAudit({
+        stepId: `${run}:aborted`,
+        scenario: OFFBOARDING_SCENARIO,
+        nhiId,
+        actor: a.by,
+        action: 'offboarding.abort',
+        outcome: s.state,
+        readback: s.restored ?? null,
+        details: { reason: a.reason, intents: s.intents ?? null, compensations: outcomes },
+      });
+      await notify({
+        id: `${info.workflowId}:${run}:aborted`,
+        kind: 'offboarding.aborted',
+        severity: s.state === 'aborted' ? 'info' : 'critical',
+        nhiId,
+        text:
+          s.state === 'aborted'
+            ? `Offboarding of ${nhiId} aborted by ${a.by} (${a.reason}): its intents released, access is what the other intents and the baseline want (verified)`
+            : `Abort of ${nhiId}'s offboarding failed: ${s.failure}`,
+      });
+    });
+    return finish();
+  }
+
+  async function watch(): Promise<void> {
+    if (s.state !== 'watching') transition('watching', `until ${s.watch.endsAt}`);
+    const endsAt = Date.parse(s.watch.endsAt!);
+    // Checks keep to their planned times (a slow check does not push the later ones); after
+    // continue-as-new, nextCheckAt is the planned time of the check just done.
+    let anchor = Date.parse(s.watch.nextCheckAt ?? s.finalisedAt!);
+    let checksThisRun = 0;
+    for (;;) {
+      const now = Date.now();
+      if (now >= endsAt) break;
+      const next = Math.min(anchor + settings.checkIntervalMinutes * MINUTE, endsAt);
+      anchor = next;
+      s.watch.nextCheckAt = iso(next);
+      refreshDetails();
+      if (next > now) await sleep(next - now); // durable timer
+      const n = s.watch.checks + 1;
+      const r = await enforce(`watch check ${n}`, (a) => a.recheckAccess({ nhiId, run, check: n }));
+      s.watch.checks = n;
+      s.watch.lastCheckAt = iso(Date.now());
+      await onDrift(r);
+      checksThisRun++;
+      if (Date.now() < endsAt && (checksThisRun >= settings.checksPerRun || workflowInfo().continueAsNewSuggested)) {
+        event('continue-as-new', `after check ${n}`);
+        s.timeline = s.timeline.slice(-TIMELINE_CARRIED);
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof offboarding>({ ...input, requestId: run, resume: s });
+      }
+    }
+    s.watch.nextCheckAt = undefined;
+    transition('completed', `${s.watch.checks} check(s), ${s.watch.driftTotal} drift event(s) reverted`);
+    await acts.recordAudit({ stepId: `${run}:completed`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.complete', outcome: 'offboarded', details: { checks: s.watch.checks, driftTotal: s.watch.driftTotal, runs: s.runs } });
+    await notify({ id: `${info.workflowId}:${run}:completed`, kind: 'offboarding.completed', severity: 'info', nhiId, text: `Offboarding of ${nhiId} complete: ${s.watch.checks} watch check(s), ${s.watch.driftTotal} drift event(s) reverted` });
+  }
+
+  // Every run says what it is about (also when started from the UI or the CLI without them).
+  upsertSearchAttributes([
+    { key: NhiIdKey, value: nhiId },
+    { key: ScenarioKey, value: OFFBOARDING_SCENARIO },
+    { key: NhiStateKey, value: s.state },
+  ]);
+
+  // --- the flow ------------------------------------------------------------------------------
+  try {
+    if (input.resume) {
+      refreshDetails();
+      await watch();
+      return await finish();
+    }
+    refreshDetails();
+    const d = await acts.evaluateOffboard({ nhiId, run, requestedBy: input.requestedBy, reason: input.reason, ticket: input.ticket, graceDays: input.graceDays, watchDays: input.watchDays });
+    s.decision = d.evidence;
+    s.connector = d.connector;
+    s.identity = d.identity;
+    s.previousStatus = d.status;
+    event('policy', `${d.evidence.allowed ? 'allowed' : 'denied'}${d.evidence.reasons.length ? `: ${d.evidence.reasons.join('; ')}` : ''}`);
+    if (!d.evidence.allowed) {
+      transition('denied', d.evidence.reasons.join('; '));
+      return await finish();
+    }
+    s.graceDays = input.graceDays ?? d.evidence.defaultGraceDays ?? FALLBACK_GRACE_DAYS;
+    s.watchDays = input.watchDays ?? d.evidence.defaultWatchDays ?? FALLBACK_WATCH_DAYS;
+
+    const previous = d.status;
+    saga.add(`inventory back to ${previous}`, () => forever.restoreInventoryStatus({ nhiId, run, status: previous, actor: abortRequest?.by ?? 'system' }));
+    const marked = await acts.markOffboarding({ nhiId, run, actor: input.requestedBy });
+    s.credentials = marked.credentials;
+    event('inventory', 'status offboarding');
+    if (abortRequest) return await abortNow();
+
+    // The undo before the step: release exactly this workflow's intents (others' stay) and reconcile.
+    saga.add('release the offboarding intents', async () => {
+      const r = await enforce('release the offboarding intents', (a) =>
+        a.releaseOffboarding({ nhiId, run, actor: abortRequest?.by ?? 'system', reason: abortRequest?.reason ?? 'rollback' }),
+      );
+      s.restored = r.after;
+      if (s.intents) s.intents.releasedAt = iso(Date.now());
+    });
+    transition('disabling');
+    enforcing = true;
+    s.intents = { owner: info.workflowId, restrictions: ['login_disabled', 'offboarded'], committedAt: iso(Date.now()) };
+    await disableAll(1);
+    if (abortRequest) return await abortNow();
+
+    // Only once access is off: a throttle that ends now (superseded) gives nothing back meanwhile.
+    transition('stopping_scenarios');
+    s.otherScenarios = await stopOtherScenarios();
+    if (abortRequest) return await abortNow();
+
+    transition('proving');
+    let attestation: Attestation;
+    for (let round = 1; ; round++) {
+      s.proofRounds = round;
+      attestation = await enforce('prove', (a) => a.proveNoAccess({ nhiId }));
+      if (attestation.outcome === 'no_standing_access') break;
+      const failing = attestation.checks.filter((c) => !c.ok).map((c) => c.check);
+      event('proof failed', failing.join(', '));
+      await acts.recordAudit({ stepId: `${run}:proof:${round}`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.proof', outcome: 'access_remains', readback: attestation.checks });
+      if (round >= PROOF_ROUNDS_BEFORE_ESCALATION) {
+        if (round === PROOF_ROUNDS_BEFORE_ESCALATION) await escalate('prove no standing access', new Error(`failing checks: ${failing.join(', ')}`));
+        await sleep(Math.min(round, 15) * MINUTE); // do not spin against a target that keeps access
+      }
+      await disableAll(round + 1);
+    }
+    s.attestation = attestation;
+    await acts.recordAudit({
+      stepId: `${run}:attestation`,
+      scenario: OFFBOARDING_SCENARIO,
+      nhiId,
+      actor: 'system',
+      action: 'offboarding.attestation',
+      outcome: attestation.outcome,
+      target: { connector: attestation.connector, identity: attestation.identity },
+      readback: attestation.checks,
+      details: { at: attestation.at, dependents: attestation.dependents, intents: s.intents ?? null, proofRounds: s.proofRounds },
+    });
+    event('attested', `${attestation.checks.length} checks passed`);
+    await notify({
+      id: `${info.workflowId}:${run}:attested`,
+      kind: 'offboarding.disabled',
+      severity: attestation.dependents.length ? 'warning' : 'info',
+      nhiId,
+      text: `${nhiId}: access removed and proven (${attestation.checks.length} checks)${attestation.dependents.length ? `; now failing: ${attestation.dependents.map((x) => x.id).join(', ')}` : ''}; grace ${s.graceDays} day(s)`,
+      details: { dependents: attestation.dependents },
+    });
+    if (abortRequest) return await abortNow();
+
+    const graceMs = s.graceDays * DAY;
+    if (graceMs > 0 && !confirmRequest) {
+      s.graceEndsAt = iso(Date.now() + graceMs);
+      transition('grace', `until ${s.graceEndsAt}`);
+      await condition(() => abortRequest !== undefined || confirmRequest !== undefined, graceMs); // durable timer
+    }
+    if (abortRequest) return await abortNow();
+    finalising = true; // same step as the check above: no abort is accepted from here on
+    if (confirmRequest) {
+      await acts.recordAudit({ stepId: `${run}:confirm`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: confirmRequest.by, action: 'offboarding.confirm', outcome: 'confirmed', details: { comment: confirmRequest.comment ?? null } });
+    }
+
+    transition('finalising');
+    // Nothing may have come back during the grace period before the credentials go.
+    const pre = await enforce('pre-finalise check', (a) => a.recheckAccess({ nhiId, run, check: 'pre-finalise' }));
+    await onDrift(pre);
+    const fin = await enforce('finalise', (a) => a.finaliseOffboarding({ nhiId, run, actor: confirmRequest?.by ?? 'system' }));
+    saga.clear(); // the baseline is empty and the secrets are gone: there is nothing to restore any more
+    if (s.intents) s.intents.restrictions = ['offboarded'];
+    s.credentials = fin.credentials;
+    s.finalisedAt = iso(Date.now());
+    s.watch.endsAt = iso(Date.now() + s.watchDays * DAY);
+    event('finalised', `baseline emptied, 'offboarded' kept; ${fin.deletedNow} stored credential(s) erased; role left NOLOGIN`);
+    await notify({ id: `${info.workflowId}:${run}:finalised`, kind: 'offboarding.finalised', severity: 'info', nhiId, text: `${nhiId} is offboarded: baseline emptied, credentials erased, role left NOLOGIN; watching for ${s.watchDays} day(s)` });
+
+    await watch();
+    return await finish();
+  } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
+    if (isCancellation(err)) {
+      await CancellationScope.nonCancellable(async () => {
+        if (s.finalisedAt) {
+          // Nothing to undo after finalisation: the watch just ends.
+          s.watch.cancelled = true;
+          s.watch.nextCheckAt = undefined;
+          transition('completed', 'watch cancelled');
+          await acts.recordAudit({ stepId: `${run}:watch-cancelled`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'temporal (cancel request)', action: 'offboarding.complete', outcome: 'watch_cancelled', details: { checks: s.watch.checks } });
+          await finish();
+        } else {
+          // Compensate, don't strand: a cancelled offboarding puts everything back, like an abort.
+          abortRequest ??= { by: 'temporal (cancel request)', reason: 'workflow cancelled', at: iso(Date.now()) };
+          await abortNow();
+        }
+      });
+      throw err;
+    }
+    s.failure = causeMessage(err);
+    await CancellationScope.nonCancellable(async () => {
+      // Before the first access step nothing changed at the target: put the inventory back. After
+      // it, fail closed: the intents stay, access stays removed and the record stays `offboarding`.
+      if (!enforcing && saga.size) await saga.compensate();
+      transition('failed', s.failure);
+      await acts.recordAudit({ stepId: `${run}:failed`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.fail', outcome: 'failed', details: { cause: s.failure } });
+      await notify({ id: `${info.workflowId}:${run}:failed`, kind: 'escalation', severity: 'critical', nhiId, text: `Offboarding of ${nhiId} failed: ${s.failure}` });
+      await condition(allHandlersFinished);
+    });
+    throw err;
+  }
+}
