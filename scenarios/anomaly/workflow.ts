@@ -67,7 +67,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   const settings = { ...DEFAULT_ANOMALY_SETTINGS, ...input.settings };
   // The workflow id is reused by later episodes: audit step ids carry this run's id.
   const run = runId;
-  const s: AnomalyStatus = {
+  const episode: AnomalyStatus = {
     version: 1,
     workflowId,
     runId,
@@ -104,10 +104,10 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   /** How the case ends, for the release that the saga runs (registered before the first throttle step). */
   let ending = { reason: 'rollback of a failed throttle', actor: 'system', step: 'rollback' };
 
-  const isFinal = () => ANOMALY_FINAL_STATES.includes(s.state);
-  const event = (name: string, detail?: string) => s.timeline.push({ at: iso(Date.now()), event: name, detail });
+  const isFinal = () => ANOMALY_FINAL_STATES.includes(episode.state);
+  const event = (name: string, detail?: string) => episode.timeline.push({ at: iso(Date.now()), event: name, detail });
   const transition = (state: AnomalyState, detail?: string) => {
-    s.state = state;
+    episode.state = state;
     event(state, detail);
     upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
     publish();
@@ -122,13 +122,13 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
    * implies and the wait loop below waits for exactly these.
    */
   function deadlines(): { autoRestoreAt?: number; stepUpAt?: number } {
-    if (s.state === 'awaiting_confirmation') return { stepUpAt: reminderAtMs };
-    if ((s.state !== 'throttled_l1' && s.state !== 'throttled_l2') || s.level === 0) return {};
-    const quietMinutes = s.decision?.autoRestoreAfterMinutes ?? null;
+    if (episode.state === 'awaiting_confirmation') return { stepUpAt: reminderAtMs };
+    if ((episode.state !== 'throttled_l1' && episode.state !== 'throttled_l2') || episode.level === 0) return {};
+    const quietMinutes = episode.decision?.autoRestoreAfterMinutes ?? null;
     const autoRestoreAt = quietMinutes !== null ? lastEvidenceMs + quietMinutes * MINUTE : undefined;
     // Where policy restores by itself, silence steps up only while the anomaly persists.
     const persists = quietMinutes === null || evidenceSinceLevel;
-    const stepUpAt = !containmentTried && persists ? levelAtMs + (s.level === 1 && !level2Failed ? settings.ackTimeoutMinutes : settings.escalationTimeoutMinutes) * MINUTE : undefined;
+    const stepUpAt = !containmentTried && persists ? levelAtMs + (episode.level === 1 && !level2Failed ? settings.ackTimeoutMinutes : settings.escalationTimeoutMinutes) * MINUTE : undefined;
     return { autoRestoreAt, stepUpAt };
   }
 
@@ -138,20 +138,20 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
    */
   function publish() {
     const d = deadlines();
-    s.autoRestoreAt = d.autoRestoreAt !== undefined ? iso(d.autoRestoreAt) : undefined;
-    s.stepUpAt = d.stepUpAt !== undefined ? iso(d.stepUpAt) : undefined;
-    const latest = s.evidence.at(-1);
-    const levelText = s.level === 0 ? 'not throttled' : s.level === 1 ? `level 1: CONNECTION LIMIT ${settings.connectionLimit}, write access withheld, read access kept` : 'level 2: login suspended, sessions ended';
-    const lines = [`**${s.state}** — ${s.nhiId} (${levelText})`];
-    if (latest) lines.push(`evidence: ${s.evidenceCount}${s.duplicates ? ` (+${s.duplicates} repeats)` : ''}; latest ${rate(latest.observedRate)}/min vs ${rate(latest.baselineRate)}/min (${latest.source})`);
-    if (s.decision) lines.push(`policy: ${s.decision.automatic ? 'automatic throttle' : 'a person must confirm'}${s.decision.autoRestoreAfterMinutes !== null ? `; auto-restore after ${s.decision.autoRestoreAfterMinutes} quiet minutes` : ''}`);
-    if (s.incidentId) lines.push(`incident ${s.incidentId}`);
-    if (s.stepUpAt && !isFinal()) lines.push(`no answer by ${s.stepUpAt} → ${s.level === 0 ? 'a reminder' : s.level === 1 && !level2Failed ? 'level 2' : 'containment'}`);
-    if (s.autoRestoreAt && !isFinal()) lines.push(`restored automatically at ${s.autoRestoreAt} if quiet`);
-    if (s.containment) lines.push(`containment ${s.containment.workflowId} (${s.containment.mode}${s.containment.state ? `, ${s.containment.state}` : ''})`);
-    if (s.cleared) lines.push(`cleared by ${s.cleared.by}: ${s.cleared.reason}`);
-    if (s.confirmed) lines.push(`confirmed malicious by ${s.confirmed.by}`);
-    if (s.failure) lines.push(`⚠ ${s.failure}`);
+    episode.autoRestoreAt = d.autoRestoreAt !== undefined ? iso(d.autoRestoreAt) : undefined;
+    episode.stepUpAt = d.stepUpAt !== undefined ? iso(d.stepUpAt) : undefined;
+    const latest = episode.evidence.at(-1);
+    const levelText = episode.level === 0 ? 'not throttled' : episode.level === 1 ? `level 1: CONNECTION LIMIT ${settings.connectionLimit}, write access withheld, read access kept` : 'level 2: login suspended, sessions ended';
+    const lines = [`**${episode.state}** — ${episode.nhiId} (${levelText})`];
+    if (latest) lines.push(`evidence: ${episode.evidenceCount}${episode.duplicates ? ` (+${episode.duplicates} repeats)` : ''}; latest ${rate(latest.observedRate)}/min vs ${rate(latest.baselineRate)}/min (${latest.source})`);
+    if (episode.decision) lines.push(`policy: ${episode.decision.automatic ? 'automatic throttle' : 'a person must confirm'}${episode.decision.autoRestoreAfterMinutes !== null ? `; auto-restore after ${episode.decision.autoRestoreAfterMinutes} quiet minutes` : ''}`);
+    if (episode.incidentId) lines.push(`incident ${episode.incidentId}`);
+    if (episode.stepUpAt && !isFinal()) lines.push(`no answer by ${episode.stepUpAt} → ${episode.level === 0 ? 'a reminder' : episode.level === 1 && !level2Failed ? 'level 2' : 'containment'}`);
+    if (episode.autoRestoreAt && !isFinal()) lines.push(`restored automatically at ${episode.autoRestoreAt} if quiet`);
+    if (episode.containment) lines.push(`containment ${episode.containment.workflowId} (${episode.containment.mode}${episode.containment.state ? `, ${episode.containment.state}` : ''})`);
+    if (episode.cleared) lines.push(`cleared by ${episode.cleared.by}: ${episode.cleared.reason}`);
+    if (episode.confirmed) lines.push(`confirmed malicious by ${episode.confirmed.by}`);
+    if (episode.failure) lines.push(`⚠ ${episode.failure}`);
     setCurrentDetails(lines.join('\n'));
   }
 
@@ -171,23 +171,23 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   function addEvidence(e: AnomalyEvidence) {
     if (!e?.key || isFinal()) return;
     if (seen.has(e.key)) {
-      s.duplicates++;
+      episode.duplicates++;
       return;
     }
     seen.add(e.key);
-    s.evidence.push(e);
-    if (s.evidence.length > MAX_EVIDENCE) s.evidence.shift();
-    s.evidenceCount++;
-    s.firstDetectedAt ??= e.detectedAt;
-    s.lastEvidenceAt = iso(Date.now());
+    episode.evidence.push(e);
+    if (episode.evidence.length > MAX_EVIDENCE) episode.evidence.shift();
+    episode.evidenceCount++;
+    episode.firstDetectedAt ??= e.detectedAt;
+    episode.lastEvidenceAt = iso(Date.now());
     lastEvidenceMs = Date.now();
     evidenceSinceLevel = true;
-    event(s.evidenceCount === 1 ? 'anomaly' : 'anomaly joined', `${rate(e.observedRate)}/min vs baseline ${rate(e.baselineRate)}/min from ${e.source}${e.detail ? `: ${e.detail}` : ''}`);
+    event(episode.evidenceCount === 1 ? 'anomaly' : 'anomaly joined', `${rate(e.observedRate)}/min vs baseline ${rate(e.baselineRate)}/min from ${e.source}${e.detail ? `: ${e.detail}` : ''}`);
     publish();
   }
 
   // --- message handlers -------------------------------------------------------------------
-  setHandler(statusQuery, () => s);
+  setHandler(statusQuery, () => episode);
   setHandler(anomalySignal, addEvidence);
   // A supersede releases the throttle, so it is not taken on the sender's word: only while the
   // inventory (server-side) says the NHI is being offboarded — the offboarding marks it first.
@@ -195,10 +195,10 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     if (isFinal() || superseded) return;
     const by = x?.by ?? 'another scenario';
     const reason = x?.reason ?? 'superseded';
-    const check = await acts.checkSupersede({ nhiId: s.nhiId });
+    const check = await acts.checkSupersede({ nhiId: episode.nhiId });
     if (isFinal() || superseded) return;
     if (!check.allowed) {
-      event('supersede refused', `${by}: ${reason} — ${s.nhiId} is ${check.status}, not being offboarded`);
+      event('supersede refused', `${by}: ${reason} — ${episode.nhiId} is ${check.status}, not being offboarded`);
       publish();
       return;
     }
@@ -207,8 +207,8 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   });
 
   const openState = (what: string) => {
-    if (!ANOMALY_OPEN_STATES.includes(s.state)) {
-      throw ApplicationFailure.create({ message: `${what}: the anomaly of ${s.nhiId} is ${s.state}${s.state === 'evaluating' ? ' (try again in a moment)' : ''}`, type: ErrorType.RequestClosed });
+    if (!ANOMALY_OPEN_STATES.includes(episode.state)) {
+      throw ApplicationFailure.create({ message: `${what}: the anomaly of ${episode.nhiId} is ${episode.state}${episode.state === 'evaluating' ? ' (try again in a moment)' : ''}`, type: ErrorType.RequestClosed });
     }
     if (clearRequest || confirmRequest) throw ApplicationFailure.create({ message: `${what}: already ${clearRequest ? 'cleared' : 'confirmed'}`, type: ErrorType.RequestClosed });
   };
@@ -218,7 +218,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
    * is used — a `roles` field someone adds in the Temporal UI is never read.
    */
   async function requireAnalyst(by: string, what: string) {
-    const v = await acts.checkAnomalyAnalyst({ nhiId: s.nhiId, principal: by });
+    const v = await acts.checkAnomalyAnalyst({ nhiId: episode.nhiId, principal: by });
     if (!v.allowed) throw ApplicationFailure.create({ message: `${by} may not ${what}: ${v.reasons.join('; ') || 'no policy allows it'}`, type: ErrorType.NotAllowed, nonRetryable: true });
   }
 
@@ -226,14 +226,14 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     clearUpdate,
     async (c) => {
       await mutex.runExclusive(async () => {
-        await requireAnalyst(c.by, `clear the anomaly of ${s.nhiId}`);
-        if (!ANOMALY_OPEN_STATES.includes(s.state) || clearRequest || confirmRequest) throw closed(`the anomaly of ${s.nhiId} is ${s.state}`);
+        await requireAnalyst(c.by, `clear the anomaly of ${episode.nhiId}`);
+        if (!ANOMALY_OPEN_STATES.includes(episode.state) || clearRequest || confirmRequest) throw closed(`the anomaly of ${episode.nhiId} is ${episode.state}`);
         clearRequest = { by: c.by, at: iso(Date.now()), reason: c.reason };
         event('clear requested', `${c.by}: ${c.reason}`);
       });
       // Answer once access is back and verified.
       await condition(isFinal);
-      return s;
+      return episode;
     },
     {
       validator: (c) => {
@@ -247,14 +247,14 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     confirmUpdate,
     async (c) => {
       await mutex.runExclusive(async () => {
-        await requireAnalyst(c.by, `confirm the anomaly of ${s.nhiId}`);
-        if (!ANOMALY_OPEN_STATES.includes(s.state) || clearRequest || confirmRequest) throw closed(`the anomaly of ${s.nhiId} is ${s.state}`);
+        await requireAnalyst(c.by, `confirm the anomaly of ${episode.nhiId}`);
+        if (!ANOMALY_OPEN_STATES.includes(episode.state) || clearRequest || confirmRequest) throw closed(`the anomaly of ${episode.nhiId} is ${episode.state}`);
         confirmRequest = { by: c.by, at: iso(Date.now()), comment: c.comment };
         event('confirmed malicious', [c.by, c.comment].filter(Boolean).join(': '));
       });
       // Answer once the containment has started (it runs on; the status shows its progress), or failed.
-      await condition(() => isFinal() || !confirmRequest || (s.state === 'escalating' && s.containment !== undefined));
-      return s;
+      await condition(() => isFinal() || !confirmRequest || (episode.state === 'escalating' && episode.containment !== undefined));
+      return episode;
     },
     {
       validator: (c) => {
@@ -268,70 +268,70 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     approveThrottleUpdate,
     async (a) => {
       await mutex.runExclusive(async () => {
-        await requireAnalyst(a.by, `throttle ${s.nhiId}`);
-        if (s.state !== 'awaiting_confirmation' || approveRequest || clearRequest || confirmRequest) throw closed(`the anomaly of ${s.nhiId} is ${s.state}, not awaiting confirmation`);
+        await requireAnalyst(a.by, `throttle ${episode.nhiId}`);
+        if (episode.state !== 'awaiting_confirmation' || approveRequest || clearRequest || confirmRequest) throw closed(`the anomaly of ${episode.nhiId} is ${episode.state}, not awaiting confirmation`);
         approveRequest = { by: a.by, at: iso(Date.now()), comment: a.comment };
-        s.throttleApproved = approveRequest;
+        episode.throttleApproved = approveRequest;
         event('throttle approved', [a.by, a.comment].filter(Boolean).join(': '));
       });
       // Answer once level 1 is verified at the target (or the throttle ended otherwise).
-      await condition(() => s.level > 0 || isFinal());
-      return s;
+      await condition(() => episode.level > 0 || isFinal());
+      return episode;
     },
     {
       validator: (a) => {
         if (!a?.by) throw ApplicationFailure.create({ message: 'by is required', type: ErrorType.InvalidRequest });
-        if (s.state !== 'awaiting_confirmation') throw ApplicationFailure.create({ message: `the anomaly of ${s.nhiId} is ${s.state}, not awaiting confirmation`, type: ErrorType.RequestClosed });
+        if (episode.state !== 'awaiting_confirmation') throw ApplicationFailure.create({ message: `the anomaly of ${episode.nhiId} is ${episode.state}, not awaiting confirmation`, type: ErrorType.RequestClosed });
       },
     },
   );
 
   // --- the flow ------------------------------------------------------------------------------
   // Signal-with-start delivers the first detection with the start; a plain start waits briefly for it.
-  if (!(await condition(() => s.evidence.length > 0, MINUTE))) {
+  if (!(await condition(() => episode.evidence.length > 0, MINUTE))) {
     throw ApplicationFailure.nonRetryable('no anomaly arrived: start anomaly throttling with signal-with-start', ErrorType.InvalidRequest);
   }
   const saga = new Saga();
   const incidentId = uuid4();
-  const audited = { scenario: 'anomaly', nhiId: s.nhiId };
+  const audited = { scenario: 'anomaly', nhiId: episode.nhiId };
   try {
     publish();
-    const { decision, nhi } = await acts.decideAnomalyThrottle({ nhiId: s.nhiId, run, evidence: s.evidence });
-    s.decision = decision;
+    const { decision, nhi } = await acts.decideAnomalyThrottle({ nhiId: episode.nhiId, run, evidence: episode.evidence });
+    episode.decision = decision;
     owner = nhi.owner;
     event('policy', `${decision.automatic ? 'automatic' : 'needs confirmation'}${decision.reasons.length ? `: ${decision.reasons.join('; ')}` : ''}`);
     if (nhi.status === 'offboarding' || nhi.status === 'offboarded') {
-      transition('dismissed', `${s.nhiId} is ${nhi.status}: the offboarding owns its access`);
+      transition('dismissed', `${episode.nhiId} is ${nhi.status}: the offboarding owns its access`);
       await acts.recordAudit({ ...audited, stepId: `${run}:dismissed`, actor: 'system', action: 'anomaly.dismiss', outcome: 'dismissed', details: { status: nhi.status } });
       return await finish();
     }
 
     if (decision.automatic) {
       if (!(await throttle(1, 'system'))) return await finish();
-      s.incidentId = incidentId;
-      await acts.openAnomalyIncident({ incidentId, nhiId: s.nhiId, run, evidence: s.evidence, decision, timeline: s.timeline });
+      episode.incidentId = incidentId;
+      await acts.openAnomalyIncident({ incidentId, nhiId: episode.nhiId, run, evidence: episode.evidence, decision, timeline: episode.timeline });
       event('incident opened', incidentId);
       notify({
         id: `${workflowId}:${run}:throttled`,
         kind: 'anomaly.throttled',
         severity: 'warning',
-        nhiId: s.nhiId,
-        text: `${s.nhiId} (owner ${owner}) is throttled: ${describeLatest()}. Clear it if this is expected, confirm it if malicious; no answer by ${iso(levelAtMs + settings.ackTimeoutMinutes * MINUTE)} suspends its login.`,
+        nhiId: episode.nhiId,
+        text: `${episode.nhiId} (owner ${owner}) is throttled: ${describeLatest()}. Clear it if this is expected, confirm it if malicious; no answer by ${iso(levelAtMs + settings.ackTimeoutMinutes * MINUTE)} suspends its login.`,
         details: { owner, incidentId, level: 1 },
       });
     } else {
       // The first reminder is due a timeout after asking; the loop below republishes it when its timer starts.
       reminderAtMs = Date.now() + settings.ackTimeoutMinutes * MINUTE;
       transition('awaiting_confirmation', decision.reasons.join('; '));
-      s.incidentId = incidentId;
-      await acts.openAnomalyIncident({ incidentId, nhiId: s.nhiId, run, evidence: s.evidence, decision, timeline: s.timeline });
+      episode.incidentId = incidentId;
+      await acts.openAnomalyIncident({ incidentId, nhiId: episode.nhiId, run, evidence: episode.evidence, decision, timeline: episode.timeline });
       event('incident opened', incidentId);
       notify({
         id: `${workflowId}:${run}:confirmation-needed`,
         kind: 'anomaly.confirmation_needed',
         severity: 'critical',
-        nhiId: s.nhiId,
-        text: `${s.nhiId} (owner ${owner}) shows anomalous usage: ${describeLatest()}. Policy does not throttle it automatically (${decision.reasons.join('; ')}): approve the throttle, clear, or confirm malicious.`,
+        nhiId: episode.nhiId,
+        text: `${episode.nhiId} (owner ${owner}) shows anomalous usage: ${describeLatest()}. Policy does not throttle it automatically (${decision.reasons.join('; ')}): approve the throttle, clear, or confirm malicious.`,
         details: { owner, incidentId },
       });
       // Silence here only repeats the call, louder: policy says a person decides for this NHI.
@@ -341,7 +341,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
         const answered = await condition(() => Boolean(approveRequest || clearRequest || confirmRequest || superseded), settings.ackTimeoutMinutes * MINUTE);
         if (answered) break;
         event('reminder', `no answer after ${reminder * settings.ackTimeoutMinutes} minutes`);
-        notify({ id: `${workflowId}:${run}:reminder:${reminder}`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `STILL UNANSWERED: anomalous usage of ${s.nhiId} (owner ${owner}) needs a decision: ${describeLatest()}` });
+        notify({ id: `${workflowId}:${run}:reminder:${reminder}`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `STILL UNANSWERED: anomalous usage of ${episode.nhiId} (owner ${owner}) needs a decision: ${describeLatest()}` });
       }
       reminderAtMs = undefined;
       publish();
@@ -349,7 +349,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       if (superseded) return await endSuperseded();
       if (clearRequest) {
         // Nothing was changed at the target: nothing to restore.
-        s.cleared = clearRequest;
+        episode.cleared = clearRequest;
         transition('cleared', `by ${clearRequest.by} before any throttle: ${clearRequest.reason}`);
         await acts.recordAudit({ ...audited, stepId: `${run}:clear`, actor: clearRequest.by, action: 'anomaly.clear', outcome: 'cleared', details: { reason: clearRequest.reason, restored: false } });
         await closeIncident('resolved', 'cleared');
@@ -357,7 +357,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       }
       if (approveRequest) {
         if (!(await throttle(1, approveRequest.by))) return await finish();
-        notify({ id: `${workflowId}:${run}:throttled`, kind: 'anomaly.throttled', severity: 'warning', nhiId: s.nhiId, text: `${s.nhiId} is throttled (approved by ${approveRequest.by}): ${describeLatest()}`, details: { owner, incidentId, level: 1 } });
+        notify({ id: `${workflowId}:${run}:throttled`, kind: 'anomaly.throttled', severity: 'warning', nhiId: episode.nhiId, text: `${episode.nhiId} is throttled (approved by ${approveRequest.by}): ${describeLatest()}`, details: { owner, incidentId, level: 1 } });
       }
     }
 
@@ -365,29 +365,29 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     for (;;) {
       if (superseded) return await endSuperseded();
       if (clearRequest) {
-        s.cleared = clearRequest;
+        episode.cleared = clearRequest;
         await acts.recordAudit({ ...audited, stepId: `${run}:clear`, actor: clearRequest.by, action: 'anomaly.clear', outcome: 'restoring', details: { reason: clearRequest.reason } });
         await endThrottle(`cleared by ${clearRequest.by}: ${clearRequest.reason}`, clearRequest.by, 'restore');
         transition('cleared', `by ${clearRequest.by}: ${clearRequest.reason}`);
         await closeIncident('resolved', 'cleared');
-        notify({ id: `${workflowId}:${run}:cleared`, kind: 'anomaly.cleared', severity: 'info', nhiId: s.nhiId, text: `${s.nhiId}'s anomaly was cleared by ${clearRequest.by}; its throttle released and the access verified`, details: { owner, incidentId } });
+        notify({ id: `${workflowId}:${run}:cleared`, kind: 'anomaly.cleared', severity: 'info', nhiId: episode.nhiId, text: `${episode.nhiId}'s anomaly was cleared by ${clearRequest.by}; its throttle released and the access verified`, details: { owner, incidentId } });
         return await finish();
       }
       if (confirmRequest) {
-        s.confirmed = confirmRequest;
+        episode.confirmed = confirmRequest;
         await acts.recordAudit({ ...audited, stepId: `${run}:confirm`, actor: confirmRequest.by, action: 'anomaly.confirm', outcome: 'escalating', details: { comment: confirmRequest.comment ?? null } });
         if (await escalateToContainment(`confirmed malicious by ${confirmRequest.by}${confirmRequest.comment ? `: ${confirmRequest.comment}` : ''}`, confirmRequest.by)) return await finish();
         continue;
       }
 
       const now = Date.now();
-      const quietMinutes = s.decision?.autoRestoreAfterMinutes ?? null;
+      const quietMinutes = episode.decision?.autoRestoreAfterMinutes ?? null;
       // The same deadlines the state was published with (here it is throttled, or awaiting a retried confirmation).
       const { autoRestoreAt, stepUpAt } = deadlines();
 
       const deadline = Math.min(autoRestoreAt ?? Infinity, stepUpAt ?? Infinity);
-      const count = s.evidenceCount;
-      const woken = () => Boolean(clearRequest || confirmRequest || superseded) || s.evidenceCount !== count;
+      const count = episode.evidenceCount;
+      const woken = () => Boolean(clearRequest || confirmRequest || superseded) || episode.evidenceCount !== count;
       if (deadline === Infinity) {
         await condition(woken);
         continue;
@@ -396,23 +396,23 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       // A deadline passed.
       const at = Date.now();
       if (autoRestoreAt !== undefined && at >= autoRestoreAt) {
-        await acts.recordAudit({ ...audited, stepId: `${run}:auto-restore-decision`, actor: 'system', action: 'anomaly.auto_restore', outcome: 'restoring', decision: s.decision, details: { quietMinutes, lastEvidenceAt: s.lastEvidenceAt ?? null } });
+        await acts.recordAudit({ ...audited, stepId: `${run}:auto-restore-decision`, actor: 'system', action: 'anomaly.auto_restore', outcome: 'restoring', decision: episode.decision, details: { quietMinutes, lastEvidenceAt: episode.lastEvidenceAt ?? null } });
         await endThrottle(`no new anomaly for ${quietMinutes} minutes (policy auto-restore)`, 'system', 'auto-restore');
         transition('auto_restored', `quiet for ${quietMinutes} minutes`);
         await closeIncident('resolved', 'auto_restored');
-        notify({ id: `${workflowId}:${run}:auto-restored`, kind: 'anomaly.auto_restored', severity: 'info', nhiId: s.nhiId, text: `${s.nhiId} was quiet for ${quietMinutes} minutes: its throttle released automatically and the access verified`, details: { owner, incidentId } });
+        notify({ id: `${workflowId}:${run}:auto-restored`, kind: 'anomaly.auto_restored', severity: 'info', nhiId: episode.nhiId, text: `${episode.nhiId} was quiet for ${quietMinutes} minutes: its throttle released automatically and the access verified`, details: { owner, incidentId } });
         return await finish();
       }
       if (stepUpAt !== undefined && at >= stepUpAt) {
-        if (s.level === 1 && !level2Failed) {
+        if (episode.level === 1 && !level2Failed) {
           await acts.recordAudit({ ...audited, stepId: `${run}:step-up:l2`, actor: 'system', action: 'anomaly.step_up', outcome: 'level_2', details: { unansweredMinutes: settings.ackTimeoutMinutes } });
           if (await throttle(2, 'system')) {
             notify({
               id: `${workflowId}:${run}:level-2`,
               kind: 'anomaly.level_2',
               severity: 'critical',
-              nhiId: s.nhiId,
-              text: `NO ANSWER: ${s.nhiId} (owner ${owner}) is now suspended (login refused, sessions ended) after ${settings.ackTimeoutMinutes} minutes without an answer. Leak containment starts in ${settings.escalationTimeoutMinutes} minutes unless cleared.`,
+              nhiId: episode.nhiId,
+              text: `NO ANSWER: ${episode.nhiId} (owner ${owner}) is now suspended (login refused, sessions ended) after ${settings.ackTimeoutMinutes} minutes without an answer. Leak containment starts in ${settings.escalationTimeoutMinutes} minutes unless cleared.`,
               details: { owner, incidentId, level: 2 },
             });
           }
@@ -436,16 +436,16 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       }
       if (cancelled && !releaseFailed) {
         if (isFinal()) return;
-        s.failure = 'cancelled';
+        episode.failure = 'cancelled';
         transition('cleared', held ? 'cancelled: throttle released' : 'cancelled');
         await closeIncident('resolved', 'cancelled');
         await finish();
         return;
       }
-      s.failure ??= causeMessage(err);
+      episode.failure ??= causeMessage(err);
       if (!isFinal()) {
-        s.escalated = true;
-        transition('failed', s.failure);
+        episode.escalated = true;
+        transition('failed', episode.failure);
         await closeIncident('escalated', 'failed', false).catch((e) => event('incident update failed', causeMessage(e)));
       }
     });
@@ -453,7 +453,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   }
 
   function describeLatest(): string {
-    const e = s.evidence.at(-1);
+    const e = episode.evidence.at(-1);
     return e ? `${rate(e.observedRate)}/min against a baseline of ${rate(e.baselineRate)}/min (${e.source})` : 'anomalous usage';
   }
 
@@ -463,9 +463,9 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     // workflow's intents is how every ending (and the rollback of a failed level 1) gives access back.
     if (!saga.size) saga.add('release the throttle', () => release(ending.reason, ending.actor, ending.step));
     try {
-      const rb = await enforce.applyThrottle({ nhiId: s.nhiId, run, level, connectionLimit: settings.connectionLimit, actor });
-      s.levels.push(rb);
-      s.level = level;
+      const rb = await enforce.applyThrottle({ nhiId: episode.nhiId, run, level, connectionLimit: settings.connectionLimit, actor });
+      episode.levels.push(rb);
+      episode.level = level;
       levelAtMs = Date.now();
       evidenceSinceLevel = false;
       const kept = rb.keptReadOnly.length ? ` (read access kept: ${rb.keptReadOnly.join(', ')})` : '';
@@ -473,9 +473,9 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       return true;
     } catch (err) {
       if (isCancellation(err)) throw err;
-      s.failure = `throttle level ${level} failed: ${causeMessage(err)}`;
-      event('throttle failed', s.failure);
-      notify({ id: `${workflowId}:${run}:throttle-failed:${level}`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: ${s.failure} (${s.nhiId}, owner ${owner})` });
+      episode.failure = `throttle level ${level} failed: ${causeMessage(err)}`;
+      event('throttle failed', episode.failure);
+      notify({ id: `${workflowId}:${run}:throttle-failed:${level}`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `ESCALATION: ${episode.failure} (${episode.nhiId}, owner ${owner})` });
       if (level === 2) {
         // Level 1 (at least) still holds — the ledger keeps wanting level 2 until the case ends;
         // the next step is containment.
@@ -486,12 +486,12 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       }
       ending = { reason: 'rollback of a failed throttle', actor: 'system', step: 'rollback' };
       const outcomes = await saga.compensate();
-      s.escalated = true;
-      transition('failed', `${s.failure}; compensated: ${outcomes.map((o) => `${o.name} ${o.ok ? 'ok' : `failed: ${o.error}`}`).join('; ')}`);
+      episode.escalated = true;
+      transition('failed', `${episode.failure}; compensated: ${outcomes.map((o) => `${o.name} ${o.ok ? 'ok' : `failed: ${o.error}`}`).join('; ')}`);
       await CancellationScope.nonCancellable(() =>
-        acts.recordAudit({ ...audited, stepId: `${run}:throttle-failed`, actor: 'system', action: 'access.throttle', outcome: 'rolled_back', details: { cause: s.failure, compensations: outcomes } }),
+        acts.recordAudit({ ...audited, stepId: `${run}:throttle-failed`, actor: 'system', action: 'access.throttle', outcome: 'rolled_back', details: { cause: episode.failure, compensations: outcomes } }),
       );
-      if (s.incidentId) await closeIncident('escalated', 'throttle_failed', false);
+      if (episode.incidentId) await closeIncident('escalated', 'throttle_failed', false);
       return false;
     }
   }
@@ -507,11 +507,11 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     const outcomes = await saga.compensate();
     const failed = outcomes.filter((o) => !o.ok);
     if (failed.length) {
-      s.escalated = true;
-      s.failure = `releasing the throttle failed: ${failed.map((o) => o.error).join('; ')}`;
-      notify({ id: `${workflowId}:${run}:${step}:release-failed`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: ${s.failure} (${s.nhiId}, owner ${owner})` });
+      episode.escalated = true;
+      episode.failure = `releasing the throttle failed: ${failed.map((o) => o.error).join('; ')}`;
+      notify({ id: `${workflowId}:${run}:${step}:release-failed`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `ESCALATION: ${episode.failure} (${episode.nhiId}, owner ${owner})` });
       // The workflow fails (the catch below records it): never a final state that says access is back.
-      throw ApplicationFailure.create({ message: s.failure, type: ErrorType.EnforcementFailed, nonRetryable: true });
+      throw ApplicationFailure.create({ message: episode.failure, type: ErrorType.EnforcementFailed, nonRetryable: true });
     }
   }
 
@@ -519,20 +519,20 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   async function release(reason: string, actor: string, step: string) {
     transition('restoring', reason);
     await CancellationScope.nonCancellable(async () => {
-      const args = { nhiId: s.nhiId, run, actor, reason, step };
+      const args = { nhiId: episode.nhiId, run, actor, reason, step };
       try {
-        s.restored = await restoreOnce(args);
+        episode.restored = await restoreOnce(args);
       } catch (err) {
-        s.escalated = true;
+        episode.escalated = true;
         event('escalated', `releasing the throttle keeps failing: ${causeMessage(err)}`);
         publish();
         await acts.recordAudit({ ...audited, stepId: `${run}:${step}:escalate`, actor: 'system', action: 'restore.escalate', outcome: 'escalated', details: { cause: causeMessage(err), attempts: settings.restoreEscalationAttempts } });
-        notify({ id: `${workflowId}:${run}:${step}:escalate`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: releasing ${s.nhiId}'s throttle keeps failing (${causeMessage(err)}); still retrying` });
-        s.restored = await restoreForever(args);
+        notify({ id: `${workflowId}:${run}:${step}:escalate`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `ESCALATION: releasing ${episode.nhiId}'s throttle keeps failing (${causeMessage(err)}); still retrying` });
+        episode.restored = await restoreForever(args);
       }
     });
-    s.level = 0;
-    const r = s.restored;
+    episode.level = 0;
+    const r = episode.restored;
     if (!r) return;
     const others = `${r.restrictedBy.length ? `; still restricted by ${r.restrictedBy.join(', ')}` : ''}${r.withheld.length ? `; withheld: ${r.withheld.map((w) => w.entitlement).join(', ')}` : ''}`;
     event('restored', r.after.exists ? `throttle released (verified)${others}` : 'the identity is gone at the target: nothing to give back');
@@ -546,57 +546,57 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
    */
   async function escalateToContainment(reason: string, by: string): Promise<boolean> {
     containmentTried = true;
-    s.escalated = true;
-    s.containment = undefined;
+    episode.escalated = true;
+    episode.containment = undefined;
     transition('escalating', reason);
-    await acts.recordAudit({ ...audited, stepId: `${run}:escalate`, actor: by, action: 'anomaly.escalate', outcome: 'containment', details: { reason, level: s.level } });
+    await acts.recordAudit({ ...audited, stepId: `${run}:escalate`, actor: by, action: 'anomaly.escalate', outcome: 'containment', details: { reason, level: episode.level } });
     const now = iso(Date.now());
     const alert: LeakAlert = {
       key: `anomaly:${workflowId}:${run}`,
       source: 'generic',
-      externalId: `generic:anomaly-throttling:${s.nhiId}`,
+      externalId: `generic:anomaly-throttling:${episode.nhiId}`,
       label: 'anomaly-throttling',
       action: by === 'system' ? 'unanswered' : 'confirmed',
       trigger: true,
       severity: 'high',
       fingerprints: [],
-      detectedAt: s.firstDetectedAt ?? now,
+      detectedAt: episode.firstDetectedAt ?? now,
       receivedAt: now,
-      summary: `anomalous usage of ${s.nhiId}: ${describeLatest()} — ${reason}`,
+      summary: `anomalous usage of ${episode.nhiId}: ${describeLatest()} — ${reason}`,
       matchedBy: 'nhi_id',
       ...(by !== 'system' ? { reportedBy: by } : {}),
     };
-    notify({ id: `${workflowId}:${run}:escalated`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: ${s.nhiId} (owner ${owner}) goes to leak containment (${reason}): credential rotation and session invalidation`, details: { owner, incidentId } });
-    const leakId = leakWorkflowId(s.nhiId);
+    notify({ id: `${workflowId}:${run}:escalated`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `ESCALATION: ${episode.nhiId} (owner ${owner}) goes to leak containment (${reason}): credential rotation and session invalidation`, details: { owner, incidentId } });
+    const leakId = leakWorkflowId(episode.nhiId);
     let result: Promise<LeakStatus | undefined>;
     try {
       const child = await startChild(LEAK_WORKFLOW_TYPE, {
         workflowId: leakId,
-        args: [{ version: 1, nhiId: s.nhiId } satisfies LeakContainmentInput],
+        args: [{ version: 1, nhiId: episode.nhiId } satisfies LeakContainmentInput],
         // The containment outlives this workflow (and its cancellation): it must finish.
         parentClosePolicy: ParentClosePolicy.ABANDON,
         cancellationType: ChildWorkflowCancellationType.ABANDON,
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-        staticSummary: leakSummary(s.nhiId, alert),
+        staticSummary: leakSummary(episode.nhiId, alert),
         staticDetails: alert.summary,
         typedSearchAttributes: [
-          { key: NhiIdKey, value: s.nhiId },
+          { key: NhiIdKey, value: episode.nhiId },
           { key: ScenarioKey, value: LEAK_SCENARIO },
           { key: NhiStateKey, value: 'opening' },
         ],
       });
       await child.signal(alertSignal, alert);
-      s.containment = { workflowId: leakId, mode: 'started', reason, startedAt: iso(Date.now()) };
+      episode.containment = { workflowId: leakId, mode: 'started', reason, startedAt: iso(Date.now()) };
       result = child.result() as Promise<LeakStatus>;
     } catch (err) {
       if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
       // A containment of this NHI is already running (a leak alert got there first): join it.
       await getExternalWorkflowHandle(leakId).signal(alertSignal, alert);
-      s.containment = { workflowId: leakId, mode: 'joined', reason, startedAt: iso(Date.now()) };
+      episode.containment = { workflowId: leakId, mode: 'joined', reason, startedAt: iso(Date.now()) };
       result = (async () => {
         for (;;) {
           const p = await acts.containmentProgress({ workflowId: leakId });
-          if (s.containment) s.containment.state = p.state;
+          if (episode.containment) episode.containment.state = p.state;
           if (!p.running) {
             if (p.status !== 'COMPLETED') throw new Error(`containment ${leakId} ended ${p.status.toLowerCase()}`);
             return undefined;
@@ -606,7 +606,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
         }
       })();
     }
-    event('containment', `${s.containment.mode} ${leakId}`);
+    event('containment', `${episode.containment.mode} ${leakId}`);
     publish();
     // Settled either way, so a containment failing after a supersede is no unhandled rejection.
     const settled = result.then(
@@ -619,22 +619,22 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       return true;
     }
     if (ended.ok) {
-      s.containment.state = ended.status?.state ?? s.containment.state ?? 'contained';
-      s.containment.finishedAt = iso(Date.now());
-      event('contained', `${leakId}: ${s.containment.state}`);
+      episode.containment.state = ended.status?.state ?? episode.containment.state ?? 'contained';
+      episode.containment.finishedAt = iso(Date.now());
+      event('contained', `${leakId}: ${episode.containment.state}`);
     } else {
       if (isCancellation(ended.error)) throw ended.error;
-      s.failure = `containment ${leakId} failed: ${causeMessage(ended.error)}`;
-      transition(s.level === 2 ? 'throttled_l2' : s.level === 1 ? 'throttled_l1' : 'awaiting_confirmation', s.failure);
-      notify({ id: `${workflowId}:${run}:containment-failed`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: ${s.failure}; ${s.nhiId} stays throttled — clear it or retry the confirmation` });
+      episode.failure = `containment ${leakId} failed: ${causeMessage(ended.error)}`;
+      transition(episode.level === 2 ? 'throttled_l2' : episode.level === 1 ? 'throttled_l1' : 'awaiting_confirmation', episode.failure);
+      notify({ id: `${workflowId}:${run}:containment-failed`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `ESCALATION: ${episode.failure}; ${episode.nhiId} stays throttled — clear it or retry the confirmation` });
       // Another confirm may try again; silence does not re-escalate.
       confirmRequest = undefined;
       return false;
     }
     await endThrottle(`containment ${leakId} finished: credential rotated, sessions ended`, 'system', 'restore-after-containment');
     transition('escalated', `contained by ${leakId}`);
-    await closeIncident('closed', 'escalated', true, { containment: s.containment });
-    notify({ id: `${workflowId}:${run}:contained`, kind: 'anomaly.escalated', severity: 'warning', nhiId: s.nhiId, text: `${s.nhiId}: leak containment finished (credential rotated, sessions ended); throttle released and the access verified`, details: { owner, incidentId, containment: leakId } });
+    await closeIncident('closed', 'escalated', true, { containment: episode.containment });
+    notify({ id: `${workflowId}:${run}:contained`, kind: 'anomaly.escalated', severity: 'warning', nhiId: episode.nhiId, text: `${episode.nhiId}: leak containment finished (credential rotated, sessions ended); throttle released and the access verified`, details: { owner, incidentId, containment: leakId } });
     return true;
   }
 
@@ -643,27 +643,27 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
    * superseding scenario's own restriction keeps access off; a throttle nobody owns never stays behind.
    */
   async function endSuperseded(): Promise<AnomalyStatus> {
-    const level = s.level;
+    const level = episode.level;
     await endThrottle(`superseded by ${superseded?.by}: ${superseded?.reason}`, 'system', 'restore-superseded');
-    const others = s.restored?.restrictedBy ?? [];
-    transition('superseded', `${superseded?.by}: ${superseded?.reason}${s.restored ? ` (throttle released${others.length ? `; restricted by ${others.join(', ')}` : ''})` : ''}`);
-    await acts.recordAudit({ ...audited, stepId: `${run}:superseded`, actor: superseded?.by ?? 'system', action: 'anomaly.supersede', outcome: 'superseded', details: { reason: superseded?.reason ?? null, level, released: s.restored ?? null } });
+    const others = episode.restored?.restrictedBy ?? [];
+    transition('superseded', `${superseded?.by}: ${superseded?.reason}${episode.restored ? ` (throttle released${others.length ? `; restricted by ${others.join(', ')}` : ''})` : ''}`);
+    await acts.recordAudit({ ...audited, stepId: `${run}:superseded`, actor: superseded?.by ?? 'system', action: 'anomaly.supersede', outcome: 'superseded', details: { reason: superseded?.reason ?? null, level, released: episode.restored ?? null } });
     await closeIncident('closed', 'superseded');
     return finish();
   }
 
   async function closeIncident(status: 'resolved' | 'closed' | 'escalated', outcome: string, closedNow = true, details: Record<string, unknown> = {}) {
-    if (!s.incidentId) return;
+    if (!episode.incidentId) return;
     await CancellationScope.nonCancellable(() =>
       acts.updateAnomalyIncident({
-        incidentId: s.incidentId!,
-        nhiId: s.nhiId,
+        incidentId: episode.incidentId!,
+        nhiId: episode.nhiId,
         run,
         step: outcome,
         status,
         outcome,
-        details: { evidenceCount: s.evidenceCount, levels: s.levels, restored: s.restored ?? null, cleared: s.cleared ?? null, confirmed: s.confirmed ?? null, ...details },
-        timeline: s.timeline,
+        details: { evidenceCount: episode.evidenceCount, levels: episode.levels, restored: episode.restored ?? null, cleared: episode.cleared ?? null, confirmed: episode.confirmed ?? null, ...details },
+        timeline: episode.timeline,
         closed: closedNow,
       }),
     );
@@ -673,6 +673,6 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     publish();
     await Promise.all(pending);
     await condition(allHandlersFinished);
-    return s;
+    return episode;
   }
 }

@@ -44,7 +44,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 
 export async function jitElevation(input: JitElevationInput): Promise<JitStatus> {
   const { workflowId } = workflowInfo();
-  const s: JitStatus = {
+  const status: JitStatus = {
     version: 1,
     workflowId,
     nhiId: input.nhiId,
@@ -75,49 +75,49 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   let expiresAtMs = 0;
   let granted = false;
   const mutex = new Mutex();
-  const isFinal = () => JIT_FINAL_STATES.includes(s.state);
+  const isFinal = () => JIT_FINAL_STATES.includes(status.state);
 
-  const event = (name: string, detail?: string) => s.timeline.push({ at: iso(Date.now()), event: name, detail });
+  const event = (name: string, detail?: string) => status.timeline.push({ at: iso(Date.now()), event: name, detail });
   const transition = (state: JitState, detail?: string) => {
-    s.state = state;
+    status.state = state;
     // A final state carries why it ended from the moment it is reached.
-    if (JIT_FINAL_STATES.includes(state)) s.endReason = endReason ?? s.endReason;
+    if (JIT_FINAL_STATES.includes(state)) status.endReason = endReason ?? status.endReason;
     event(state, detail);
     upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
     refreshDetails();
   };
   function refreshDetails() {
-    const lines = [`**${s.state}** — ${s.nhiId} → ${input.entitlements.join(', ')}`, `requested by ${s.requestedBy}: ${s.justification}`];
-    if (s.state === 'awaiting_approval') lines.push(`approvals ${s.approvals.length}/${s.requiredApprovals} (until ${s.approvalDeadline})`);
-    if (s.expiresAt && (s.state === 'active' || s.state === 'granting')) lines.push(`expires ${s.expiresAt}`);
-    if (s.endReason) lines.push(`ended: ${s.endReason}${s.endedBy ? ` by ${s.endedBy}` : ''}`);
-    if (s.escalated) lines.push('⚠ revocation escalated');
+    const lines = [`**${status.state}** — ${status.nhiId} → ${input.entitlements.join(', ')}`, `requested by ${status.requestedBy}: ${status.justification}`];
+    if (status.state === 'awaiting_approval') lines.push(`approvals ${status.approvals.length}/${status.requiredApprovals} (until ${status.approvalDeadline})`);
+    if (status.expiresAt && (status.state === 'active' || status.state === 'granting')) lines.push(`expires ${status.expiresAt}`);
+    if (status.endReason) lines.push(`ended: ${status.endReason}${status.endedBy ? ` by ${status.endedBy}` : ''}`);
+    if (status.escalated) lines.push('⚠ revocation escalated');
     setCurrentDetails(lines.join('\n'));
   }
 
   // --- message handlers -------------------------------------------------------------------
-  setHandler(statusQuery, () => s);
+  setHandler(statusQuery, () => status);
 
   setHandler(
     approveUpdate,
     (a) =>
       mutex.runExclusive(async () => {
-        const verdict = await acts.checkApprover({ approver: a.approver, requestedBy: s.requestedBy, nhiId: s.nhiId, entitlements: input.entitlements });
+        const verdict = await acts.checkApprover({ approver: a.approver, requestedBy: status.requestedBy, nhiId: status.nhiId, entitlements: input.entitlements });
         if (!verdict.allowed) throw ApplicationFailure.create({ message: `${a.approver} may not approve this request: ${verdict.reasons.join('; ') || 'no policy allows it'}`, type: ErrorType.NotAllowed, nonRetryable: true });
-        if (s.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${s.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
-        if (s.approvals.some((x) => x.by === a.approver)) return s; // one principal counts once
-        s.approvals.push({ by: a.approver, at: iso(Date.now()), comment: a.comment });
-        event('approved', `${a.approver} (${s.approvals.length}/${s.requiredApprovals})`);
-        await acts.recordAudit({ stepId: `approve:${a.approver}`, scenario: 'jit', nhiId: s.nhiId, actor: a.approver, action: 'elevation.approve', outcome: 'approved', details: { comment: a.comment ?? null, count: s.approvals.length, required: s.requiredApprovals } });
+        if (status.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${status.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
+        if (status.approvals.some((x) => x.by === a.approver)) return status; // one principal counts once
+        status.approvals.push({ by: a.approver, at: iso(Date.now()), comment: a.comment });
+        event('approved', `${a.approver} (${status.approvals.length}/${status.requiredApprovals})`);
+        await acts.recordAudit({ stepId: `approve:${a.approver}`, scenario: 'jit', nhiId: status.nhiId, actor: a.approver, action: 'elevation.approve', outcome: 'approved', details: { comment: a.comment ?? null, count: status.approvals.length, required: status.requiredApprovals } });
         refreshDetails();
-        return s;
+        return status;
       }),
     {
       validator: (a) => {
-        if (s.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${s.state}, not awaiting approval`, type: ErrorType.RequestClosed });
+        if (status.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${status.state}, not awaiting approval`, type: ErrorType.RequestClosed });
         if (!a?.approver) throw ApplicationFailure.create({ message: 'approver is required', type: ErrorType.InvalidRequest });
-        if (a.approver === s.requestedBy) throw ApplicationFailure.create({ message: 'the requester can never approve their own request', type: ErrorType.SelfApproval });
-        if (s.approvals.some((x) => x.by === a.approver)) throw ApplicationFailure.create({ message: `${a.approver} has already approved; one principal counts once`, type: ErrorType.AlreadyApproved });
+        if (a.approver === status.requestedBy) throw ApplicationFailure.create({ message: 'the requester can never approve their own request', type: ErrorType.SelfApproval });
+        if (status.approvals.some((x) => x.by === a.approver)) throw ApplicationFailure.create({ message: `${a.approver} has already approved; one principal counts once`, type: ErrorType.AlreadyApproved });
       },
     },
   );
@@ -126,18 +126,18 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     denyUpdate,
     (d) =>
       mutex.runExclusive(async () => {
-        const verdict = await acts.checkApprover({ approver: d.approver, requestedBy: s.requestedBy, nhiId: s.nhiId, entitlements: input.entitlements });
+        const verdict = await acts.checkApprover({ approver: d.approver, requestedBy: status.requestedBy, nhiId: status.nhiId, entitlements: input.entitlements });
         if (!verdict.allowed) throw ApplicationFailure.create({ message: `${d.approver} may not decide on this request`, type: ErrorType.NotAllowed, nonRetryable: true });
-        if (s.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${s.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
-        s.denial = { by: d.approver, at: iso(Date.now()), reason: d.reason };
-        await acts.recordAudit({ stepId: 'deny', scenario: 'jit', nhiId: s.nhiId, actor: d.approver, action: 'elevation.deny', outcome: 'denied', details: { reason: d.reason } });
-        return s;
+        if (status.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${status.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
+        status.denial = { by: d.approver, at: iso(Date.now()), reason: d.reason };
+        await acts.recordAudit({ stepId: 'deny', scenario: 'jit', nhiId: status.nhiId, actor: d.approver, action: 'elevation.deny', outcome: 'denied', details: { reason: d.reason } });
+        return status;
       }),
     {
       validator: (d) => {
-        if (s.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${s.state}, not awaiting approval`, type: ErrorType.RequestClosed });
+        if (status.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${status.state}, not awaiting approval`, type: ErrorType.RequestClosed });
         if (!d?.approver || !d.reason) throw ApplicationFailure.create({ message: 'approver and reason are required', type: ErrorType.InvalidRequest });
-        if (d.approver === s.requestedBy) throw ApplicationFailure.create({ message: 'the requester cannot decide on their own request', type: ErrorType.SelfApproval });
+        if (d.approver === status.requestedBy) throw ApplicationFailure.create({ message: 'the requester cannot decide on their own request', type: ErrorType.SelfApproval });
       },
     },
   );
@@ -146,35 +146,35 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     extendUpdate,
     (x) =>
       mutex.runExclusive(async () => {
-        if (s.state !== 'active' || endReason) throw ApplicationFailure.create({ message: `elevation is ${s.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
-        const total = s.durationMinutes + s.extensions.reduce((n, e) => n + e.minutes, 0) + x.minutes;
+        if (status.state !== 'active' || endReason) throw ApplicationFailure.create({ message: `elevation is ${status.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
+        const total = status.durationMinutes + status.extensions.reduce((n, e) => n + e.minutes, 0) + x.minutes;
         const d = await acts.evaluateExtension({
-          nhiId: s.nhiId,
+          nhiId: status.nhiId,
           entitlements: input.entitlements,
           durationMinutes: input.durationMinutes,
           ticket: input.ticket,
           breakGlass: input.breakGlass,
-          requestedBy: s.requestedBy,
+          requestedBy: status.requestedBy,
           extraMinutes: x.minutes,
           totalMinutes: total,
-          extensionNumber: s.extensions.length + 1,
+          extensionNumber: status.extensions.length + 1,
         });
         if (d.outcome === 'deny') {
           throw ApplicationFailure.create({ message: `extension to ${total} minutes rejected: ${d.reasons.join('; ') || 'policy denies it'}`, type: ErrorType.PolicyDenied, nonRetryable: true, details: [d] });
         }
-        s.extensions.push({ by: x.by, at: iso(Date.now()), minutes: x.minutes, reason: x.reason });
+        status.extensions.push({ by: x.by, at: iso(Date.now()), minutes: x.minutes, reason: x.reason });
         expiresAtMs += x.minutes * MINUTE;
-        s.expiresAt = iso(expiresAtMs);
-        event('extended', `+${x.minutes}m by ${x.by}, now until ${s.expiresAt}`);
-        await acts.recordAudit({ stepId: `extend:${s.extensions.length}`, scenario: 'jit', nhiId: s.nhiId, actor: x.by, action: 'elevation.extend', outcome: 'extended', decision: d, details: { minutes: x.minutes, expiresAt: s.expiresAt, reason: x.reason ?? null } });
+        status.expiresAt = iso(expiresAtMs);
+        event('extended', `+${x.minutes}m by ${x.by}, now until ${status.expiresAt}`);
+        await acts.recordAudit({ stepId: `extend:${status.extensions.length}`, scenario: 'jit', nhiId: status.nhiId, actor: x.by, action: 'elevation.extend', outcome: 'extended', decision: d, details: { minutes: x.minutes, expiresAt: status.expiresAt, reason: x.reason ?? null } });
         refreshDetails();
-        return s;
+        return status;
       }),
     {
       validator: (x) => {
-        if (s.state !== 'active' || endReason) throw ApplicationFailure.create({ message: `elevation is ${s.state}, not active`, type: ErrorType.RequestClosed });
+        if (status.state !== 'active' || endReason) throw ApplicationFailure.create({ message: `elevation is ${status.state}, not active`, type: ErrorType.RequestClosed });
         if (!x || !Number.isInteger(x.minutes) || x.minutes <= 0) throw ApplicationFailure.create({ message: 'minutes must be a positive integer', type: ErrorType.InvalidRequest });
-        if (x.by !== s.requestedBy) throw ApplicationFailure.create({ message: 'only the requester can extend an elevation', type: ErrorType.NotAllowed });
+        if (x.by !== status.requestedBy) throw ApplicationFailure.create({ message: 'only the requester can extend an elevation', type: ErrorType.NotAllowed });
       },
     },
   );
@@ -183,21 +183,21 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     revokeUpdate,
     async (r) => {
       // Who may end it is looked up server-side; roles in the message are ignored.
-      const verdict = await acts.checkRevoker({ by: r.by, requestedBy: s.requestedBy, nhiId: s.nhiId, ...(r.byWorkflow ? { byWorkflow: r.byWorkflow } : {}) });
+      const verdict = await acts.checkRevoker({ by: r.by, requestedBy: status.requestedBy, nhiId: status.nhiId, ...(r.byWorkflow ? { byWorkflow: r.byWorkflow } : {}) });
       if (!verdict.allowed) {
         throw ApplicationFailure.create({ message: `${r.by} may not end this elevation: ${verdict.reasons.join('; ') || 'only the requester, an approver or an admin can'}`, type: ErrorType.NotAllowed, nonRetryable: true });
       }
-      if (isFinal() || endReason) throw ApplicationFailure.create({ message: `elevation is ${s.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
+      if (isFinal() || endReason) throw ApplicationFailure.create({ message: `elevation is ${status.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
       endReason = 'revoked_early';
-      s.endedBy = r.by;
-      s.endComment = r.reason;
+      status.endedBy = r.by;
+      status.endComment = r.reason;
       // Answer once the revocation is verified (or the request was closed before any grant).
       await condition(() => isFinal());
-      return s;
+      return status;
     },
     {
       validator: (r) => {
-        if (isFinal() || endReason) throw ApplicationFailure.create({ message: `elevation is ${s.state}`, type: ErrorType.RequestClosed });
+        if (isFinal() || endReason) throw ApplicationFailure.create({ message: `elevation is ${status.state}`, type: ErrorType.RequestClosed });
         if (!r?.by) throw ApplicationFailure.create({ message: 'by is required', type: ErrorType.InvalidRequest });
       },
     },
@@ -207,8 +207,8 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     if (isFinal() || endReason) return;
     if (c?.changeId && input.changeId && c.changeId !== input.changeId) return;
     endReason = 'change_window_closed';
-    s.endedBy = c?.by ?? 'deployment tooling';
-    s.endComment = c?.reason;
+    status.endedBy = c?.by ?? 'deployment tooling';
+    status.endComment = c?.reason;
   });
 
   // --- the flow ------------------------------------------------------------------------------
@@ -224,8 +224,8 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       requestedBy: input.requestedBy,
     };
     const decision = await acts.evaluateElevation(facts);
-    s.decision = decision;
-    s.requiredApprovals = decision.outcome === 'needs_approval' ? decision.requiredApprovals : 0;
+    status.decision = decision;
+    status.requiredApprovals = decision.outcome === 'needs_approval' ? decision.requiredApprovals : 0;
     event('policy', `${decision.outcome}${decision.reasons.length ? `: ${decision.reasons.join('; ')}` : ''}`);
 
     if (decision.outcome === 'deny') {
@@ -233,32 +233,32 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       return await finish();
     }
     if (decision.outcome === 'break_glass') {
-      s.needsReview = true;
-      await notify({ id: `${workflowId}:break-glass`, kind: 'jit.break_glass', severity: 'warning', nhiId: s.nhiId, text: `Break-glass elevation of ${s.nhiId} (${input.entitlements.join(', ')}) by ${s.requestedBy}: marked for review`, details: { ticket: input.ticket ?? null } });
+      status.needsReview = true;
+      await notify({ id: `${workflowId}:break-glass`, kind: 'jit.break_glass', severity: 'warning', nhiId: status.nhiId, text: `Break-glass elevation of ${status.nhiId} (${input.entitlements.join(', ')}) by ${status.requestedBy}: marked for review`, details: { ticket: input.ticket ?? null } });
     }
     if (decision.outcome === 'needs_approval') {
       const deadline = Date.now() + input.settings.approvalTimeoutMinutes * MINUTE;
-      s.approvalDeadline = iso(deadline);
-      transition('awaiting_approval', `${s.requiredApprovals} approval(s) needed`);
-      await notify({ id: `${workflowId}:approval-requested`, kind: 'jit.approval_requested', severity: 'info', nhiId: s.nhiId, text: `${s.requestedBy} asks for ${input.entitlements.join(', ')} on ${s.nhiId} for ${input.durationMinutes}m: ${input.justification}` });
+      status.approvalDeadline = iso(deadline);
+      transition('awaiting_approval', `${status.requiredApprovals} approval(s) needed`);
+      await notify({ id: `${workflowId}:approval-requested`, kind: 'jit.approval_requested', severity: 'info', nhiId: status.nhiId, text: `${status.requestedBy} asks for ${input.entitlements.join(', ')} on ${status.nhiId} for ${input.durationMinutes}m: ${input.justification}` });
       const answered = await condition(
-        () => s.approvals.length >= s.requiredApprovals || s.denial !== undefined || endReason !== undefined,
+        () => status.approvals.length >= status.requiredApprovals || status.denial !== undefined || endReason !== undefined,
         Math.max(1, deadline - Date.now()),
       );
       // Let an approve/deny in flight finish (they hold the mutex). Not allHandlersFinished: a revoke
       // that withdraws the request answers only once the request is closed, so it would wait forever.
       await mutex.runExclusive(async () => undefined);
-      if (s.denial) {
-        transition('denied', `by ${s.denial.by}: ${s.denial.reason}`);
+      if (status.denial) {
+        transition('denied', `by ${status.denial.by}: ${status.denial.reason}`);
         return await finish();
       }
       if (endReason) {
-        transition('cancelled', `withdrawn by ${s.endedBy}`);
+        transition('cancelled', `withdrawn by ${status.endedBy}`);
         return await finish();
       }
       if (!answered) {
         transition('expired', 'no answer before the approval deadline; nothing granted');
-        await acts.recordAudit({ stepId: 'approval-expired', scenario: 'jit', nhiId: s.nhiId, actor: 'system', action: 'elevation.expire', outcome: 'expired', details: { deadline: s.approvalDeadline } });
+        await acts.recordAudit({ stepId: 'approval-expired', scenario: 'jit', nhiId: status.nhiId, actor: 'system', action: 'elevation.expire', outcome: 'expired', details: { deadline: status.approvalDeadline } });
         return await finish();
       }
     }
@@ -267,30 +267,30 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       transition('scheduled', `starts ${input.startAt}`);
       await condition(() => endReason !== undefined, Date.parse(input.startAt) - Date.now());
       if (endReason) {
-        transition('cancelled', `withdrawn by ${s.endedBy} before the start`);
+        transition('cancelled', `withdrawn by ${status.endedBy} before the start`);
         return await finish();
       }
     }
 
     // Grant the bundle: the undo is registered before each grant.
     expiresAtMs = Date.now() + input.durationMinutes * MINUTE;
-    s.expiresAt = iso(expiresAtMs);
+    status.expiresAt = iso(expiresAtMs);
     transition('granting');
     for (const [i, entitlement] of input.entitlements.entries()) {
       saga.add(`revoke ${entitlement}`, async () => {
-        s.entitlements[i] = await revokeForever({ nhiId: s.nhiId, entitlement, actor: 'system', reason: 'rollback', stepId: `rollback:${entitlement}` });
+        status.entitlements[i] = await revokeForever({ nhiId: status.nhiId, entitlement, actor: 'system', reason: 'rollback', stepId: `rollback:${entitlement}` });
       });
-      s.entitlements[i] = await acts.grantEntitlement({ nhiId: s.nhiId, entitlement, expiresAt: s.expiresAt, actor: s.requestedBy });
+      status.entitlements[i] = await acts.grantEntitlement({ nhiId: status.nhiId, entitlement, expiresAt: status.expiresAt, actor: status.requestedBy });
     }
     granted = true;
     saga.clear(); // from here on, the revocation below is what ends access
 
     // The clock starts at grant time.
     expiresAtMs = Date.now() + input.durationMinutes * MINUTE;
-    s.grantedAt = iso(Date.now());
-    s.expiresAt = iso(expiresAtMs);
-    transition('active', `until ${s.expiresAt}`);
-    await notify({ id: `${workflowId}:granted`, kind: 'jit.granted', severity: 'info', nhiId: s.nhiId, text: `${s.nhiId} holds ${input.entitlements.join(', ')} until ${s.expiresAt}${s.needsReview ? ' (break-glass, review needed)' : ''}` });
+    status.grantedAt = iso(Date.now());
+    status.expiresAt = iso(expiresAtMs);
+    transition('active', `until ${status.expiresAt}`);
+    await notify({ id: `${workflowId}:granted`, kind: 'jit.granted', severity: 'info', nhiId: status.nhiId, text: `${status.nhiId} holds ${input.entitlements.join(', ')} until ${status.expiresAt}${status.needsReview ? ' (break-glass, review needed)' : ''}` });
 
     let warnedFor = 0;
     const warnMs = input.settings.expiryWarningMinutes * MINUTE;
@@ -303,7 +303,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       const warnAt = expiresAtMs - warnMs;
       if (now >= warnAt && warnedFor !== expiresAtMs && warnMs < input.durationMinutes * MINUTE) {
         warnedFor = expiresAtMs;
-        await notify({ id: `${workflowId}:warn:${s.expiresAt}`, kind: 'jit.expiring', severity: 'info', nhiId: s.nhiId, text: `${s.nhiId}'s elevation (${input.entitlements.join(', ')}) ends at ${s.expiresAt}` });
+        await notify({ id: `${workflowId}:warn:${status.expiresAt}`, kind: 'jit.expiring', severity: 'info', nhiId: status.nhiId, text: `${status.nhiId}'s elevation (${input.entitlements.join(', ')}) ends at ${status.expiresAt}` });
         continue;
       }
       const next = warnedFor === expiresAtMs || warnAt <= now ? expiresAtMs : warnAt;
@@ -317,7 +317,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(async () => {
         endReason = 'cancelled';
-        s.endedBy ??= 'temporal (cancel request)';
+        status.endedBy ??= 'temporal (cancel request)';
         if (granted) {
           await revokeAll('cancelled');
           transition('revoked', 'cancelled');
@@ -333,11 +333,11 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     }
     if (saga.size) {
       // A grant failed for good: undo what was granted and end rolled back, with the cause.
-      s.failure = causeMessage(err);
+      status.failure = causeMessage(err);
       const outcomes = await saga.compensate();
-      transition('rolled_back', s.failure);
+      transition('rolled_back', status.failure);
       await CancellationScope.nonCancellable(() =>
-        acts.recordAudit({ stepId: 'rolled-back', scenario: 'jit', nhiId: s.nhiId, actor: 'system', action: 'elevation.rollback', outcome: 'rolled_back', readback: s.entitlements, details: { cause: s.failure, compensations: outcomes } }),
+        acts.recordAudit({ stepId: 'rolled-back', scenario: 'jit', nhiId: status.nhiId, actor: 'system', action: 'elevation.rollback', outcome: 'rolled_back', readback: status.entitlements, details: { cause: status.failure, compensations: outcomes } }),
       );
       return await finish();
     }
@@ -345,22 +345,22 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   }
 
   async function revokeAll(reason: JitEndReason) {
-    s.endReason = reason;
+    status.endReason = reason;
     transition('revoking', reason);
     await CancellationScope.nonCancellable(async () => {
       for (const [i, entitlement] of input.entitlements.entries()) {
-        const args = { nhiId: s.nhiId, entitlement, actor: s.endedBy ?? 'system', reason };
+        const args = { nhiId: status.nhiId, entitlement, actor: status.endedBy ?? 'system', reason };
         try {
-          s.entitlements[i] = await revokeOnce(args);
+          status.entitlements[i] = await revokeOnce(args);
         } catch (err) {
-          if (!s.escalated) {
-            s.escalated = true;
+          if (!status.escalated) {
+            status.escalated = true;
             event('escalated', `revocation of ${entitlement} keeps failing: ${causeMessage(err)}`);
             refreshDetails();
-            await acts.recordAudit({ stepId: `escalate:${entitlement}`, scenario: 'jit', nhiId: s.nhiId, actor: 'system', action: 'revocation.escalate', outcome: 'escalated', details: { entitlement, attempts: input.settings.revokeEscalationAttempts } });
-            await notify({ id: `${workflowId}:escalate:${entitlement}`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: revoking ${entitlement} from ${s.nhiId} keeps failing; still retrying` });
+            await acts.recordAudit({ stepId: `escalate:${entitlement}`, scenario: 'jit', nhiId: status.nhiId, actor: 'system', action: 'revocation.escalate', outcome: 'escalated', details: { entitlement, attempts: input.settings.revokeEscalationAttempts } });
+            await notify({ id: `${workflowId}:escalate:${entitlement}`, kind: 'escalation', severity: 'critical', nhiId: status.nhiId, text: `ESCALATION: revoking ${entitlement} from ${status.nhiId} keeps failing; still retrying` });
           }
-          s.entitlements[i] = await revokeForever(args);
+          status.entitlements[i] = await revokeForever(args);
         }
       }
     });
@@ -368,24 +368,24 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
 
   async function finish(): Promise<JitStatus> {
     await CancellationScope.nonCancellable(async () => {
-      if (granted || s.state === 'rolled_back') {
+      if (granted || status.state === 'rolled_back') {
         // The receipt, derived from each entitlement's last read-back: nothing this elevation gave is
         // left unless another holder (an elevation, the baseline) still wants it.
-        const left = s.entitlements.filter((e) => e.present === true && e.otherHolders.length === 0).map((e) => e.entitlement);
+        const left = status.entitlements.filter((e) => e.present === true && e.otherHolders.length === 0).map((e) => e.entitlement);
         await acts.recordAudit({
           stepId: 'receipt',
           scenario: 'jit',
-          nhiId: s.nhiId,
+          nhiId: status.nhiId,
           actor: 'system',
           action: 'elevation.receipt',
           outcome: left.length ? 'access_remains' : 'no_standing_access',
-          readback: s.entitlements,
-          details: { ...(left.length ? { remaining: left } : {}), endReason: s.endReason ?? endReason ?? null, grantedAt: s.grantedAt ?? null, state: s.state },
+          readback: status.entitlements,
+          details: { ...(left.length ? { remaining: left } : {}), endReason: status.endReason ?? endReason ?? null, grantedAt: status.grantedAt ?? null, state: status.state },
         });
       }
     });
     refreshDetails();
     await condition(allHandlersFinished);
-    return s;
+    return status;
   }
 }

@@ -59,7 +59,7 @@ function isPermanent(err: unknown): boolean {
 export async function leakContainment(input: LeakContainmentInput): Promise<LeakStatus> {
   const { workflowId, runId } = workflowInfo();
   const settings = { ...DEFAULT_LEAK_SETTINGS, ...input.settings };
-  const s: LeakStatus = {
+  const status: LeakStatus = {
     version: 1,
     workflowId,
     runId,
@@ -78,67 +78,67 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
   let escalations = 0;
   const troubled = new Set<string>();
 
-  const event = (name: string, detail?: string) => s.timeline.push({ at: iso(Date.now()), event: name, detail });
+  const event = (name: string, detail?: string) => status.timeline.push({ at: iso(Date.now()), event: name, detail });
   const transition = (state: LeakState, detail?: string) => {
-    s.state = state;
+    status.state = state;
     event(state, detail);
     upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
     refreshDetails();
   };
   function refreshDetails() {
-    const sources = [...new Set(s.alerts.map((a) => a.label))];
-    const lines = [`**${s.state}** — ${s.nhiId} (${s.severity})`, `alerts: ${sources.join(', ') || 'none yet'}${s.duplicates ? ` (+${s.duplicates} repeats)` : ''}`];
-    if (s.incidentId) lines.push(`incident ${s.incidentId}`);
-    if (s.rotation) lines.push(`credential v${s.rotation.newVersion} ${s.rotation.activated ? 'active' : 'staged'} (sha256 ${s.rotation.newFingerprint.slice(0, 12)}…)`);
-    if (s.quarantine) lines.push(`quarantine ${s.quarantine.state === 'in_force' ? 'in force' : 'released'}${s.quarantine.withheld.length ? ` (withholding ${s.quarantine.withheld.join(', ')})` : ''}`);
-    if (s.sessionsTerminated !== undefined) lines.push(`sessions terminated: ${s.sessionsTerminated}`);
-    if (s.verification?.limitedBy) lines.push(`⚠ ${s.verification.limitedBy.note}`);
-    if (s.elevations?.length) lines.push(`elevations ended: ${s.elevations.map((e) => `${e.workflowId} (${e.outcome})`).join(', ')}`);
-    if (s.detectedToContainedMs !== undefined) lines.push(`contained ${s.receivedToContainedMs} ms after the alert arrived (${s.detectedToContainedMs} ms after detection)`);
-    if (s.escalated) lines.push(`⚠ escalated${s.failure ? `: ${s.failure}` : ''}`);
+    const sources = [...new Set(status.alerts.map((a) => a.label))];
+    const lines = [`**${status.state}** — ${status.nhiId} (${status.severity})`, `alerts: ${sources.join(', ') || 'none yet'}${status.duplicates ? ` (+${status.duplicates} repeats)` : ''}`];
+    if (status.incidentId) lines.push(`incident ${status.incidentId}`);
+    if (status.rotation) lines.push(`credential v${status.rotation.newVersion} ${status.rotation.activated ? 'active' : 'staged'} (sha256 ${status.rotation.newFingerprint.slice(0, 12)}…)`);
+    if (status.quarantine) lines.push(`quarantine ${status.quarantine.state === 'in_force' ? 'in force' : 'released'}${status.quarantine.withheld.length ? ` (withholding ${status.quarantine.withheld.join(', ')})` : ''}`);
+    if (status.sessionsTerminated !== undefined) lines.push(`sessions terminated: ${status.sessionsTerminated}`);
+    if (status.verification?.limitedBy) lines.push(`⚠ ${status.verification.limitedBy.note}`);
+    if (status.elevations?.length) lines.push(`elevations ended: ${status.elevations.map((e) => `${e.workflowId} (${e.outcome})`).join(', ')}`);
+    if (status.detectedToContainedMs !== undefined) lines.push(`contained ${status.receivedToContainedMs} ms after the alert arrived (${status.detectedToContainedMs} ms after detection)`);
+    if (status.escalated) lines.push(`⚠ escalated${status.failure ? `: ${status.failure}` : ''}`);
     setCurrentDetails(lines.join('\n'));
   }
 
   function addAlert(a: LeakAlert) {
     if (!a?.key) return;
     if (seen.has(a.key)) {
-      s.duplicates++;
+      status.duplicates++;
       event('duplicate alert', a.summary);
       refreshDetails();
       return;
     }
     seen.add(a.key);
-    s.alerts.push(a);
-    s.severity = s.alerts.length === 1 ? a.severity : maxSeverity(s.severity, a.severity);
-    if (!s.detectedAt || Date.parse(a.detectedAt) < Date.parse(s.detectedAt)) s.detectedAt = a.detectedAt;
-    s.receivedAt ??= a.receivedAt;
+    status.alerts.push(a);
+    status.severity = status.alerts.length === 1 ? a.severity : maxSeverity(status.severity, a.severity);
+    if (!status.detectedAt || Date.parse(a.detectedAt) < Date.parse(status.detectedAt)) status.detectedAt = a.detectedAt;
+    status.receivedAt ??= a.receivedAt;
     // A triaged incident bound while this containment runs becomes part of it.
-    if (a.incidentId && s.incidentId && a.incidentId !== s.incidentId && !mergedIncidentIds.includes(a.incidentId)) mergedIncidentIds.push(a.incidentId);
-    event(s.alerts.length === 1 ? 'alert' : 'alert joined', `${a.summary} [${a.action}, ${a.severity}, matched by ${a.matchedBy}]`);
+    if (a.incidentId && status.incidentId && a.incidentId !== status.incidentId && !mergedIncidentIds.includes(a.incidentId)) mergedIncidentIds.push(a.incidentId);
+    event(status.alerts.length === 1 ? 'alert' : 'alert joined', `${a.summary} [${a.action}, ${a.severity}, matched by ${a.matchedBy}]`);
     // A fresh alert while escalated is a reason to try again.
-    if (s.state === 'escalated' && a.trigger) retryRequested = true;
+    if (status.state === 'escalated' && a.trigger) retryRequested = true;
     refreshDetails();
   }
 
-  setHandler(statusQuery, () => s);
+  setHandler(statusQuery, () => status);
   setHandler(alertSignal, addAlert);
   setHandler(retrySignal, (r) => {
-    if (s.state !== 'escalated') return;
+    if (status.state !== 'escalated') return;
     retryRequested = true;
     event('retry requested', [r?.by, r?.reason].filter(Boolean).join(': ') || undefined);
   });
 
   // Signal-with-start delivers the first alert with the start; a plain start waits briefly for it.
-  if (!(await condition(() => s.alerts.length > 0, MINUTE))) {
+  if (!(await condition(() => status.alerts.length > 0, MINUTE))) {
     throw ApplicationFailure.nonRetryable('no alert arrived: start leak containment with signal-with-start', ErrorType.InvalidRequest);
   }
-  const first = s.alerts[0];
-  s.incidentId = first.incidentId ?? uuid4();
+  const first = status.alerts[0];
+  status.incidentId = first.incidentId ?? uuid4();
   // The incident's clock starts at detection, which happened before the alert reached us.
-  s.timeline.unshift({ at: s.detectedAt ?? first.detectedAt, event: 'detected', detail: first.summary });
-  for (const a of s.alerts.slice(1)) if (a.incidentId && a.incidentId !== s.incidentId && !mergedIncidentIds.includes(a.incidentId)) mergedIncidentIds.push(a.incidentId);
-  const incidentId = s.incidentId;
-  const audited = { incidentId, nhiId: s.nhiId };
+  status.timeline.unshift({ at: status.detectedAt ?? first.detectedAt, event: 'detected', detail: first.summary });
+  for (const a of status.alerts.slice(1)) if (a.incidentId && a.incidentId !== status.incidentId && !mergedIncidentIds.includes(a.incidentId)) mergedIncidentIds.push(a.incidentId);
+  const incidentId = status.incidentId;
+  const audited = { incidentId, nhiId: status.nhiId };
 
   /** Local first; a transient failure past its retries escalates and then retries durably until done. */
   async function step<K extends keyof Activities>(name: K, args: Arg<K>): Promise<Result<K>> {
@@ -168,19 +168,19 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
   }
 
   async function escalate(reason: string) {
-    s.escalated = true;
-    s.failure = reason;
+    status.escalated = true;
+    status.failure = reason;
     escalations++;
     event('escalated', reason);
     refreshDetails();
     // Best effort: the store being down is often why we escalate; the notification still goes out.
     try {
-      await local.escalateLeakIncident({ ...audited, reason, escalation: escalations, timeline: s.timeline, alerts: s.alerts });
+      await local.escalateLeakIncident({ ...audited, reason, escalation: escalations, timeline: status.timeline, alerts: status.alerts });
     } catch (err) {
       if (isCancellation(err)) throw err;
       event('incident update failed', causeMessage(err));
     }
-    notify({ id: `${incidentId}:escalation:${escalations}`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `ESCALATION: leak containment of ${s.nhiId} (incident ${incidentId}): ${reason}`, details: { incidentId } });
+    notify({ id: `${incidentId}:escalation:${escalations}`, kind: 'escalation', severity: 'critical', nhiId: status.nhiId, text: `ESCALATION: leak containment of ${status.nhiId} (incident ${incidentId}): ${reason}`, details: { incidentId } });
   }
 
   const saga = new Saga();
@@ -188,14 +188,14 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
   const ending = new Saga();
   try {
     refreshDetails();
-    await step('openLeakIncident', { ...audited, alerts: s.alerts, severity: s.severity, timeline: s.timeline });
+    await step('openLeakIncident', { ...audited, alerts: status.alerts, severity: status.severity, timeline: status.timeline });
     event('incident opened', incidentId);
     notify({
       id: `${incidentId}:opened`,
       kind: 'leak.detected',
-      severity: s.severity === 'critical' || s.severity === 'high' ? 'critical' : 'warning',
-      nhiId: s.nhiId,
-      text: `Leak of ${s.nhiId}'s credential (${first.label}, ${s.severity}): containment started — ${first.summary}`,
+      severity: status.severity === 'critical' || status.severity === 'high' ? 'critical' : 'warning',
+      nhiId: status.nhiId,
+      text: `Leak of ${status.nhiId}'s credential (${first.label}, ${status.severity}): containment started — ${first.summary}`,
       details: { incidentId, evidenceUrl: first.evidenceUrl ?? null },
     });
     // Ending elevations runs beside the rotation; it is awaited (and a failure escalated) before the incident closes.
@@ -203,7 +203,7 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
     const elevations = local
       .endLeakElevations({ ...audited, waitMs: settings.elevationRevokeWaitMs })
       .then((ended) => {
-        s.elevations = ended;
+        status.elevations = ended;
         if (ended.length) event('elevations ended', ended.map((e) => `${e.workflowId}: ${e.outcome}`).join(', '));
       })
       .catch((err) => {
@@ -214,26 +214,26 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
       });
     // The quarantine holds while the containment runs; its release is registered before it is set.
     ending.add('release the quarantine', async () => {
-      s.quarantine = await step('releaseLeakQuarantine', audited);
-      event('quarantine released', s.quarantine.entitlements.length ? `entitlements now: ${s.quarantine.entitlements.join(', ')}` : undefined);
+      status.quarantine = await step('releaseLeakQuarantine', audited);
+      event('quarantine released', status.quarantine.entitlements.length ? `entitlements now: ${status.quarantine.entitlements.join(', ')}` : undefined);
     });
 
     for (;;) {
-      s.attempts++;
+      status.attempts++;
       try {
-        await contain(`${incidentId}:${s.attempts}`);
+        await contain(`${incidentId}:${status.attempts}`);
         break;
       } catch (err) {
         if (isCancellation(err)) throw err;
         const outcomes = await saga.compensate();
         const undone = outcomes.length ? ` (compensated: ${outcomes.map((o) => `${o.name} ${o.ok ? 'ok' : `failed: ${o.error}`}`).join('; ')})` : '';
-        if (s.rotation && !s.rotation.activated) s.rotation = undefined;
+        if (status.rotation && !status.rotation.activated) status.rotation = undefined;
         retryRequested = false;
         transition('escalated', causeMessage(err));
         await escalate(`containment could not complete: ${causeMessage(err)}${undone}. Fix the cause, then send the retry signal.`);
         while (!retryRequested) {
           if (!(await condition(() => retryRequested, settings.escalationReminderMinutes * MINUTE))) {
-            notify({ id: `${incidentId}:reminder:${s.timeline.length}`, kind: 'escalation', severity: 'critical', nhiId: s.nhiId, text: `STILL ESCALATED: leak of ${s.nhiId} is not contained (incident ${incidentId}): ${s.failure}` });
+            notify({ id: `${incidentId}:reminder:${status.timeline.length}`, kind: 'escalation', severity: 'critical', nhiId: status.nhiId, text: `STILL ESCALATED: leak of ${status.nhiId} is not contained (incident ${incidentId}): ${status.failure}` });
           }
         }
       }
@@ -242,31 +242,31 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
     await elevations;
     if (elevationsFailed) await escalate(`ending running elevations failed: ${elevationsFailed}`);
     const now = Date.now();
-    s.containedAt = iso(now);
-    if (s.detectedAt) s.detectedToContainedMs = now - Date.parse(s.detectedAt);
-    if (s.receivedAt) s.receivedToContainedMs = now - Date.parse(s.receivedAt);
-    transition('contained', `${s.receivedToContainedMs} ms after the alert arrived`);
+    status.containedAt = iso(now);
+    if (status.detectedAt) status.detectedToContainedMs = now - Date.parse(status.detectedAt);
+    if (status.receivedAt) status.receivedToContainedMs = now - Date.parse(status.receivedAt);
+    transition('contained', `${status.receivedToContainedMs} ms after the alert arrived`);
     await endQuarantine();
-    await step('closeLeakIncident', { incidentId, status: s, mergedIncidentIds });
+    await step('closeLeakIncident', { incidentId, status, mergedIncidentIds });
     notify({
       id: `${incidentId}:contained`,
       kind: 'leak.contained',
       severity: 'info',
-      nhiId: s.nhiId,
-      text: `Contained: ${s.nhiId}'s credential rotated (v${s.rotation?.newVersion}), ${s.sessionsTerminated ?? 0} session(s) ended, old credential denied — ${s.receivedToContainedMs} ms after the alert${s.verification?.limitedBy ? `. ${s.verification.limitedBy.note}` : ''}`,
-      details: { incidentId, receivedToContainedMs: s.receivedToContainedMs ?? null, detectedToContainedMs: s.detectedToContainedMs ?? null },
+      nhiId: status.nhiId,
+      text: `Contained: ${status.nhiId}'s credential rotated (v${status.rotation?.newVersion}), ${status.sessionsTerminated ?? 0} session(s) ended, old credential denied — ${status.receivedToContainedMs} ms after the alert${status.verification?.limitedBy ? `. ${status.verification.limitedBy.note}` : ''}`,
+      details: { incidentId, receivedToContainedMs: status.receivedToContainedMs ?? null, detectedToContainedMs: status.detectedToContainedMs ?? null },
     });
     await Promise.all(pending);
     await condition(allHandlersFinished);
-    return s;
+    return status;
   } catch (err) {
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(async () => {
         const outcomes = await saga.compensate();
-        s.failure = `cancelled before containment completed${outcomes.length ? ` (compensated: ${outcomes.map((o) => `${o.name} ${o.ok ? 'ok' : `failed: ${o.error}`}`).join('; ')})` : ''}`;
+        status.failure = `cancelled before containment completed${outcomes.length ? ` (compensated: ${outcomes.map((o) => `${o.name} ${o.ok ? 'ok' : `failed: ${o.error}`}`).join('; ')})` : ''}`;
         await endQuarantine();
-        transition('escalated', s.failure);
-        await local.escalateLeakIncident({ ...audited, reason: s.failure, escalation: escalations + 1, timeline: s.timeline, alerts: s.alerts });
+        transition('escalated', status.failure);
+        await local.escalateLeakIncident({ ...audited, reason: status.failure, escalation: escalations + 1, timeline: status.timeline, alerts: status.alerts });
       });
     }
     throw err;
@@ -282,8 +282,8 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
    */
   async function quarantine() {
     try {
-      s.quarantine = await local.quarantineLeakNhi(audited);
-      event('quarantined', s.quarantine.withheld.length ? `withholding ${s.quarantine.withheld.join(', ')}` : 'no elevated access to withhold');
+      status.quarantine = await local.quarantineLeakNhi(audited);
+      event('quarantined', status.quarantine.withheld.length ? `withholding ${status.quarantine.withheld.join(', ')}` : 'no elevated access to withhold');
       refreshDetails();
     } catch (err) {
       if (isCancellation(err)) throw err;
@@ -301,31 +301,31 @@ export async function leakContainment(input: LeakContainmentInput): Promise<Leak
   async function undoRotation(args: Arg<'undoStagedCredential'>) {
     const { outcome } = await step('undoStagedCredential', args);
     event('rotation undone', outcome === 'activated_instead' ? 'the target holds the new credential: activated instead of discarded' : outcome);
-    if (outcome === 'activated_instead' && s.rotation?.rotationId === args.rotationId) s.rotation = { ...s.rotation, activated: true };
+    if (outcome === 'activated_instead' && status.rotation?.rotationId === args.rotationId) status.rotation = { ...status.rotation, activated: true };
   }
 
   async function contain(rotationId: string) {
-    if (s.quarantine?.state !== 'in_force') await quarantine();
+    if (status.quarantine?.state !== 'in_force') await quarantine();
     // A rotation that completed in an earlier attempt stays: retries only redo what is left.
-    if (!s.rotation?.activated) {
+    if (!status.rotation?.activated) {
       transition('rotating');
       const args = { ...audited, rotationId };
       // The undo goes in before the step: whatever happened at the target, the identity keeps a working credential.
       saga.add('undo the staged credential', () => undoRotation(args));
-      s.rotation = await step('stageLeakCredential', args);
+      status.rotation = await step('stageLeakCredential', args);
       refreshDetails();
-      s.rotation = await step('applyLeakCredential', args);
+      status.rotation = await step('applyLeakCredential', args);
       saga.clear();
-      event('rotated', `v${s.rotation.newVersion} active (sha256 ${s.rotation.newFingerprint.slice(0, 12)}…), old version retired`);
+      event('rotated', `v${status.rotation.newVersion} active (sha256 ${status.rotation.newFingerprint.slice(0, 12)}…), old version retired`);
     }
-    const args = { ...audited, rotationId: s.rotation.rotationId };
+    const args = { ...audited, rotationId: status.rotation.rotationId };
     // The pre-rotation sessions end before anything is probed: they may hold the connection limit.
     transition('invalidating_sessions');
-    s.sessionsTerminated = (await step('invalidateLeakedSessions', args)).terminated;
-    event('sessions ended', `${s.sessionsTerminated} pre-rotation session(s) terminated`);
+    status.sessionsTerminated = (await step('invalidateLeakedSessions', args)).terminated;
+    event('sessions ended', `${status.sessionsTerminated} pre-rotation session(s) terminated`);
     transition('verifying');
     const v = await step('verifyLeakContainment', args);
-    s.verification = v;
+    status.verification = v;
     const fresh = `new ${v.newCredential}${v.newCode ? ` (${v.newCode})` : ''}`;
     event('verified', `old credential ${v.oldCredential}${v.oldCode ? ` (${v.oldCode})` : ''}, ${fresh}, ${v.preRotationSessions} pre-rotation sessions${v.limitedBy ? `; ${v.limitedBy.note}` : ''}`);
   }

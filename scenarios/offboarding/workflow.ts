@@ -93,7 +93,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     retry: { ...untilDone.retry, maximumAttempts: settings.escalationAttempts },
   });
 
-  const s: OffboardingStatus = input.resume
+  const status: OffboardingStatus = input.resume
     ? { ...input.resume, runs: input.resume.runs + 1, watch: { ...input.resume.watch, intervalMinutes: settings.checkIntervalMinutes } }
     : {
         version: 1,
@@ -115,7 +115,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
         runs: 0,
         timeline: [],
       };
-  const nhiId = s.nhiId;
+  const nhiId = status.nhiId;
 
   let abortRequest: { by: string; reason: string; at: string } | undefined;
   let confirmRequest: { by: string; comment?: string } | undefined;
@@ -126,55 +126,55 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
   /** Has an access-changing step started? Then a failure fails closed (intents stay). */
   let enforcing = false;
   const saga = new Saga();
-  const isFinal = () => OFFBOARDING_FINAL_STATES.includes(s.state);
+  const isFinal = () => OFFBOARDING_FINAL_STATES.includes(status.state);
 
   const event = (name: string, detail?: string) => {
-    s.timeline.push({ at: iso(Date.now()), event: name, detail });
-    if (s.timeline.length > TIMELINE_MAX) s.timeline.splice(0, s.timeline.length - TIMELINE_MAX);
+    status.timeline.push({ at: iso(Date.now()), event: name, detail });
+    if (status.timeline.length > TIMELINE_MAX) status.timeline.splice(0, status.timeline.length - TIMELINE_MAX);
   };
   const transition = (state: OffboardingState, detail?: string) => {
-    s.state = state;
+    status.state = state;
     event(state, detail);
     upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
     refreshDetails();
   };
   function refreshDetails() {
     const lines = [
-      `**${s.state}** — offboarding ${nhiId}${s.identity ? ` (${s.connector}:${s.identity})` : ''}`,
-      `by ${s.requestedBy}${s.ticket ? ` [${s.ticket}]` : ''}: ${s.reason}`,
+      `**${status.state}** — offboarding ${nhiId}${status.identity ? ` (${status.connector}:${status.identity})` : ''}`,
+      `by ${status.requestedBy}${status.ticket ? ` [${status.ticket}]` : ''}: ${status.reason}`,
     ];
-    if (s.state === 'grace') lines.push(`grace until ${s.graceEndsAt}: abort (admin) releases the offboarding and restores what the other intents want, confirm finalises now`);
-    if (s.attestation) lines.push(`attestation: ${s.attestation.outcome} (${s.attestation.checks.length} checks, ${s.attestation.dependents.length} dependent(s) affected)`);
-    if (s.state === 'watching') {
-      lines.push(`watching until ${s.watch.endsAt}; next check ${s.watch.nextCheckAt ?? '—'}`);
-      lines.push(`${s.watch.checks} check(s) done, ${s.watch.driftTotal} drift event(s) reverted`);
+    if (status.state === 'grace') lines.push(`grace until ${status.graceEndsAt}: abort (admin) releases the offboarding and restores what the other intents want, confirm finalises now`);
+    if (status.attestation) lines.push(`attestation: ${status.attestation.outcome} (${status.attestation.checks.length} checks, ${status.attestation.dependents.length} dependent(s) affected)`);
+    if (status.state === 'watching') {
+      lines.push(`watching until ${status.watch.endsAt}; next check ${status.watch.nextCheckAt ?? '—'}`);
+      lines.push(`${status.watch.checks} check(s) done, ${status.watch.driftTotal} drift event(s) reverted`);
     }
-    if (s.abort) lines.push(`aborted by ${s.abort.by}: ${s.abort.reason}`);
-    if (s.escalations.length) lines.push(`⚠ ${s.escalations.length} escalation(s); last: ${s.escalations[s.escalations.length - 1].step}`);
-    if (s.failure) lines.push(`failed: ${s.failure}`);
+    if (status.abort) lines.push(`aborted by ${status.abort.by}: ${status.abort.reason}`);
+    if (status.escalations.length) lines.push(`⚠ ${status.escalations.length} escalation(s); last: ${status.escalations[status.escalations.length - 1].step}`);
+    if (status.failure) lines.push(`failed: ${status.failure}`);
     setCurrentDetails(lines.join('\n'));
   }
 
   // --- message handlers -------------------------------------------------------------------
-  setHandler(statusQuery, () => s);
+  setHandler(statusQuery, () => status);
 
   const closed = (message: string) => ApplicationFailure.create({ message, type: ErrorType.RequestClosed });
   const abortClosed = () => {
-    if (FINALISED_STATES.includes(s.state) || finalising) {
-      return closed(`offboarding of ${nhiId} is finalised (${s.state}): its credentials are deleted, there is nothing to restore`);
+    if (FINALISED_STATES.includes(status.state) || finalising) {
+      return closed(`offboarding of ${nhiId} is finalised (${status.state}): its credentials are deleted, there is nothing to restore`);
     }
-    if (isFinal()) return closed(`offboarding of ${nhiId} is ${s.state}`);
+    if (isFinal()) return closed(`offboarding of ${nhiId} is ${status.state}`);
     if (confirmRequest) return closed(`offboarding of ${nhiId} was confirmed by ${confirmRequest.by} and is being finalised`);
     return undefined;
   };
   const confirmClosed = () => {
-    if (FINALISED_STATES.includes(s.state) || isFinal()) return closed(`offboarding of ${nhiId} is ${s.state}`);
+    if (FINALISED_STATES.includes(status.state) || isFinal()) return closed(`offboarding of ${nhiId} is ${status.state}`);
     if (abortRequest) return closed(`offboarding of ${nhiId} is being aborted by ${abortRequest.by}`);
     return undefined;
   };
   /** The principal's roles come from the server (principals table), never from the message. */
   async function authorize(action: 'abort' | 'confirm', by: string, claimedRoles: unknown) {
-    const v = await acts.checkOffboardingActor({ nhiId, run, step: `refused:${++refusals}`, principal: by, action, requestedBy: s.requestedBy, claimedRoles });
+    const v = await acts.checkOffboardingActor({ nhiId, run, step: `refused:${++refusals}`, principal: by, action, requestedBy: status.requestedBy, claimedRoles });
     if (!v.allowed) throw ApplicationFailure.create({ message: `${by} may not ${action} this offboarding: ${v.reasons.join('; ')}`, type: ErrorType.NotAllowed, nonRetryable: true });
   }
 
@@ -188,7 +188,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       abortRequest ??= { by: a.by, reason: a.reason, at: iso(Date.now()) };
       // Answer once the release is reconciled and verified (or the flow ended otherwise, e.g. denied).
       await condition(isFinal);
-      return s;
+      return status;
     },
     {
       validator: (a) => {
@@ -207,12 +207,12 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       if (no) throw no;
       if (!confirmRequest) {
         confirmRequest = { by: c.by, comment: c.comment };
-        s.confirmedBy = c.by;
+        status.confirmedBy = c.by;
         event('confirm requested', `${c.by}${c.comment ? `: ${c.comment}` : ''}`);
       }
       // Answer once finalised (or if the flow ended otherwise).
-      await condition(() => s.state === 'watching' || isFinal());
-      return s;
+      await condition(() => status.state === 'watching' || isFinal());
+      return status;
     },
     {
       validator: (c) => {
@@ -226,8 +226,8 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
   // --- helpers ---------------------------------------------------------------------------
   async function escalate(step: string, err: unknown) {
     const detail = causeMessage(err);
-    s.escalations.push({ at: iso(Date.now()), step, detail });
-    const n = s.escalations.length;
+    status.escalations.push({ at: iso(Date.now()), step, detail });
+    const n = status.escalations.length;
     event('escalated', `${step}: ${detail}`);
     refreshDetails();
     await acts.recordAudit({ stepId: `${run}:escalate:${n}`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'enforcement.escalate', outcome: 'escalated', details: { step, detail, attempts: settings.escalationAttempts } });
@@ -248,9 +248,9 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
   /** Each access step commits this workflow's intent and reconciles; sessions are an action after it. */
   async function disableAll(round: number) {
     const base = { nhiId, run };
-    s.disable.login = await enforce('disable login', (a) => a.disableLogin({ ...base, step: `disable:${round}:login` }));
-    s.disable.entitlements = await enforce('revoke entitlements', (a) => a.revokeEntitlements({ ...base, step: `disable:${round}:entitlements` }));
-    s.disable.sessions = await enforce('end sessions', (a) => a.endSessions({ ...base, step: `disable:${round}:sessions` }));
+    status.disable.login = await enforce('disable login', (a) => a.disableLogin({ ...base, step: `disable:${round}:login` }));
+    status.disable.entitlements = await enforce('revoke entitlements', (a) => a.revokeEntitlements({ ...base, step: `disable:${round}:entitlements` }));
+    status.disable.sessions = await enforce('end sessions', (a) => a.endSessions({ ...base, step: `disable:${round}:sessions` }));
     refreshDetails();
   }
 
@@ -267,8 +267,8 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
 
   async function onDrift(r: WatchCheckResult) {
     if (r.clean) return;
-    s.watch.driftTotal += r.drift.length;
-    s.watch.drift = [...s.watch.drift, ...r.drift].slice(-DRIFT_MAX);
+    status.watch.driftTotal += r.drift.length;
+    status.watch.drift = [...status.watch.drift, ...r.drift].slice(-DRIFT_MAX);
     const what = r.drift.map((d) => d.detail).join('; ');
     event('drift reverted', what);
     refreshDetails();
@@ -285,20 +285,20 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
   async function finish(): Promise<OffboardingStatus> {
     refreshDetails();
     await condition(allHandlersFinished);
-    return s;
+    return status;
   }
 
   async function abortNow(): Promise<OffboardingStatus> {
     const a = abortRequest!;
-    s.abort = { by: a.by, at: a.at, reason: a.reason };
+    status.abort = { by: a.by, at: a.at, reason: a.reason };
     transition('restoring', `abort by ${a.by}: ${a.reason}: releasing this offboarding's intents`);
     const outcomes = await saga.compensate();
     const failed = outcomes.filter((o) => !o.ok);
     if (failed.length) {
-      s.failure = `restore failed: ${failed.map((f) => `${f.name}: ${f.error}`).join('; ')}`;
-      transition('failed', s.failure);
+      status.failure = `restore failed: ${failed.map((f) => `${f.name}: ${f.error}`).join('; ')}`;
+      transition('failed', status.failure);
     } else {
-      transition('aborted', s.restored ? `intents released: ${describe(s.restored)}` : 'nothing had changed at the target');
+      transition('aborted', status.restored ? `intents released: ${describe(status.restored)}` : 'nothing had changed at the target');
     }
     await CancellationScope.nonCancellable(async () => {
       await acts.recordAudit({
@@ -307,63 +307,63 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
         nhiId,
         actor: a.by,
         action: 'offboarding.abort',
-        outcome: s.state,
-        readback: s.restored ?? null,
-        details: { reason: a.reason, intents: s.intents ?? null, compensations: outcomes },
+        outcome: status.state,
+        readback: status.restored ?? null,
+        details: { reason: a.reason, intents: status.intents ?? null, compensations: outcomes },
       });
       await notify({
         id: `${info.workflowId}:${run}:aborted`,
         kind: 'offboarding.aborted',
-        severity: s.state === 'aborted' ? 'info' : 'critical',
+        severity: status.state === 'aborted' ? 'info' : 'critical',
         nhiId,
         text:
-          s.state === 'aborted'
+          status.state === 'aborted'
             ? `Offboarding of ${nhiId} aborted by ${a.by} (${a.reason}): its intents released, access is what the other intents and the baseline want (verified)`
-            : `Abort of ${nhiId}'s offboarding failed: ${s.failure}`,
+            : `Abort of ${nhiId}'s offboarding failed: ${status.failure}`,
       });
     });
     return finish();
   }
 
   async function watch(): Promise<void> {
-    if (s.state !== 'watching') transition('watching', `until ${s.watch.endsAt}`);
-    const endsAt = Date.parse(s.watch.endsAt!);
+    if (status.state !== 'watching') transition('watching', `until ${status.watch.endsAt}`);
+    const endsAt = Date.parse(status.watch.endsAt!);
     // Checks keep to their planned times (a slow check does not push the later ones); after
     // continue-as-new, nextCheckAt is the planned time of the check just done.
-    let anchor = Date.parse(s.watch.nextCheckAt ?? s.finalisedAt!);
+    let anchor = Date.parse(status.watch.nextCheckAt ?? status.finalisedAt!);
     let checksThisRun = 0;
     for (;;) {
       const now = Date.now();
       if (now >= endsAt) break;
       const next = Math.min(anchor + settings.checkIntervalMinutes * MINUTE, endsAt);
       anchor = next;
-      s.watch.nextCheckAt = iso(next);
+      status.watch.nextCheckAt = iso(next);
       refreshDetails();
       if (next > now) await sleep(next - now); // durable timer
-      const n = s.watch.checks + 1;
+      const n = status.watch.checks + 1;
       const r = await enforce(`watch check ${n}`, (a) => a.recheckAccess({ nhiId, run, check: n }));
-      s.watch.checks = n;
-      s.watch.lastCheckAt = iso(Date.now());
+      status.watch.checks = n;
+      status.watch.lastCheckAt = iso(Date.now());
       await onDrift(r);
       checksThisRun++;
       if (Date.now() < endsAt && (checksThisRun >= settings.checksPerRun || workflowInfo().continueAsNewSuggested)) {
         event('continue-as-new', `after check ${n}`);
-        s.timeline = s.timeline.slice(-TIMELINE_CARRIED);
+        status.timeline = status.timeline.slice(-TIMELINE_CARRIED);
         await condition(allHandlersFinished);
-        await continueAsNew<typeof offboarding>({ ...input, requestId: run, resume: s });
+        await continueAsNew<typeof offboarding>({ ...input, requestId: run, resume: status });
       }
     }
-    s.watch.nextCheckAt = undefined;
-    transition('completed', `${s.watch.checks} check(s), ${s.watch.driftTotal} drift event(s) reverted`);
-    await acts.recordAudit({ stepId: `${run}:completed`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.complete', outcome: 'offboarded', details: { checks: s.watch.checks, driftTotal: s.watch.driftTotal, runs: s.runs } });
-    await notify({ id: `${info.workflowId}:${run}:completed`, kind: 'offboarding.completed', severity: 'info', nhiId, text: `Offboarding of ${nhiId} complete: ${s.watch.checks} watch check(s), ${s.watch.driftTotal} drift event(s) reverted` });
+    status.watch.nextCheckAt = undefined;
+    transition('completed', `${status.watch.checks} check(s), ${status.watch.driftTotal} drift event(s) reverted`);
+    await acts.recordAudit({ stepId: `${run}:completed`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.complete', outcome: 'offboarded', details: { checks: status.watch.checks, driftTotal: status.watch.driftTotal, runs: status.runs } });
+    await notify({ id: `${info.workflowId}:${run}:completed`, kind: 'offboarding.completed', severity: 'info', nhiId, text: `Offboarding of ${nhiId} complete: ${status.watch.checks} watch check(s), ${status.watch.driftTotal} drift event(s) reverted` });
   }
 
   // Every run says what it is about (also when started from the UI or the CLI without them).
   upsertSearchAttributes([
     { key: NhiIdKey, value: nhiId },
     { key: ScenarioKey, value: OFFBOARDING_SCENARIO },
-    { key: NhiStateKey, value: s.state },
+    { key: NhiStateKey, value: status.state },
   ]);
 
   // --- the flow ------------------------------------------------------------------------------
@@ -375,22 +375,22 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     }
     refreshDetails();
     const d = await acts.evaluateOffboard({ nhiId, run, requestedBy: input.requestedBy, reason: input.reason, ticket: input.ticket, graceDays: input.graceDays, watchDays: input.watchDays });
-    s.decision = d.evidence;
-    s.connector = d.connector;
-    s.identity = d.identity;
-    s.previousStatus = d.status;
+    status.decision = d.evidence;
+    status.connector = d.connector;
+    status.identity = d.identity;
+    status.previousStatus = d.status;
     event('policy', `${d.evidence.allowed ? 'allowed' : 'denied'}${d.evidence.reasons.length ? `: ${d.evidence.reasons.join('; ')}` : ''}`);
     if (!d.evidence.allowed) {
       transition('denied', d.evidence.reasons.join('; '));
       return await finish();
     }
-    s.graceDays = input.graceDays ?? d.evidence.defaultGraceDays ?? FALLBACK_GRACE_DAYS;
-    s.watchDays = input.watchDays ?? d.evidence.defaultWatchDays ?? FALLBACK_WATCH_DAYS;
+    status.graceDays = input.graceDays ?? d.evidence.defaultGraceDays ?? FALLBACK_GRACE_DAYS;
+    status.watchDays = input.watchDays ?? d.evidence.defaultWatchDays ?? FALLBACK_WATCH_DAYS;
 
     const previous = d.status;
     saga.add(`inventory back to ${previous}`, () => forever.restoreInventoryStatus({ nhiId, run, status: previous, actor: abortRequest?.by ?? 'system' }));
     const marked = await acts.markOffboarding({ nhiId, run, actor: input.requestedBy });
-    s.credentials = marked.credentials;
+    status.credentials = marked.credentials;
     event('inventory', 'status offboarding');
     if (abortRequest) return await abortNow();
 
@@ -399,24 +399,24 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       const r = await enforce('release the offboarding intents', (a) =>
         a.releaseOffboarding({ nhiId, run, actor: abortRequest?.by ?? 'system', reason: abortRequest?.reason ?? 'rollback' }),
       );
-      s.restored = r.after;
-      if (s.intents) s.intents.releasedAt = iso(Date.now());
+      status.restored = r.after;
+      if (status.intents) status.intents.releasedAt = iso(Date.now());
     });
     transition('disabling');
     enforcing = true;
-    s.intents = { owner: info.workflowId, restrictions: ['login_disabled', 'offboarded'], committedAt: iso(Date.now()) };
+    status.intents = { owner: info.workflowId, restrictions: ['login_disabled', 'offboarded'], committedAt: iso(Date.now()) };
     await disableAll(1);
     if (abortRequest) return await abortNow();
 
     // Only once access is off: a throttle that ends now (superseded) gives nothing back meanwhile.
     transition('stopping_scenarios');
-    s.otherScenarios = await stopOtherScenarios();
+    status.otherScenarios = await stopOtherScenarios();
     if (abortRequest) return await abortNow();
 
     transition('proving');
     let attestation: Attestation;
     for (let round = 1; ; round++) {
-      s.proofRounds = round;
+      status.proofRounds = round;
       attestation = await enforce('prove', (a) => a.proveNoAccess({ nhiId }));
       if (attestation.outcome === 'no_standing_access') break;
       const failing = attestation.checks.filter((c) => !c.ok).map((c) => c.check);
@@ -428,7 +428,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       }
       await disableAll(round + 1);
     }
-    s.attestation = attestation;
+    status.attestation = attestation;
     await acts.recordAudit({
       stepId: `${run}:attestation`,
       scenario: OFFBOARDING_SCENARIO,
@@ -438,7 +438,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       outcome: attestation.outcome,
       target: { connector: attestation.connector, identity: attestation.identity },
       readback: attestation.checks,
-      details: { at: attestation.at, dependents: attestation.dependents, intents: s.intents ?? null, proofRounds: s.proofRounds },
+      details: { at: attestation.at, dependents: attestation.dependents, intents: status.intents ?? null, proofRounds: status.proofRounds },
     });
     event('attested', `${attestation.checks.length} checks passed`);
     await notify({
@@ -446,15 +446,15 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       kind: 'offboarding.disabled',
       severity: attestation.dependents.length ? 'warning' : 'info',
       nhiId,
-      text: `${nhiId}: access removed and proven (${attestation.checks.length} checks)${attestation.dependents.length ? `; now failing: ${attestation.dependents.map((x) => x.id).join(', ')}` : ''}; grace ${s.graceDays} day(s)`,
+      text: `${nhiId}: access removed and proven (${attestation.checks.length} checks)${attestation.dependents.length ? `; now failing: ${attestation.dependents.map((x) => x.id).join(', ')}` : ''}; grace ${status.graceDays} day(s)`,
       details: { dependents: attestation.dependents },
     });
     if (abortRequest) return await abortNow();
 
-    const graceMs = s.graceDays * DAY;
+    const graceMs = status.graceDays * DAY;
     if (graceMs > 0 && !confirmRequest) {
-      s.graceEndsAt = iso(Date.now() + graceMs);
-      transition('grace', `until ${s.graceEndsAt}`);
+      status.graceEndsAt = iso(Date.now() + graceMs);
+      transition('grace', `until ${status.graceEndsAt}`);
       await condition(() => abortRequest !== undefined || confirmRequest !== undefined, graceMs); // durable timer
     }
     if (abortRequest) return await abortNow();
@@ -469,12 +469,12 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     await onDrift(pre);
     const fin = await enforce('finalise', (a) => a.finaliseOffboarding({ nhiId, run, actor: confirmRequest?.by ?? 'system' }));
     saga.clear(); // the baseline is empty and the secrets are gone: there is nothing to restore any more
-    if (s.intents) s.intents.restrictions = ['offboarded'];
-    s.credentials = fin.credentials;
-    s.finalisedAt = iso(Date.now());
-    s.watch.endsAt = iso(Date.now() + s.watchDays * DAY);
+    if (status.intents) status.intents.restrictions = ['offboarded'];
+    status.credentials = fin.credentials;
+    status.finalisedAt = iso(Date.now());
+    status.watch.endsAt = iso(Date.now() + status.watchDays * DAY);
     event('finalised', `baseline emptied, 'offboarded' kept; ${fin.deletedNow} stored credential(s) erased; role left NOLOGIN`);
-    await notify({ id: `${info.workflowId}:${run}:finalised`, kind: 'offboarding.finalised', severity: 'info', nhiId, text: `${nhiId} is offboarded: baseline emptied, credentials erased, role left NOLOGIN; watching for ${s.watchDays} day(s)` });
+    await notify({ id: `${info.workflowId}:${run}:finalised`, kind: 'offboarding.finalised', severity: 'info', nhiId, text: `${nhiId} is offboarded: baseline emptied, credentials erased, role left NOLOGIN; watching for ${status.watchDays} day(s)` });
 
     await watch();
     return await finish();
@@ -482,12 +482,12 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(async () => {
-        if (s.finalisedAt) {
+        if (status.finalisedAt) {
           // Nothing to undo after finalisation: the watch just ends.
-          s.watch.cancelled = true;
-          s.watch.nextCheckAt = undefined;
+          status.watch.cancelled = true;
+          status.watch.nextCheckAt = undefined;
           transition('completed', 'watch cancelled');
-          await acts.recordAudit({ stepId: `${run}:watch-cancelled`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'temporal (cancel request)', action: 'offboarding.complete', outcome: 'watch_cancelled', details: { checks: s.watch.checks } });
+          await acts.recordAudit({ stepId: `${run}:watch-cancelled`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'temporal (cancel request)', action: 'offboarding.complete', outcome: 'watch_cancelled', details: { checks: status.watch.checks } });
           await finish();
         } else {
           // Compensate, don't strand: a cancelled offboarding puts everything back, like an abort.
@@ -497,14 +497,14 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       });
       throw err;
     }
-    s.failure = causeMessage(err);
+    status.failure = causeMessage(err);
     await CancellationScope.nonCancellable(async () => {
       // Before the first access step nothing changed at the target: put the inventory back. After
       // it, fail closed: the intents stay, access stays removed and the record stays `offboarding`.
       if (!enforcing && saga.size) await saga.compensate();
-      transition('failed', s.failure);
-      await acts.recordAudit({ stepId: `${run}:failed`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.fail', outcome: 'failed', details: { cause: s.failure } });
-      await notify({ id: `${info.workflowId}:${run}:failed`, kind: 'escalation', severity: 'critical', nhiId, text: `Offboarding of ${nhiId} failed: ${s.failure}` });
+      transition('failed', status.failure);
+      await acts.recordAudit({ stepId: `${run}:failed`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.fail', outcome: 'failed', details: { cause: status.failure } });
+      await notify({ id: `${info.workflowId}:${run}:failed`, kind: 'escalation', severity: 'critical', nhiId, text: `Offboarding of ${nhiId} failed: ${status.failure}` });
       await condition(allHandlersFinished);
     });
     throw err;
