@@ -7,7 +7,8 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { ConnectorErrorCode, PermanentConnectorError, type Connector } from '../../connectors/types';
 import { commitIntent, releaseIntents } from '../../enforcement/intents';
-import { reconcile, ReconcileError, type VerifiedAccess } from '../../enforcement/reconciler';
+import { reconcile, type VerifiedAccess } from '../../enforcement/reconciler';
+import { atTarget as atTargetUnder, enforcementFailed, targetFailure } from '../../enforcement/target-failures';
 import { minuteOf, resolveDetectorSettings } from './detector';
 import { appendAudit, type AuditEventInput } from '../../lib/audit';
 import { updateIncident, type IncidentStatus } from '../../lib/incidents';
@@ -31,38 +32,14 @@ import { currentWorkflowId, loadNhi, type NhiRecord } from '../../activities/com
 import type { ActivityDeps } from '../../activities/deps';
 
 const now = () => new Date().toISOString();
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 const sameSet = (a: readonly string[], b: readonly string[]) => [...a].sort().join('\n') === [...b].sort().join('\n');
 
-/** Retryable: the workflow's retry policy (and escalation) decide how long to keep at it. */
-function enforcementFailed(what: string, err?: unknown): ApplicationFailure {
-  return ApplicationFailure.retryable(err === undefined ? what : `${what}: ${message(err)}`, ErrorType.EnforcementFailed);
-}
-
-/** Connector failures retrying cannot fix stop at once; everything else is retried. */
-async function atTarget<T>(what: string, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
-    if (err instanceof ApplicationFailure) throw err;
-    if (err instanceof PermanentConnectorError) {
-      throw ApplicationFailure.create({ message: `${what}: ${err.message}`, type: ErrorType.PermanentConnector, nonRetryable: true, details: [{ code: err.code }] });
-    }
-    throw enforcementFailed(`${what} failed`, err);
-  }
-}
-
-/** The reconciler's failures as activity failures: permanent ones stop at once, the rest are retried. */
-async function reconciled(what: string, op: () => Promise<VerifiedAccess>): Promise<VerifiedAccess> {
-  try {
-    return await op();
-  } catch (err) {
-    if (!(err instanceof ReconcileError)) throw enforcementFailed(`${what} failed`, err);
-    if (!err.permanent) throw enforcementFailed(`${what} failed`, err);
-    const type = err.code === 'nhi_not_found' ? ErrorType.NhiNotFound : ErrorType.PermanentConnector;
-    throw ApplicationFailure.create({ message: `${what}: ${err.message}`, type, nonRetryable: true, details: [{ code: err.code }] });
-  }
-}
+// Throttle steps stop on a permanent target failure: the workflow escalates the case to a person.
+const atTarget = <T>(what: string, op: () => Promise<T>) => atTargetUnder(what, 'stop-on-permanent', op);
+const reconciled = (what: string, op: () => Promise<VerifiedAccess>) =>
+  op().catch((err: unknown) => {
+    throw targetFailure(what, err, 'stop-on-permanent');
+  });
 
 const nhiFacts = (nhi: NhiRecord) => ({ id: nhi.id, kind: nhi.kind, owner: nhi.owner, criticality: nhi.criticality, tags: nhi.tags, status: nhi.status });
 

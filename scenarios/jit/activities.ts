@@ -6,7 +6,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { desiredAccess } from '../../enforcement/desired';
 import { activeIntents, BASELINE_OWNER, commitIntent, releaseIntents } from '../../enforcement/intents';
-import { reconcile, ReconcileError, type IntentChange, type ReconcileContext, type VerifiedAccess } from '../../enforcement/reconciler';
+import { reconcile, type IntentChange, type ReconcileContext, type VerifiedAccess } from '../../enforcement/reconciler';
+import { targetFailure } from '../../enforcement/target-failures';
 import { appendAudit } from '../../lib/audit';
 import { getNhi } from '../../lib/inventory';
 import { canApprove, decideElevation } from '../../lib/policy-decisions';
@@ -104,13 +105,10 @@ export function createJitActivities(deps: ActivityDeps) {
     try {
       return await reconcile({ pool: deps.pool, connectors: deps.connectors }, nhiId, ctx, change);
     } catch (err) {
-      if (!(err instanceof ReconcileError)) throw err;
-      if (step === 'grant' && err.permanent) {
-        throw ApplicationFailure.create({ message: `${what}: ${err.message}`, type: err.code === 'nhi_not_found' ? ErrorType.NhiNotFound : ErrorType.PermanentConnector, nonRetryable: true, details: [{ code: err.code }] });
-      }
-      throw ApplicationFailure.retryable(`${what}: ${err.message}`, ErrorType.EnforcementFailed);
+      throw targetFailure(what, err, step === 'grant' ? 'stop-on-permanent' : 'never-abandon');
     }
   }
+
 
   /** The step's receipt, from the reconciler's read-back and the ledger: who else wants the entitlement. */
   async function readbackOf(v: VerifiedAccess, workflowId: string, entitlement: string): Promise<EntitlementReadback> {

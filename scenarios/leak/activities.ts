@@ -5,10 +5,11 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import { PermanentConnectorError, type Connector, type ProbeResult } from '../../connectors/types';
+import type { Connector, ProbeResult } from '../../connectors/types';
 import { desiredAccess } from '../../enforcement/desired';
 import { activeIntents, commitIntent, releaseIntents } from '../../enforcement/intents';
-import { reconcile, ReconcileError, type VerifiedAccess } from '../../enforcement/reconciler';
+import { reconcile, type VerifiedAccess } from '../../enforcement/reconciler';
+import { atTarget as atTargetUnder, targetFailure } from '../../enforcement/target-failures';
 import { appendAudit } from '../../lib/audit';
 import { updateIncident, upsertContainmentIncident } from '../../lib/incidents';
 import { generateCredential } from '../../lib/secret-store';
@@ -38,28 +39,12 @@ interface RotationRow {
   applied_at: Date | null;
 }
 
-/** Connector failures that retrying cannot fix stop the retries at once (and escalate). */
-async function atTarget<T>(what: string, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
-    if (err instanceof PermanentConnectorError) {
-      throw ApplicationFailure.create({ message: `${what}: ${err.message}`, type: ErrorType.PermanentConnector, nonRetryable: true, details: [{ code: err.code }] });
-    }
-    throw err;
-  }
-}
-
-/** A reconcile that could not converge: permanent when retrying cannot help, else retried (and escalated). */
-async function reconciled(what: string, op: () => Promise<VerifiedAccess>): Promise<VerifiedAccess> {
-  try {
-    return await op();
-  } catch (err) {
-    if (!(err instanceof ReconcileError)) throw err;
-    const type = err.code === 'nhi_not_found' ? ErrorType.NhiNotFound : err.permanent ? ErrorType.PermanentConnector : ErrorType.EnforcementFailed;
-    throw ApplicationFailure.create({ message: `${what}: ${err.message}`, type, nonRetryable: err.permanent, details: [{ code: err.code }] });
-  }
-}
+// Containment stops on a permanent target failure: the workflow escalates and waits for a retry.
+const atTarget = <T>(what: string, op: () => Promise<T>) => atTargetUnder(what, 'stop-on-permanent', op);
+const reconciled = (what: string, op: () => Promise<VerifiedAccess>) =>
+  op().catch((err: unknown) => {
+    throw targetFailure(what, err, 'stop-on-permanent');
+  });
 
 /** A verification that did not hold: retried a few times (a transient refusal), then left to a person. */
 const VERIFY_ATTEMPTS = 3;

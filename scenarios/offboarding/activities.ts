@@ -7,10 +7,11 @@ import { Context } from '@temporalio/activity';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pool, PoolClient } from 'pg';
-import { ConnectorErrorCode, PermanentConnectorError, type AccessState, type Connector } from '../../connectors/types';
+import type { AccessState, Connector } from '../../connectors/types';
 import type { Baseline } from '../../enforcement/desired';
 import { activeIntents, commitIntent, intentsOf, releaseIntents, setBaseline } from '../../enforcement/intents';
-import { reconcile, ReconcileError, type IntentChange, type VerifiedAccess } from '../../enforcement/reconciler';
+import { type IntentChange, type VerifiedAccess } from '../../enforcement/reconciler';
+import { atTarget as atTargetUnder, enforcementFailed, reconcileStep as reconcileUnder } from '../../enforcement/target-failures';
 import { appendAudit, type AuditEventInput } from '../../lib/audit';
 import { updateStatus } from '../../lib/inventory';
 import { decideOffboard } from '../../lib/policy-decisions';
@@ -41,27 +42,9 @@ const GONE: AccessState = { exists: false, canLogin: false, connectionLimit: 0, 
 const now = () => new Date().toISOString();
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
-/** Retryable: the workflow escalates after a few attempts and keeps retrying. */
-function enforcementFailed(what: string, err?: unknown): ApplicationFailure {
-  return ApplicationFailure.retryable(err === undefined ? what : `${what}: ${message(err)}`, ErrorType.EnforcementFailed);
-}
-
-const isGone = (err: unknown) => err instanceof PermanentConnectorError && err.code === ConnectorErrorCode.UnknownIdentity;
-
-/**
- * Target failures outside the reconciler (sessions, probes): every one is retryable here, including
- * the connector's "permanent" ones: removal is never abandoned, an operator fixes the cause while
- * the workflow escalates. An identity that no longer exists holds no access: that is `gone`.
- */
-async function atTarget<T>(what: string, gone: T, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
-    if (isGone(err)) return gone;
-    if (err instanceof ApplicationFailure) throw err;
-    throw enforcementFailed(`${what} failed`, err);
-  }
-}
+// Offboarding removes access: never abandoned (the workflow escalates and keeps retrying); an
+// identity that no longer exists holds no access, which is `gone`.
+const atTarget = <T>(what: string, gone: T, op: () => Promise<T>) => atTargetUnder(what, 'never-abandon', op, { value: gone });
 
 /** The baseline the current one replaced (for the audit row of a retried finalisation). */
 async function replacedBaseline(q: Pool | PoolClient, nhiId: string): Promise<Baseline | undefined> {
@@ -115,19 +98,9 @@ export function createOffboardingActivities(deps: ActivityDeps) {
    * failure is retryable (the workflow escalates and keeps going), except an NHI gone from the inventory.
    */
   async function reconcileStep(nhiId: string, step: { stepId: string; actor: string; reason: string }, change?: IntentChange): Promise<VerifiedAccess> {
-    try {
-      return await reconcile(
-        { pool: deps.pool, connectors: deps.connectors },
-        nhiId,
-        { workflowId: currentWorkflowId(), scenario: OFFBOARDING_SCENARIO, ...step },
-        change,
-      );
-    } catch (err) {
-      if (err instanceof ReconcileError && err.code === 'nhi_not_found') throw ApplicationFailure.nonRetryable(err.message, ErrorType.NhiNotFound);
-      if (err instanceof ApplicationFailure) throw err;
-      throw enforcementFailed(`reconciling ${nhiId}`, err);
-    }
+    return reconcileUnder({ pool: deps.pool, connectors: deps.connectors }, nhiId, { workflowId: currentWorkflowId(), scenario: OFFBOARDING_SCENARIO, ...step }, 'never-abandon', change);
   }
+
 
   /** End one running elevation through its own revoke Update (it verifies the revocation itself). */
   async function endElevation(client: Client, workflowId: string, by: string, reason: string): Promise<ElevationEnded> {
