@@ -10,7 +10,8 @@
 //   throttle L1     write-capable entitlements removed, each replaced by its read-only form where the
 //                   connector declares one (read access stays); connection limit lowered
 // Restrictions never add an entitlement the NHI would not otherwise have, except a read-only form
-// that stands in for a removed write-capable one.
+// that stands in for a removed write-capable one — and never for a quarantined grant (the
+// quarantine is applied first, so nothing derived from a quarantined elevation stays).
 
 export type RestrictionKind = 'throttle' | 'login_disabled' | 'quarantine' | 'offboarded';
 
@@ -77,6 +78,18 @@ export function desiredAccess(
   };
   const of = (kind: RestrictionKind) => restrictions.filter((r) => r.restriction === kind);
 
+  // Quarantine first: what grants add beyond the baseline is withheld, and so is anything derived
+  // from it (a throttle's read-only stand-in for a quarantined grant).
+  const grantOwners = new Map<string, string[]>();
+  for (const g of grants) grantOwners.set(g.entitlement, [...(grantOwners.get(g.entitlement) ?? []), g.owner]);
+  const quarantined = new Set<string>();
+  for (const q of of('quarantine')) {
+    for (const e of grantOwners.keys()) {
+      if (baseline.entitlements.includes(e)) continue;
+      quarantined.add(e);
+      withhold(e, q.owner);
+    }
+  }
   const throttles = of('throttle');
   if (throttles.length) {
     const writeCapable = new Set(catalogue.writeCapable);
@@ -84,17 +97,11 @@ export function desiredAccess(
       for (const e of [...wanted].filter((x) => writeCapable.has(x))) {
         withhold(e, t.owner);
         const readOnly = catalogue.readOnlyForm[e];
-        if (readOnly !== undefined && !writeCapable.has(readOnly)) have.add(readOnly);
+        if (readOnly !== undefined && !writeCapable.has(readOnly) && !quarantined.has(e)) have.add(readOnly);
       }
       connectionLimit = lowerLimit(connectionLimit, t.connectionLimit);
       if (t.level === 2) canLogin = false;
     }
-  }
-  const grantOwners = new Map<string, string[]>();
-  for (const g of grants) grantOwners.set(g.entitlement, [...(grantOwners.get(g.entitlement) ?? []), g.owner]);
-  for (const q of of('quarantine')) {
-    // Only what elevations add; what the baseline holds stays.
-    for (const e of grantOwners.keys()) if (!baseline.entitlements.includes(e)) withhold(e, q.owner);
   }
   if (of('login_disabled').length) canLogin = false;
   for (const o of of('offboarded')) {

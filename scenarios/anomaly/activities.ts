@@ -159,7 +159,10 @@ export function createAnomalyActivities(deps: ActivityDeps) {
       const catalogue = connector.entitlementCatalogue();
       const observed = v.observed;
       const removed = v.desired.withheld.filter((w) => w.by.includes(owner)).map((w) => w.entitlement);
-      const readOnly = [...new Set(removed.map((e) => catalogue.readOnlyForm[e]).filter((e): e is string => e !== undefined && !catalogue.writeCapable.includes(e)))].sort();
+      // The read-only forms the desired access keeps (none for a grant another restriction withholds whole).
+      const readOnly = [
+        ...new Set(removed.map((e) => catalogue.readOnlyForm[e]).filter((e): e is string => e !== undefined && !catalogue.writeCapable.includes(e) && v.desired.entitlements.includes(e))),
+      ].sort();
       const problems = [
         !observed.exists && 'the identity is gone',
         !v.desired.restrictedBy.includes(owner) && 'its throttle is not among the restrictions in force',

@@ -36,6 +36,16 @@ const rows: Row[] = [
     base(['readonly']), [grant('jit-1', 'writer'), grant('jit-2', 'readonly')], [restrict('leak-1', 'quarantine')],
     { entitlements: ['readonly'], canLogin: true, connectionLimit: -1, withheld: [{ entitlement: 'writer', by: ['leak-1'] }] },
   ],
+  [
+    'throttle × quarantine: a quarantined elevation leaves no read-only stand-in behind',
+    base([]), [grant('jit-1', 'writer')], [throttle('anomaly-1', 1), restrict('leak-1', 'quarantine')],
+    { entitlements: [], canLogin: true, connectionLimit: 2, withheld: [{ entitlement: 'writer', by: ['anomaly-1', 'leak-1'] }] },
+  ],
+  [
+    'throttle × quarantine: the baseline keeps the read access the throttle leaves it, though an elevation of the same is quarantined',
+    base(['writer']), [grant('jit-1', 'readonly')], [throttle('anomaly-1', 1), restrict('leak-1', 'quarantine')],
+    { entitlements: ['readonly'], canLogin: true, connectionLimit: 2, withheld: [{ entitlement: 'writer', by: ['anomaly-1'] }] },
+  ],
   ['login_disabled keeps entitlements', base(['readonly']), [grant('jit-1', 'writer')], [restrict('off-1', 'login_disabled')], { entitlements: ['readonly', 'writer'], canLogin: false, connectionLimit: -1 }],
   [
     'offboarded: nothing, whatever else is wanted',
