@@ -1,7 +1,8 @@
 // Usage signals: validation of intake items, per-NHI per-minute bucket upserts, the incremental
 // detector run on ingest, and starting (or joining) the NHI's anomaly throttle. Shared by the API
 // (`POST /v1/usage`), the collector activity and the benchmark.
-import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
+import { ensureIntervalSchedule } from '../../lib/schedules';
 import type { Pool } from 'pg';
 import { z } from 'zod';
 import {
@@ -385,33 +386,14 @@ export async function ensureUsageCollectorSchedule(
   client: Client,
   opts: { taskQueue: string; input: UsageCollectorInput; scheduleId?: string; paused?: boolean },
 ): Promise<{ scheduleId: string; created: boolean }> {
-  const scheduleId = opts.scheduleId ?? USAGE_COLLECTOR_SCHEDULE_ID;
-  const every = `${opts.input.intervalSeconds} seconds`;
-  const action = {
-    type: 'startWorkflow' as const,
+  return ensureIntervalSchedule(client, {
+    scheduleId: opts.scheduleId ?? USAGE_COLLECTOR_SCHEDULE_ID,
+    every: `${opts.input.intervalSeconds} seconds`,
     workflowType: USAGE_COLLECTOR_WORKFLOW_TYPE,
     taskQueue: opts.taskQueue,
     args: [opts.input],
-    workflowId: scheduleId,
     workflowExecutionTimeout: `${Math.max(opts.input.intervalSeconds * 5, 300)} seconds`,
-  };
-  try {
-    await client.schedule.create({
-      scheduleId,
-      spec: { intervals: [{ every }] },
-      action,
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
-      state: { paused: Boolean(opts.paused), note: 'samples pg_stat_activity per inventoried role into usage_buckets, then runs the anomaly detector' },
-    });
-    return { scheduleId, created: true };
-  } catch (err) {
-    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(scheduleId).update((prev) => ({
-      ...prev,
-      spec: { intervals: [{ every }] },
-      action,
-      policies: { ...prev.policies, overlap: ScheduleOverlapPolicy.SKIP },
-    }));
-    return { scheduleId, created: false };
-  }
+    note: 'samples pg_stat_activity per inventoried role into usage_buckets, then runs the anomaly detector',
+    paused: opts.paused,
+  });
 }
