@@ -5,7 +5,7 @@
 // this machine.
 //   npm run bench:leak      (BENCH_LEVELS=1,20 BENCH_ROUNDS=30,5 BENCH_WARMUP=1 BENCH_DEBUG=1)
 //
-// The alert is sent the way the API sends it (scenarios/leak/routes.ts startOrJoin): signal-with-start
+// The alert is sent the way the API sends it (scenarios/leak/dispatch.ts startOrJoin): signal-with-start
 // of `leakContainment` with id `leak-<nhiId>` and the alert as the `alert` signal — the HTTP layer,
 // the matching queries and the API's `leak.alert` audit row are left out. The clock starts just before that call; the alert's
 // `receivedAt` is that instant, so the workflow's own `receivedToContainedMs` has the same origin.

@@ -1,50 +1,25 @@
-// Offboarding activities: policy, inventory status, ending the NHI's other scenarios, disable,
-// proof, abort, finalisation and watch re-checks. Access changes only through intents and the
-// reconciler (enforcement/): commit or release this workflow's intent → reconcile → verify from the
-// read-back. Ending sessions and probing credentials are actions, through the connector. Each step
-// is idempotent and audited. Secret values are revealed only inside the probes and never leave them.
-import { Context } from '@temporalio/activity';
-import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+// Offboarding activities: policy, inventory status, disable, abort, finalisation and watch
+// re-checks; ending the NHI's other scenarios is in stop-scenarios.ts, the proof in proof.ts.
+// Access changes only through intents and the reconciler (enforcement/): commit or release this
+// workflow's intent → reconcile → verify from the read-back. Ending sessions and probing credentials
+// are actions, through the connector. Each step is idempotent and audited. Secret values are
+// revealed only inside the probes and never leave them.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pool, PoolClient } from 'pg';
-import type { AccessState, Connector } from '../../connectors/types';
 import type { Baseline } from '../../enforcement/desired';
 import { activeIntents, commitIntent, intentsOf, releaseIntents, setBaseline } from '../../enforcement/intents';
-import { type IntentChange, type VerifiedAccess } from '../../enforcement/reconciler';
-import { atTarget as atTargetUnder, enforcementFailed, reconcileStep as reconcileUnder } from '../../enforcement/target-failures';
-import { appendAudit, type AuditEventInput } from '../../lib/audit';
+import { enforcementFailed } from '../../enforcement/target-failures';
 import { updateStatus } from '../../lib/inventory';
 import { decideOffboard } from '../../lib/policy-decisions';
-import type { SecretRef } from '../../lib/secret-store';
 import { ErrorType } from '../../workflows/errors';
-import { ANOMALY_WORKFLOW_TYPE, supersedeSignal } from '../anomaly/contract';
-import { JIT_WORKFLOW_TYPE, revokeUpdate } from '../jit/contract';
-import {
-  OFFBOARDING_SCENARIO,
-  type Attestation,
-  type AttestationCheck,
-  type CredentialRecord,
-  type DependentImpact,
-  type DriftEvent,
-  type ElevationEnded,
-  type NhiInventoryStatus,
-  type OffboardPolicyEvidence,
-  type StepReadback,
-  type StopScenariosResult,
-  type WatchCheckResult,
-} from './contract';
-import { currentWorkflowId, loadNhi, type NhiRecord } from '../../activities/common';
+import { type DriftEvent, type NhiInventoryStatus, type OffboardPolicyEvidence, type StepReadback, type WatchCheckResult } from './contract';
+import { currentWorkflowId, loadNhi } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
+import { atTarget, credentialRecords, message, now, offboardingSupport } from './activity-support';
+import { createProofActivities } from './proof';
+import { createStopScenariosActivities } from './stop-scenarios';
 
-/** What the target reports for an identity that no longer exists: no access at all. */
-const GONE: AccessState = { exists: false, canLogin: false, connectionLimit: 0, entitlements: [] };
-
-const now = () => new Date().toISOString();
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
-
-// Offboarding removes access: never abandoned (the workflow escalates and keeps retrying); an
-// identity that no longer exists holds no access, which is `gone`.
-const atTarget = <T>(what: string, gone: T, op: () => Promise<T>) => atTargetUnder(what, 'never-abandon', op, { value: gone });
+export { dependentImpacts } from './proof';
 
 /** The baseline the current one replaced (for the audit row of a retried finalisation). */
 async function replacedBaseline(q: Pool | PoolClient, nhiId: string): Promise<Baseline | undefined> {
@@ -55,79 +30,12 @@ async function replacedBaseline(q: Pool | PoolClient, nhiId: string): Promise<Ba
   return rows[0]?.params;
 }
 
-const credentialRecords = (refs: SecretRef[]): CredentialRecord[] =>
-  refs.map((r) => ({ ref: r.ref, version: r.version, status: r.status, fingerprint: r.fingerprint }));
-
-/** Visibility string literal (ids are slugs; this keeps the query safe regardless). */
-const literal = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-
-/** Dependents are free-form on the inventory record: strings or {id, kind, owner, description}. */
-export function dependentImpacts(nhi: Pick<NhiRecord, 'connector' | 'externalRef' | 'dependents'>, entitlements: readonly string[]): DependentImpact[] {
-  const list = Array.isArray(nhi.dependents) ? nhi.dependents : [];
-  const lost = entitlements.length ? `; loses ${entitlements.join(', ')}` : '';
-  return list.map((d, i) => {
-    const o: Record<string, unknown> = typeof d === 'string' ? { id: d } : d && typeof d === 'object' ? (d as Record<string, unknown>) : { id: String(d) };
-    const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
-    return {
-      id: str('id') ?? `dependent-${i + 1}`,
-      kind: str('kind'),
-      owner: str('owner'),
-      description: str('description'),
-      impact: `cannot connect to ${nhi.connector} as ${nhi.externalRef} any more (login refused; credentials deleted when the grace period ends)${lost}`,
-    };
-  });
-}
-
 export function createOffboardingActivities(deps: ActivityDeps) {
-  async function target(nhiId: string): Promise<{ nhi: NhiRecord; connector: Connector; identity: string }> {
-    const nhi = await loadNhi(deps.pool, nhiId);
-    return { nhi, connector: deps.connectors.get(nhi.connector), identity: nhi.externalRef };
-  }
-
-  function audit(nhiId: string, e: Omit<AuditEventInput, 'workflowId' | 'scenario' | 'nhiId' | 'actor'> & { actor?: string }) {
-    return appendAudit(deps.pool, { actor: 'system', ...e, workflowId: currentWorkflowId(), scenario: OFFBOARDING_SCENARIO, nhiId });
-  }
+  const { target, audit, reconcileStep } = offboardingSupport(deps);
 
   async function principalRoles(id: string): Promise<string[]> {
     const { rows } = await deps.pool.query<{ roles: string[] }>('SELECT roles FROM principals WHERE id = $1', [id]);
     return rows[0]?.roles ?? [];
-  }
-
-  /**
-   * Every access change of offboarding: the reconciler, with this workflow's intent change. Any
-   * failure is retryable (the workflow escalates and keeps going), except an NHI gone from the inventory.
-   */
-  async function reconcileStep(nhiId: string, step: { stepId: string; actor: string; reason: string }, change?: IntentChange): Promise<VerifiedAccess> {
-    return reconcileUnder({ pool: deps.pool, connectors: deps.connectors }, nhiId, { workflowId: currentWorkflowId(), scenario: OFFBOARDING_SCENARIO, ...step }, 'never-abandon', change);
-  }
-
-
-  /** End one running elevation through its own revoke Update (it verifies the revocation itself). */
-  async function endElevation(client: Client, workflowId: string, by: string, reason: string): Promise<ElevationEnded> {
-    const handle = client.workflow.getHandle(workflowId);
-    const ctx = Context.current();
-    const beat = setInterval(() => ctx.heartbeat({ elevation: workflowId }), 5_000);
-    try {
-      // Offboarding was authorised by policy already; the elevation checks that this offboarding runs for its NHI.
-      const s = await handle.executeUpdate(revokeUpdate, { args: [{ by, byWorkflow: currentWorkflowId(), reason }] });
-      return { workflowId, outcome: 'revoked', state: s.state };
-    } catch (err) {
-      const cause = (err as { cause?: { type?: string } }).cause;
-      if (err instanceof WorkflowUpdateFailedError && cause?.type === ErrorType.RequestClosed) {
-        // Already ending on its own: wait until its revocation is verified.
-        try {
-          const r = (await handle.result()) as { state?: string };
-          return { workflowId, outcome: 'already_ending', state: r?.state };
-        } catch (e) {
-          return { workflowId, outcome: 'already_ending', detail: message(e) };
-        }
-      }
-      const d = await handle.describe().catch(() => undefined);
-      if (!d || d.status.name !== 'RUNNING') return { workflowId, outcome: 'finished', detail: message(err) };
-      throw err;
-    } finally {
-      clearInterval(beat);
-    }
   }
 
   return {
@@ -217,50 +125,7 @@ export function createOffboardingActivities(deps: ActivityDeps) {
       return { allowed, roles, reasons };
     },
 
-    /**
-     * End the NHI's other running scenarios: JIT elevations through their revoke Update (answered once
-     * each revocation is verified); anomaly throttling through the hook below.
-     */
-    async stopOtherScenarios(a: { nhiId: string; run: string; by: string; reason: string }): Promise<StopScenariosResult> {
-      await loadNhi(deps.pool, a.nhiId);
-      const throttles: StopScenariosResult['throttles'] = { supported: true, ended: [] };
-      let result: StopScenariosResult;
-      if (!deps.temporal) {
-        result = {
-          elevations: [],
-          throttles,
-          skipped: 'this worker has no Temporal client: running elevations were not reached (revoking every entitlement below removes their access anyway)',
-        };
-      } else {
-        const { client } = deps.temporal;
-        const query = `WorkflowType = ${literal(JIT_WORKFLOW_TYPE)} AND NhiId = ${literal(a.nhiId)} AND ExecutionStatus = "Running"`;
-        const ids: string[] = [];
-        for await (const wf of client.workflow.list({ query })) ids.push(wf.workflowId);
-        const elevations: ElevationEnded[] = [];
-        for (const id of ids) elevations.push(await endElevation(client, id, a.by, a.reason));
-        // End each running throttle of this NHI *without* restoring its access: offboarding takes over.
-        throttles.found = [];
-        const throttleQuery = `WorkflowType = ${literal(ANOMALY_WORKFLOW_TYPE)} AND NhiId = ${literal(a.nhiId)} AND ExecutionStatus = "Running"`;
-        for await (const wf of client.workflow.list({ query: throttleQuery })) {
-          try {
-            throttles.found.push(wf.workflowId);
-            await client.workflow.getHandle(wf.workflowId).signal(supersedeSignal, { by: 'offboarding', reason: `offboarding ${currentWorkflowId()}` });
-            throttles.ended.push(wf.workflowId);
-          } catch {
-            // It ended between the listing and the signal.
-          }
-        }
-        result = { elevations, throttles };
-      }
-      await audit(a.nhiId, {
-        stepId: `${a.run}:stop-scenarios`,
-        action: 'scenarios.stop',
-        outcome: result.skipped ? 'skipped' : 'stopped',
-        readback: result.elevations,
-        details: { throttles: result.throttles, skipped: result.skipped ?? null },
-      });
-      return result;
-    },
+    ...createStopScenariosActivities(deps),
 
     /**
      * Disable step 1: the restrict intent `login_disabled` (owner: this workflow) → reconcile →
@@ -311,58 +176,7 @@ export function createOffboardingActivities(deps: ActivityDeps) {
       return rb;
     },
 
-    /**
-     * The "no standing access" proof, read from the target: no memberships, login refused (the role
-     * says NOLOGIN, and logging in with every credential the store holds is refused), no sessions.
-     * Read-only; the workflow records the attestation. What the dependents lose is what the other
-     * intents and the baseline want and the offboarding withholds.
-     */
-    async proveNoAccess(a: { nhiId: string }): Promise<Attestation> {
-      const { nhi, connector, identity } = await target(a.nhiId);
-      const wanted = await activeIntents(deps.pool, a.nhiId);
-      const lost = [...new Set([...(wanted.baseline?.entitlements ?? []), ...wanted.grants.map((g) => g.entitlement)])].sort();
-      const access = await atTarget(`reading ${identity}`, GONE, () => connector.readAccess(identity));
-      const sessions = access.exists ? await atTarget(`listing sessions of ${identity}`, [], () => connector.listSessions(identity)) : [];
-      const checks: AttestationCheck[] = [
-        { check: 'no_entitlements', ok: access.entitlements.length === 0, evidence: { entitlements: access.entitlements, identityExists: access.exists } },
-        { check: 'login_disabled', ok: !access.canLogin, evidence: { canLogin: access.canLogin, identityExists: access.exists } },
-      ];
-      for (const c of credentialRecords(await deps.secrets.list(a.nhiId))) {
-        const check = `credential_refused:v${c.version}`;
-        if (c.status === 'deleted' || c.status === 'discarded') {
-          checks.push({ check, ok: true, evidence: { ...c, probed: false, why: 'the store holds no value for it' } });
-          continue;
-        }
-        let value: string;
-        try {
-          value = await deps.secrets.reveal(c.ref);
-        } catch (err) {
-          checks.push({ check, ok: true, evidence: { ...c, probed: false, why: `unreadable with this store's key (${message(err)}); login_disabled covers it` } });
-          continue;
-        }
-        if (!access.exists) {
-          checks.push({ check, ok: true, evidence: { ...c, probed: false, why: 'the identity no longer exists' } });
-          continue;
-        }
-        const p = await atTarget(`probing ${identity}`, { access: 'denied' as const, code: 'identity_gone' }, () => connector.probe(identity, value));
-        // Refused either way: wrong credential (denied) or login refused for another reason (inconclusive).
-        checks.push({ check, ok: p.access !== 'granted', evidence: { ...c, probed: true, access: p.access, code: p.code ?? null } });
-      }
-      checks.push({
-        check: 'no_live_sessions',
-        ok: sessions.length === 0,
-        evidence: { sessions: sessions.map((x) => ({ pid: x.pid, backendStart: x.backendStart, state: x.state })) },
-      });
-      return {
-        nhiId: nhi.id,
-        connector: nhi.connector,
-        identity,
-        at: now(),
-        outcome: checks.every((c) => c.ok) ? 'no_standing_access' : 'access_remains',
-        checks,
-        dependents: dependentImpacts(nhi, lost),
-      };
-    },
+    ...createProofActivities(deps),
 
     /**
      * Abort (or cancel) during grace: release this offboarding's intents → reconcile → verified. The

@@ -5,9 +5,9 @@
 // emptied, `offboarded` kept, secrets erased) → watch (each re-check is a reconcile that reverts
 // drift; continue-as-new keeps history small). Enforcement never gives up: bounded attempts, then an
 // escalation, then retries without limit. Authority for abort/confirm is looked up server-side.
+// Here: the flow and its steps; the message handlers are in handlers.ts, the status and its texts in status.ts.
 import {
   allHandlersFinished,
-  ApplicationFailure,
   CancellationScope,
   condition,
   ContinueAsNew,
@@ -15,32 +15,27 @@ import {
   isCancellation,
   proxyActivities,
   setCurrentDetails,
-  setHandler,
   sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { createActivities } from '../../activities';
-import type { AccessState } from '../../connectors/types';
 import { fastCall, longWithHeartbeat, notification, untilDone } from '../../workflows/activity-presets';
-import { causeMessage, ErrorType } from '../../workflows/errors';
+import { causeMessage } from '../../workflows/errors';
 import {
-  abortUpdate,
-  confirmUpdate,
   DEFAULT_OFFBOARDING_SETTINGS,
-  FINALISED_STATES,
-  MAX_GRACE_DAYS,
-  MAX_WATCH_DAYS,
   OFFBOARDING_FINAL_STATES,
   OFFBOARDING_SCENARIO,
-  statusQuery,
   type Attestation,
+  type NhiInventoryStatus,
   type OffboardingInput,
   type OffboardingState,
   type OffboardingStatus,
   type StopScenariosResult,
   type WatchCheckResult,
 } from './contract';
+import { setOffboardingHandlers, type Requests } from './handlers';
+import { checkInput, DAY, describeAccess, DRIFT_MAX, initialStatus, iso, MINUTE, statusDetails, TIMELINE_CARRIED, TIMELINE_MAX } from './status';
 import { Saga } from '../../workflows/saga';
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
 
@@ -52,36 +47,11 @@ const reach = proxyActivities<Activities>(longWithHeartbeat);
 const notify = proxyActivities<Activities>(notification).notify;
 const forever = proxyActivities<Activities>(untilDone);
 
-const MINUTE = 60_000;
-const DAY = 24 * 60 * MINUTE;
 /** Proof rounds (disable again, prove again) before the failing proof is escalated. */
 const PROOF_ROUNDS_BEFORE_ESCALATION = 3;
-const TIMELINE_MAX = 100;
-const TIMELINE_CARRIED = 30;
-const DRIFT_MAX = 20;
 // Only a guard for a policy set without the @graceDays/@watchDays its conventions require.
 const FALLBACK_GRACE_DAYS = 7;
 const FALLBACK_WATCH_DAYS = 30;
-
-const iso = (ms: number) => new Date(ms).toISOString();
-const describe = (a: AccessState) =>
-  a.exists ? `${a.entitlements.join(', ') || 'no entitlements'}; login ${a.canLogin ? 'enabled' : 'disabled'}; connection limit ${a.connectionLimit}` : 'the identity no longer exists';
-
-function invalid(message: string): ApplicationFailure {
-  return ApplicationFailure.create({ message, type: ErrorType.InvalidRequest, nonRetryable: true });
-}
-
-function checkInput(input: OffboardingInput, settings: typeof DEFAULT_OFFBOARDING_SETTINGS) {
-  if (!input?.nhiId || !input.reason || !input.requestedBy) throw invalid('nhiId, reason and requestedBy are required');
-  const days = (name: string, v: number | undefined, max: number) => {
-    if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= max)) throw invalid(`${name} must be a whole number from 0 to ${max}`);
-  };
-  days('graceDays', input.graceDays, MAX_GRACE_DAYS);
-  days('watchDays', input.watchDays, MAX_WATCH_DAYS);
-  for (const [k, v] of Object.entries(settings)) {
-    if (!Number.isInteger(v) || v < 1) throw invalid(`settings.${k} must be a positive whole number`);
-  }
-}
 
 export async function offboarding(input: OffboardingInput): Promise<OffboardingStatus> {
   const info = workflowInfo();
@@ -93,36 +63,10 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     retry: { ...untilDone.retry, maximumAttempts: settings.escalationAttempts },
   });
 
-  const status: OffboardingStatus = input.resume
-    ? { ...input.resume, runs: input.resume.runs + 1, watch: { ...input.resume.watch, intervalMinutes: settings.checkIntervalMinutes } }
-    : {
-        version: 1,
-        workflowId: info.workflowId,
-        requestId: run,
-        nhiId: input.nhiId,
-        state: 'evaluating',
-        reason: input.reason,
-        ticket: input.ticket,
-        requestedBy: input.requestedBy,
-        requestedAt: input.requestedAt ?? iso(Date.now()),
-        graceDays: input.graceDays ?? null,
-        watchDays: input.watchDays ?? null,
-        credentials: [],
-        disable: {},
-        proofRounds: 0,
-        watch: { intervalMinutes: settings.checkIntervalMinutes, checks: 0, driftTotal: 0, drift: [] },
-        escalations: [],
-        runs: 0,
-        timeline: [],
-      };
+  const status = initialStatus(input, settings, info.workflowId, run);
   const nhiId = status.nhiId;
 
-  let abortRequest: { by: string; reason: string; at: string } | undefined;
-  let confirmRequest: { by: string; comment?: string } | undefined;
-  /** Set in the same step that decides to finalise: an abort accepted later would restore nothing. */
-  let finalising = false;
-  /** Refused abort/confirm attempts, each audited under its own step id. */
-  let refusals = 0;
+  const requests: Requests = { finalising: false };
   /** Has an access-changing step started? Then a failure fails closed (intents stay). */
   let enforcing = false;
   const saga = new Saga();
@@ -138,92 +82,165 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
     refreshDetails();
   };
-  function refreshDetails() {
-    const lines = [
-      `**${status.state}** — offboarding ${nhiId}${status.identity ? ` (${status.connector}:${status.identity})` : ''}`,
-      `by ${status.requestedBy}${status.ticket ? ` [${status.ticket}]` : ''}: ${status.reason}`,
-    ];
-    if (status.state === 'grace') lines.push(`grace until ${status.graceEndsAt}: abort (admin) releases the offboarding and restores what the other intents want, confirm finalises now`);
-    if (status.attestation) lines.push(`attestation: ${status.attestation.outcome} (${status.attestation.checks.length} checks, ${status.attestation.dependents.length} dependent(s) affected)`);
-    if (status.state === 'watching') {
-      lines.push(`watching until ${status.watch.endsAt}; next check ${status.watch.nextCheckAt ?? '—'}`);
-      lines.push(`${status.watch.checks} check(s) done, ${status.watch.driftTotal} drift event(s) reverted`);
+  const refreshDetails = () => setCurrentDetails(statusDetails(status));
+
+  setOffboardingHandlers({ status, requests, run, isFinal, event });
+
+  // Every run says what it is about (also when started from the UI or the CLI without them).
+  upsertSearchAttributes([
+    { key: NhiIdKey, value: nhiId },
+    { key: ScenarioKey, value: OFFBOARDING_SCENARIO },
+    { key: NhiStateKey, value: status.state },
+  ]);
+
+  // --- the flow ------------------------------------------------------------------------------
+  try {
+    if (input.resume) {
+      refreshDetails();
+      await watch();
+      return await finish();
     }
-    if (status.abort) lines.push(`aborted by ${status.abort.by}: ${status.abort.reason}`);
-    if (status.escalations.length) lines.push(`⚠ ${status.escalations.length} escalation(s); last: ${status.escalations[status.escalations.length - 1].step}`);
-    if (status.failure) lines.push(`failed: ${status.failure}`);
-    setCurrentDetails(lines.join('\n'));
+    refreshDetails();
+    const d = await acts.evaluateOffboard({ nhiId, run, requestedBy: input.requestedBy, reason: input.reason, ticket: input.ticket, graceDays: input.graceDays, watchDays: input.watchDays });
+    status.decision = d.evidence;
+    status.connector = d.connector;
+    status.identity = d.identity;
+    status.previousStatus = d.status;
+    event('policy', `${d.evidence.allowed ? 'allowed' : 'denied'}${d.evidence.reasons.length ? `: ${d.evidence.reasons.join('; ')}` : ''}`);
+    if (!d.evidence.allowed) {
+      transition('denied', d.evidence.reasons.join('; '));
+      return await finish();
+    }
+    status.graceDays = input.graceDays ?? d.evidence.defaultGraceDays ?? FALLBACK_GRACE_DAYS;
+    status.watchDays = input.watchDays ?? d.evidence.defaultWatchDays ?? FALLBACK_WATCH_DAYS;
+
+    await markOffboarding(d.status);
+    if (requests.abort) return await abortNow();
+
+    await disable();
+    if (requests.abort) return await abortNow();
+
+    // Only once access is off: a throttle that ends now (superseded) gives nothing back meanwhile.
+    transition('stopping_scenarios');
+    status.otherScenarios = await stopOtherScenarios();
+    if (requests.abort) return await abortNow();
+
+    await proveAndAttest();
+    if (requests.abort) return await abortNow();
+
+    await grace(status.graceDays);
+    if (requests.abort) return await abortNow();
+    requests.finalising = true; // same step as the check above: no abort is accepted from here on
+
+    await finalise(status.watchDays);
+    await watch();
+    return await finish();
+  } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
+    if (isCancellation(err)) {
+      await CancellationScope.nonCancellable(() => endCancelled());
+      throw err;
+    }
+    status.failure = causeMessage(err);
+    await CancellationScope.nonCancellable(() => endFailed());
+    throw err;
   }
 
-  // --- message handlers -------------------------------------------------------------------
-  setHandler(statusQuery, () => status);
+  // --- the steps -----------------------------------------------------------------------------
 
-  const closed = (message: string) => ApplicationFailure.create({ message, type: ErrorType.RequestClosed });
-  const abortClosed = () => {
-    if (FINALISED_STATES.includes(status.state) || finalising) {
-      return closed(`offboarding of ${nhiId} is finalised (${status.state}): its credentials are deleted, there is nothing to restore`);
-    }
-    if (isFinal()) return closed(`offboarding of ${nhiId} is ${status.state}`);
-    if (confirmRequest) return closed(`offboarding of ${nhiId} was confirmed by ${confirmRequest.by} and is being finalised`);
-    return undefined;
-  };
-  const confirmClosed = () => {
-    if (FINALISED_STATES.includes(status.state) || isFinal()) return closed(`offboarding of ${nhiId} is ${status.state}`);
-    if (abortRequest) return closed(`offboarding of ${nhiId} is being aborted by ${abortRequest.by}`);
-    return undefined;
-  };
-  /** The principal's roles come from the server (principals table), never from the message. */
-  async function authorize(action: 'abort' | 'confirm', by: string, claimedRoles: unknown) {
-    const v = await acts.checkOffboardingActor({ nhiId, run, step: `refused:${++refusals}`, principal: by, action, requestedBy: status.requestedBy, claimedRoles });
-    if (!v.allowed) throw ApplicationFailure.create({ message: `${by} may not ${action} this offboarding: ${v.reasons.join('; ')}`, type: ErrorType.NotAllowed, nonRetryable: true });
+  /** Inventory status `offboarding`, its undo registered first (back to the status it had). */
+  async function markOffboarding(previous: NhiInventoryStatus) {
+    saga.add(`inventory back to ${previous}`, () => forever.restoreInventoryStatus({ nhiId, run, status: previous, actor: requests.abort?.by ?? 'system' }));
+    const marked = await acts.markOffboarding({ nhiId, run, actor: input.requestedBy });
+    status.credentials = marked.credentials;
+    event('inventory', 'status offboarding');
   }
 
-  setHandler(
-    abortUpdate,
-    async (a) => {
-      await authorize('abort', a.by, a.roles);
-      // The flow may have moved on while the roles were looked up.
-      const no = abortClosed();
-      if (no) throw no;
-      abortRequest ??= { by: a.by, reason: a.reason, at: iso(Date.now()) };
-      // Answer once the release is reconciled and verified (or the flow ended otherwise, e.g. denied).
-      await condition(isFinal);
-      return status;
-    },
-    {
-      validator: (a) => {
-        if (!a?.by || typeof a.reason !== 'string' || !a.reason.trim()) throw ApplicationFailure.create({ message: 'by and reason are required', type: ErrorType.InvalidRequest });
-        const no = abortClosed();
-        if (no) throw no;
-      },
-    },
-  );
+  /** This workflow's intents committed (their release registered as the undo first), then disabled. */
+  async function disable() {
+    // The undo before the step: release exactly this workflow's intents (others' stay) and reconcile.
+    saga.add('release the offboarding intents', async () => {
+      const r = await enforce('release the offboarding intents', (a) =>
+        a.releaseOffboarding({ nhiId, run, actor: requests.abort?.by ?? 'system', reason: requests.abort?.reason ?? 'rollback' }),
+      );
+      status.restored = r.after;
+      if (status.intents) status.intents.releasedAt = iso(Date.now());
+    });
+    transition('disabling');
+    enforcing = true;
+    status.intents = { owner: info.workflowId, restrictions: ['login_disabled', 'offboarded'], committedAt: iso(Date.now()) };
+    await disableAll(1);
+  }
 
-  setHandler(
-    confirmUpdate,
-    async (c) => {
-      await authorize('confirm', c.by, c.roles);
-      const no = confirmClosed();
-      if (no) throw no;
-      if (!confirmRequest) {
-        confirmRequest = { by: c.by, comment: c.comment };
-        status.confirmedBy = c.by;
-        event('confirm requested', `${c.by}${c.comment ? `: ${c.comment}` : ''}`);
+  /** Prove no standing access is left (disabling again until it holds), then record the attestation. */
+  async function proveAndAttest() {
+    transition('proving');
+    let attestation: Attestation;
+    for (let round = 1; ; round++) {
+      status.proofRounds = round;
+      attestation = await enforce('prove', (a) => a.proveNoAccess({ nhiId }));
+      if (attestation.outcome === 'no_standing_access') break;
+      const failing = attestation.checks.filter((c) => !c.ok).map((c) => c.check);
+      event('proof failed', failing.join(', '));
+      await acts.recordAudit({ stepId: `${run}:proof:${round}`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.proof', outcome: 'access_remains', readback: attestation.checks });
+      if (round >= PROOF_ROUNDS_BEFORE_ESCALATION) {
+        if (round === PROOF_ROUNDS_BEFORE_ESCALATION) await escalate('prove no standing access', new Error(`failing checks: ${failing.join(', ')}`));
+        await sleep(Math.min(round, 15) * MINUTE); // do not spin against a target that keeps access
       }
-      // Answer once finalised (or if the flow ended otherwise).
-      await condition(() => status.state === 'watching' || isFinal());
-      return status;
-    },
-    {
-      validator: (c) => {
-        if (!c?.by) throw ApplicationFailure.create({ message: 'by is required', type: ErrorType.InvalidRequest });
-        const no = confirmClosed();
-        if (no) throw no;
-      },
-    },
-  );
+      await disableAll(round + 1);
+    }
+    status.attestation = attestation;
+    await acts.recordAudit({
+      stepId: `${run}:attestation`,
+      scenario: OFFBOARDING_SCENARIO,
+      nhiId,
+      actor: 'system',
+      action: 'offboarding.attestation',
+      outcome: attestation.outcome,
+      target: { connector: attestation.connector, identity: attestation.identity },
+      readback: attestation.checks,
+      details: { at: attestation.at, dependents: attestation.dependents, intents: status.intents ?? null, proofRounds: status.proofRounds },
+    });
+    event('attested', `${attestation.checks.length} checks passed`);
+    await notify({
+      id: `${info.workflowId}:${run}:attested`,
+      kind: 'offboarding.disabled',
+      severity: attestation.dependents.length ? 'warning' : 'info',
+      nhiId,
+      text: `${nhiId}: access removed and proven (${attestation.checks.length} checks)${attestation.dependents.length ? `; now failing: ${attestation.dependents.map((x) => x.id).join(', ')}` : ''}; grace ${status.graceDays} day(s)`,
+      details: { dependents: attestation.dependents },
+    });
+  }
 
-  // --- helpers ---------------------------------------------------------------------------
+  /** The grace period: a durable timer that an abort or a confirm ends early. */
+  async function grace(graceDays: number) {
+    const graceMs = graceDays * DAY;
+    if (graceMs > 0 && !requests.confirm) {
+      status.graceEndsAt = iso(Date.now() + graceMs);
+      transition('grace', `until ${status.graceEndsAt}`);
+      await condition(() => requests.abort !== undefined || requests.confirm !== undefined, graceMs); // durable timer
+    }
+  }
+
+  /** Baseline emptied, `offboarded` kept, credentials erased: from here there is nothing to restore. */
+  async function finalise(watchDays: number) {
+    if (requests.confirm) {
+      await acts.recordAudit({ stepId: `${run}:confirm`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: requests.confirm.by, action: 'offboarding.confirm', outcome: 'confirmed', details: { comment: requests.confirm.comment ?? null } });
+    }
+    transition('finalising');
+    // Nothing may have come back during the grace period before the credentials go.
+    const pre = await enforce('pre-finalise check', (a) => a.recheckAccess({ nhiId, run, check: 'pre-finalise' }));
+    await onDrift(pre);
+    const fin = await enforce('finalise', (a) => a.finaliseOffboarding({ nhiId, run, actor: requests.confirm?.by ?? 'system' }));
+    saga.clear(); // the baseline is empty and the secrets are gone: there is nothing to restore any more
+    if (status.intents) status.intents.restrictions = ['offboarded'];
+    status.credentials = fin.credentials;
+    status.finalisedAt = iso(Date.now());
+    status.watch.endsAt = iso(Date.now() + watchDays * DAY);
+    event('finalised', `baseline emptied, 'offboarded' kept; ${fin.deletedNow} stored credential(s) erased; role left NOLOGIN`);
+    await notify({ id: `${info.workflowId}:${run}:finalised`, kind: 'offboarding.finalised', severity: 'info', nhiId, text: `${nhiId} is offboarded: baseline emptied, credentials erased, role left NOLOGIN; watching for ${watchDays} day(s)` });
+  }
+
   async function escalate(step: string, err: unknown) {
     const detail = causeMessage(err);
     status.escalations.push({ at: iso(Date.now()), step, detail });
@@ -289,7 +306,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
   }
 
   async function abortNow(): Promise<OffboardingStatus> {
-    const a = abortRequest!;
+    const a = requests.abort!;
     status.abort = { by: a.by, at: a.at, reason: a.reason };
     transition('restoring', `abort by ${a.by}: ${a.reason}: releasing this offboarding's intents`);
     const outcomes = await saga.compensate();
@@ -298,7 +315,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       status.failure = `restore failed: ${failed.map((f) => `${f.name}: ${f.error}`).join('; ')}`;
       transition('failed', status.failure);
     } else {
-      transition('aborted', status.restored ? `intents released: ${describe(status.restored)}` : 'nothing had changed at the target');
+      transition('aborted', status.restored ? `intents released: ${describeAccess(status.restored)}` : 'nothing had changed at the target');
     }
     await CancellationScope.nonCancellable(async () => {
       await acts.recordAudit({
@@ -359,154 +376,31 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
     await notify({ id: `${info.workflowId}:${run}:completed`, kind: 'offboarding.completed', severity: 'info', nhiId, text: `Offboarding of ${nhiId} complete: ${status.watch.checks} watch check(s), ${status.watch.driftTotal} drift event(s) reverted` });
   }
 
-  // Every run says what it is about (also when started from the UI or the CLI without them).
-  upsertSearchAttributes([
-    { key: NhiIdKey, value: nhiId },
-    { key: ScenarioKey, value: OFFBOARDING_SCENARIO },
-    { key: NhiStateKey, value: status.state },
-  ]);
-
-  // --- the flow ------------------------------------------------------------------------------
-  try {
-    if (input.resume) {
-      refreshDetails();
-      await watch();
-      return await finish();
+  /** Cancelled: after finalisation the watch just ends; before it, everything is put back, like an abort. */
+  async function endCancelled() {
+    if (status.finalisedAt) {
+      // Nothing to undo after finalisation: the watch just ends.
+      status.watch.cancelled = true;
+      status.watch.nextCheckAt = undefined;
+      transition('completed', 'watch cancelled');
+      await acts.recordAudit({ stepId: `${run}:watch-cancelled`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'temporal (cancel request)', action: 'offboarding.complete', outcome: 'watch_cancelled', details: { checks: status.watch.checks } });
+      await finish();
+    } else {
+      // Compensate, don't strand: a cancelled offboarding puts everything back, like an abort.
+      requests.abort ??= { by: 'temporal (cancel request)', reason: 'workflow cancelled', at: iso(Date.now()) };
+      await abortNow();
     }
-    refreshDetails();
-    const d = await acts.evaluateOffboard({ nhiId, run, requestedBy: input.requestedBy, reason: input.reason, ticket: input.ticket, graceDays: input.graceDays, watchDays: input.watchDays });
-    status.decision = d.evidence;
-    status.connector = d.connector;
-    status.identity = d.identity;
-    status.previousStatus = d.status;
-    event('policy', `${d.evidence.allowed ? 'allowed' : 'denied'}${d.evidence.reasons.length ? `: ${d.evidence.reasons.join('; ')}` : ''}`);
-    if (!d.evidence.allowed) {
-      transition('denied', d.evidence.reasons.join('; '));
-      return await finish();
-    }
-    status.graceDays = input.graceDays ?? d.evidence.defaultGraceDays ?? FALLBACK_GRACE_DAYS;
-    status.watchDays = input.watchDays ?? d.evidence.defaultWatchDays ?? FALLBACK_WATCH_DAYS;
+  }
 
-    const previous = d.status;
-    saga.add(`inventory back to ${previous}`, () => forever.restoreInventoryStatus({ nhiId, run, status: previous, actor: abortRequest?.by ?? 'system' }));
-    const marked = await acts.markOffboarding({ nhiId, run, actor: input.requestedBy });
-    status.credentials = marked.credentials;
-    event('inventory', 'status offboarding');
-    if (abortRequest) return await abortNow();
-
-    // The undo before the step: release exactly this workflow's intents (others' stay) and reconcile.
-    saga.add('release the offboarding intents', async () => {
-      const r = await enforce('release the offboarding intents', (a) =>
-        a.releaseOffboarding({ nhiId, run, actor: abortRequest?.by ?? 'system', reason: abortRequest?.reason ?? 'rollback' }),
-      );
-      status.restored = r.after;
-      if (status.intents) status.intents.releasedAt = iso(Date.now());
-    });
-    transition('disabling');
-    enforcing = true;
-    status.intents = { owner: info.workflowId, restrictions: ['login_disabled', 'offboarded'], committedAt: iso(Date.now()) };
-    await disableAll(1);
-    if (abortRequest) return await abortNow();
-
-    // Only once access is off: a throttle that ends now (superseded) gives nothing back meanwhile.
-    transition('stopping_scenarios');
-    status.otherScenarios = await stopOtherScenarios();
-    if (abortRequest) return await abortNow();
-
-    transition('proving');
-    let attestation: Attestation;
-    for (let round = 1; ; round++) {
-      status.proofRounds = round;
-      attestation = await enforce('prove', (a) => a.proveNoAccess({ nhiId }));
-      if (attestation.outcome === 'no_standing_access') break;
-      const failing = attestation.checks.filter((c) => !c.ok).map((c) => c.check);
-      event('proof failed', failing.join(', '));
-      await acts.recordAudit({ stepId: `${run}:proof:${round}`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.proof', outcome: 'access_remains', readback: attestation.checks });
-      if (round >= PROOF_ROUNDS_BEFORE_ESCALATION) {
-        if (round === PROOF_ROUNDS_BEFORE_ESCALATION) await escalate('prove no standing access', new Error(`failing checks: ${failing.join(', ')}`));
-        await sleep(Math.min(round, 15) * MINUTE); // do not spin against a target that keeps access
-      }
-      await disableAll(round + 1);
-    }
-    status.attestation = attestation;
-    await acts.recordAudit({
-      stepId: `${run}:attestation`,
-      scenario: OFFBOARDING_SCENARIO,
-      nhiId,
-      actor: 'system',
-      action: 'offboarding.attestation',
-      outcome: attestation.outcome,
-      target: { connector: attestation.connector, identity: attestation.identity },
-      readback: attestation.checks,
-      details: { at: attestation.at, dependents: attestation.dependents, intents: status.intents ?? null, proofRounds: status.proofRounds },
-    });
-    event('attested', `${attestation.checks.length} checks passed`);
-    await notify({
-      id: `${info.workflowId}:${run}:attested`,
-      kind: 'offboarding.disabled',
-      severity: attestation.dependents.length ? 'warning' : 'info',
-      nhiId,
-      text: `${nhiId}: access removed and proven (${attestation.checks.length} checks)${attestation.dependents.length ? `; now failing: ${attestation.dependents.map((x) => x.id).join(', ')}` : ''}; grace ${status.graceDays} day(s)`,
-      details: { dependents: attestation.dependents },
-    });
-    if (abortRequest) return await abortNow();
-
-    const graceMs = status.graceDays * DAY;
-    if (graceMs > 0 && !confirmRequest) {
-      status.graceEndsAt = iso(Date.now() + graceMs);
-      transition('grace', `until ${status.graceEndsAt}`);
-      await condition(() => abortRequest !== undefined || confirmRequest !== undefined, graceMs); // durable timer
-    }
-    if (abortRequest) return await abortNow();
-    finalising = true; // same step as the check above: no abort is accepted from here on
-    if (confirmRequest) {
-      await acts.recordAudit({ stepId: `${run}:confirm`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: confirmRequest.by, action: 'offboarding.confirm', outcome: 'confirmed', details: { comment: confirmRequest.comment ?? null } });
-    }
-
-    transition('finalising');
-    // Nothing may have come back during the grace period before the credentials go.
-    const pre = await enforce('pre-finalise check', (a) => a.recheckAccess({ nhiId, run, check: 'pre-finalise' }));
-    await onDrift(pre);
-    const fin = await enforce('finalise', (a) => a.finaliseOffboarding({ nhiId, run, actor: confirmRequest?.by ?? 'system' }));
-    saga.clear(); // the baseline is empty and the secrets are gone: there is nothing to restore any more
-    if (status.intents) status.intents.restrictions = ['offboarded'];
-    status.credentials = fin.credentials;
-    status.finalisedAt = iso(Date.now());
-    status.watch.endsAt = iso(Date.now() + status.watchDays * DAY);
-    event('finalised', `baseline emptied, 'offboarded' kept; ${fin.deletedNow} stored credential(s) erased; role left NOLOGIN`);
-    await notify({ id: `${info.workflowId}:${run}:finalised`, kind: 'offboarding.finalised', severity: 'info', nhiId, text: `${nhiId} is offboarded: baseline emptied, credentials erased, role left NOLOGIN; watching for ${status.watchDays} day(s)` });
-
-    await watch();
-    return await finish();
-  } catch (err) {
-    if (err instanceof ContinueAsNew) throw err;
-    if (isCancellation(err)) {
-      await CancellationScope.nonCancellable(async () => {
-        if (status.finalisedAt) {
-          // Nothing to undo after finalisation: the watch just ends.
-          status.watch.cancelled = true;
-          status.watch.nextCheckAt = undefined;
-          transition('completed', 'watch cancelled');
-          await acts.recordAudit({ stepId: `${run}:watch-cancelled`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'temporal (cancel request)', action: 'offboarding.complete', outcome: 'watch_cancelled', details: { checks: status.watch.checks } });
-          await finish();
-        } else {
-          // Compensate, don't strand: a cancelled offboarding puts everything back, like an abort.
-          abortRequest ??= { by: 'temporal (cancel request)', reason: 'workflow cancelled', at: iso(Date.now()) };
-          await abortNow();
-        }
-      });
-      throw err;
-    }
-    status.failure = causeMessage(err);
-    await CancellationScope.nonCancellable(async () => {
-      // Before the first access step nothing changed at the target: put the inventory back. After
-      // it, fail closed: the intents stay, access stays removed and the record stays `offboarding`.
-      if (!enforcing && saga.size) await saga.compensate();
-      transition('failed', status.failure);
-      await acts.recordAudit({ stepId: `${run}:failed`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.fail', outcome: 'failed', details: { cause: status.failure } });
-      await notify({ id: `${info.workflowId}:${run}:failed`, kind: 'escalation', severity: 'critical', nhiId, text: `Offboarding of ${nhiId} failed: ${status.failure}` });
-      await condition(allHandlersFinished);
-    });
-    throw err;
+  /**
+   * Failed. Before the first access step nothing changed at the target: put the inventory back.
+   * After it, fail closed: the intents stay, access stays removed and the record stays `offboarding`.
+   */
+  async function endFailed() {
+    if (!enforcing && saga.size) await saga.compensate();
+    transition('failed', status.failure);
+    await acts.recordAudit({ stepId: `${run}:failed`, scenario: OFFBOARDING_SCENARIO, nhiId, actor: 'system', action: 'offboarding.fail', outcome: 'failed', details: { cause: status.failure } });
+    await notify({ id: `${info.workflowId}:${run}:failed`, kind: 'escalation', severity: 'critical', nhiId, text: `Offboarding of ${nhiId} failed: ${status.failure}` });
+    await condition(allHandlersFinished);
   }
 }
