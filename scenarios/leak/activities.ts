@@ -4,11 +4,12 @@
 // what they return and record are secret-store references and sha256 fingerprints. Here: the
 // incident, ending elevations and the quarantine; the credential rotation is in rotation.ts.
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { runningElevations } from '../../enforcement/handoffs';
 import { commitIntent, releaseIntents } from '../../enforcement/intents';
 import { reconcile, type VerifiedAccess } from '../../enforcement/reconciler';
 import { targetFailure } from '../../enforcement/target-failures';
 import { updateIncident, upsertContainmentIncident } from '../../lib/incidents';
-import { JIT_WORKFLOW_TYPE, revokeUpdate } from '../jit/contract';
+import { revokeUpdate } from '../jit/contract';
 import type { ElevationEnded, LeakAlert, LeakStatus, QuarantineSummary, TimelineEntry } from './contract';
 import { currentWorkflowId, loadNhi } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
@@ -32,7 +33,6 @@ function quarantineSummary(v: VerifiedAccess, owner: string, state: QuarantineSu
   };
 }
 
-const visibilityLiteral = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 const firstOf = (alerts: LeakAlert[], kind: string) => alerts.flatMap((a) => a.fingerprints).find((f) => f.startsWith(`${kind}:`)) ?? null;
 /** What the incident keeps of each alert (everything but the dedupe key). */
 const alertRecord = ({ key: _key, ...a }: LeakAlert) => a;
@@ -72,9 +72,7 @@ export function createLeakActivities(deps: ActivityDeps) {
     async endLeakElevations(a: { incidentId: string; nhiId: string; waitMs: number }): Promise<ElevationEnded[]> {
       if (!deps.temporal) return [];
       const { client } = deps.temporal;
-      const query = `WorkflowType = ${visibilityLiteral(JIT_WORKFLOW_TYPE)} AND NhiId = ${visibilityLiteral(a.nhiId)} AND ExecutionStatus = "Running"`;
-      const ids: string[] = [];
-      for await (const wf of client.workflow.list({ query })) ids.push(wf.workflowId);
+      const ids = await runningElevations(client, deps.pool, a.nhiId);
       const ended = await Promise.all(
         ids.map(async (workflowId): Promise<ElevationEnded> => {
           try {

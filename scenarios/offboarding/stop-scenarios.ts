@@ -3,16 +3,16 @@
 // supersede signal (it lets go without giving access back: offboarding's intents keep it off).
 import { Context } from '@temporalio/activity';
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { runningElevations } from '../../enforcement/handoffs';
+import { visibilityLiteral } from '../../lib/visibility';
 import { ErrorType } from '../../workflows/errors';
 import { ANOMALY_WORKFLOW_TYPE, supersedeSignal } from '../anomaly/contract';
-import { JIT_WORKFLOW_TYPE, revokeUpdate } from '../jit/contract';
+import { revokeUpdate } from '../jit/contract';
 import type { ElevationEnded, StopScenariosResult } from './contract';
 import { currentWorkflowId, loadNhi } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
 import { message, offboardingSupport } from './activity-support';
 
-/** Visibility string literal (ids are slugs; this keeps the query safe regardless). */
-const literal = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 
 /** End one running elevation through its own revoke Update (it verifies the revocation itself). */
 async function endElevation(client: Client, workflowId: string, by: string, reason: string): Promise<ElevationEnded> {
@@ -61,14 +61,12 @@ export function createStopScenariosActivities(deps: ActivityDeps) {
         };
       } else {
         const { client } = deps.temporal;
-        const query = `WorkflowType = ${literal(JIT_WORKFLOW_TYPE)} AND NhiId = ${literal(a.nhiId)} AND ExecutionStatus = "Running"`;
-        const ids: string[] = [];
-        for await (const wf of client.workflow.list({ query })) ids.push(wf.workflowId);
+        const ids = await runningElevations(client, deps.pool, a.nhiId);
         const elevations: ElevationEnded[] = [];
         for (const id of ids) elevations.push(await endElevation(client, id, a.by, a.reason));
         // End each running throttle of this NHI *without* restoring its access: offboarding takes over.
         throttles.found = [];
-        const throttleQuery = `WorkflowType = ${literal(ANOMALY_WORKFLOW_TYPE)} AND NhiId = ${literal(a.nhiId)} AND ExecutionStatus = "Running"`;
+        const throttleQuery = `WorkflowType = ${visibilityLiteral(ANOMALY_WORKFLOW_TYPE)} AND NhiId = ${visibilityLiteral(a.nhiId)} AND ExecutionStatus = "Running"`;
         for await (const wf of client.workflow.list({ query: throttleQuery })) {
           try {
             throttles.found.push(wf.workflowId);
