@@ -8,7 +8,7 @@ import { appendAudit } from '../lib/audit';
 import { listNhis, type Nhi } from '../lib/inventory';
 import type { Notifier } from '../lib/notifier';
 import type { PolicyEngine } from '../lib/policy-engine';
-import { decideDriftRevert } from '../lib/policy-decisions';
+import { decideDriftRevert } from './drift-policy';
 import { releaseIntents } from './intents';
 import { planReconcile, reconcile, ReconcileError, type AccessDifference, type ReconcileDeps } from './reconciler';
 

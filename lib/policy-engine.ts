@@ -1,6 +1,6 @@
 // The policy engine: Cedar policies kept as files, validated against their schema when loaded,
 // pre-parsed once, then evaluated per request with the stateful API (tens of µs per decision).
-// Generic: it knows nothing of NHIs. Domain helpers that build requests live in policy-decisions.ts.
+// Generic: it knows nothing of NHIs. Domain helpers that build requests: policy-decisions.ts and each scenario's policy.ts.
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';

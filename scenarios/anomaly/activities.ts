@@ -13,7 +13,7 @@ import { minuteOf, resolveDetectorSettings } from './detector';
 import { appendAudit, type AuditEventInput } from '../../lib/audit';
 import { updateIncident, type IncidentStatus } from '../../lib/incidents';
 import { updateStatus } from '../../lib/inventory';
-import { canConfirmThrottle, decideThrottle } from '../../lib/policy-decisions';
+import { canConfirmThrottle, decideThrottle } from './policy';
 import { detectNhi, raiseDetections, recordCollectorSample, type Detection } from './usage';
 import {
   ANOMALY_SCENARIO,

@@ -10,7 +10,7 @@ import { reconcile, type IntentChange, type ReconcileContext, type VerifiedAcces
 import { targetFailure } from '../../enforcement/target-failures';
 import { appendAudit } from '../../lib/audit';
 import { getNhi } from '../../lib/inventory';
-import { canApprove, decideElevation } from '../../lib/policy-decisions';
+import { canApprove, decideElevation } from './policy';
 import { hasRole, type Role } from '../../lib/principals';
 import { ErrorType } from '../../workflows/errors';
 import { JIT_SCENARIO, type EntitlementReadback, type PolicyEvidence } from './contract';

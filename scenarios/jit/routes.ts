@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { closeChangeWindow } from './change-windows';
 import { getNhi, nhiIdSchema, text } from '../../lib/inventory';
 import type { PolicyEngine } from '../../lib/policy-engine';
-import { decideElevation } from '../../lib/policy-decisions';
+import { decideElevation } from './policy';
 import { getPrincipal } from '../../lib/principals';
 import {
   approveUpdate,

@@ -10,7 +10,7 @@ import type { Baseline } from '../../enforcement/desired';
 import { activeIntents, commitIntent, intentsOf, releaseIntents, setBaseline } from '../../enforcement/intents';
 import { enforcementFailed } from '../../enforcement/target-failures';
 import { updateStatus } from '../../lib/inventory';
-import { decideOffboard } from '../../lib/policy-decisions';
+import { decideOffboard } from './policy';
 import { ErrorType } from '../../workflows/errors';
 import { type DriftEvent, type NhiInventoryStatus, type OffboardPolicyEvidence, type StepReadback, type WatchCheckResult } from './contract';
 import { currentWorkflowId, loadNhi } from '../../activities/common';

@@ -5,7 +5,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Workf
 import { Router } from 'express';
 import { z } from 'zod';
 import { getNhi, nhiIdSchema, text } from '../../lib/inventory';
-import { decideOffboard } from '../../lib/policy-decisions';
+import { decideOffboard } from './policy';
 import { getPrincipal } from '../../lib/principals';
 import {
   abortUpdate,

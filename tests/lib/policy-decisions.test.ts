@@ -2,20 +2,11 @@ import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFile
 import os from 'node:os';
 import path from 'node:path';
 import { projectRoot } from '../../lib/paths';
-import {
-  canApprove,
-  canConfirmThrottle,
-  checkPolicyConventions,
-  decideContainment,
-  decideElevation,
-  decideOffboard,
-  decideThrottle,
-  loadNhiPolicies,
-  SELF_APPROVAL_REASON,
-  type ElevationInput,
-  type NhiFacts,
-  type Principal,
-} from '../../lib/policy-decisions';
+import { checkPolicyConventions, loadNhiPolicies, type NhiFacts, type Principal } from '../../lib/policy-decisions';
+import { canConfirmThrottle, decideThrottle } from '../../scenarios/anomaly/policy';
+import { canApprove, decideElevation, SELF_APPROVAL_REASON, type ElevationInput } from '../../scenarios/jit/policy';
+import { decideContainment } from '../../scenarios/leak/policy';
+import { decideOffboard } from '../../scenarios/offboarding/policy';
 import { PolicyLoadError } from '../../lib/policy-engine';
 
 const POLICIES = path.join(projectRoot, 'policies');

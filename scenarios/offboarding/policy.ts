@@ -1,0 +1,28 @@
+// Offboarding's policy decision (policies/offboarding.cedar): may this principal offboard this NHI,
+// and the grace and watch days policy gives by default.
+import type { PolicyEngine } from '../../lib/policy-engine';
+import { EntityType, PolicyAction, ask, explain, numeric, uid, principalEntity, nhiEntity, type Principal, type NhiFacts, type PolicyTrace } from '../../lib/policy-decisions';
+
+export interface OffboardDecision extends PolicyTrace {
+  allowed: boolean;
+  /** Defaults when the request names none (the largest @graceDays / @watchDays among the permits); null when denied. */
+  defaultGraceDays: number | null;
+  defaultWatchDays: number | null;
+  reasons: string[];
+}
+
+export function decideOffboard(engine: PolicyEngine, input: { principal: Principal; nhi: NhiFacts }): OffboardDecision {
+  const d = ask(engine, PolicyAction.Offboard, input.principal, uid(EntityType.Nhi, input.nhi.id), [
+    principalEntity(input.principal),
+    nhiEntity(input.nhi),
+  ]);
+  const allowed = d.decision === 'allow';
+  return {
+    allowed,
+    defaultGraceDays: allowed ? (numeric(engine, d, 'graceDays', 'max') ?? null) : null,
+    defaultWatchDays: allowed ? (numeric(engine, d, 'watchDays', 'max') ?? null) : null,
+    reasons: explain(engine, d, `no policy lets ${input.principal.id} offboard ${input.nhi.id}`),
+    determiningPolicies: d.determiningPolicies,
+    policySetHash: d.policySetHash,
+  };
+}
