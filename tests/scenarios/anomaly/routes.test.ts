@@ -422,6 +422,22 @@ test('escalated at level 2: the containment runs under the throttle (nothing re-
   }
 });
 
+test('cancelled while throttled: the compensation releases the throttle, the target exactly as before, no intent left', async () => {
+  const nhiId = 'svc_cancelled';
+  await w.addNhi({ id: nhiId });
+  await w.connector.grant(w.role(nhiId), 'estate_writer');
+  const before = await roleState(nhiId);
+  await post('/v1/anomalies', 'detector-bot', { nhiId, observedRate: 900, baselineRate: 5, source: 'siem:splunk', eventId: 'cancel-case' });
+  await untilState(nhiId, 'throttled_l1');
+  expect(await groups(nhiId)).toEqual([w.ent('estate_readonly')]);
+  const handle = w.env.client.workflow.getHandle(anomalyWorkflowId(nhiId));
+  await handle.cancel();
+  await expect(handle.result()).rejects.toThrow();
+  expect((await handle.query(statusQuery)).state).toBe('cleared');
+  expect(await roleState(nhiId)).toEqual(before);
+  await noIntentsOf(nhiId);
+});
+
 test('the collector schedule turns real sessions into usage buckets', async () => {
   const nhiId = 'ci_deployer';
   const password = await w.activePassword(nhiId);
