@@ -4,6 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Pool } from 'pg';
 import { appendAudit, type AuditEventInput } from '../lib/audit';
 import { getNhi, type Nhi } from '../lib/inventory';
+import { getPrincipal } from '../lib/principals';
 import type { Notification } from '../lib/notifier';
 import { ErrorType } from '../workflows/errors';
 import type { ActivityDeps } from './deps';
@@ -15,6 +16,14 @@ export async function loadNhi(pool: Pool, id: string): Promise<NhiRecord> {
   const nhi = await getNhi(pool, id);
   if (!nhi) throw ApplicationFailure.nonRetryable(`NHI ${id} is not in the inventory`, ErrorType.NhiNotFound);
   return nhi;
+}
+
+/**
+ * The roles the server holds for a principal: authority inside workflows comes from here, never
+ * from a message's payload. An unknown principal has none.
+ */
+export async function principalRoles(pool: Pool, id: string): Promise<string[]> {
+  return (await getPrincipal(pool, id))?.roles ?? [];
 }
 
 /** The workflow an activity runs for: audit rows and notifications are keyed on it. */

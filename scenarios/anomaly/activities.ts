@@ -28,7 +28,7 @@ import {
 } from './contract';
 import { ErrorType } from '../../workflows/errors';
 import { statusQuery as leakStatusQuery } from '../leak/contract';
-import { currentWorkflowId, loadNhi, type NhiRecord } from '../../activities/common';
+import { currentWorkflowId, loadNhi, type NhiRecord, principalRoles } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
 
 const now = () => new Date().toISOString();
@@ -51,11 +51,6 @@ export function createAnomalyActivities(deps: ActivityDeps) {
 
   function audit(nhiId: string, e: Omit<AuditEventInput, 'workflowId' | 'scenario' | 'nhiId' | 'actor'> & { actor?: string }) {
     return appendAudit(deps.pool, { actor: 'system', ...e, workflowId: currentWorkflowId(), scenario: ANOMALY_SCENARIO, nhiId });
-  }
-
-  async function principalRoles(id: string): Promise<string[]> {
-    const { rows } = await deps.pool.query<{ roles: string[] }>('SELECT roles FROM principals WHERE id = $1', [id]);
-    return rows[0]?.roles ?? [];
   }
 
   return {
@@ -85,7 +80,7 @@ export function createAnomalyActivities(deps: ActivityDeps) {
     /** May this person approve a throttle, confirm it malicious, or clear it? (Policy: Throttle as that person.) */
     async checkAnomalyAnalyst(a: { nhiId: string; principal: string }) {
       const nhi = await loadNhi(deps.pool, a.nhiId);
-      const d = canConfirmThrottle(deps.policy, { principal: { id: a.principal, roles: await principalRoles(a.principal) }, nhi: nhiFacts(nhi) });
+      const d = canConfirmThrottle(deps.policy, { principal: { id: a.principal, roles: await principalRoles(deps.pool, a.principal) }, nhi: nhiFacts(nhi) });
       return { allowed: d.allowed, reasons: d.reasons, determiningPolicies: d.determiningPolicies };
     },
 

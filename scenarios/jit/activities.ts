@@ -16,7 +16,7 @@ import { ErrorType } from '../../workflows/errors';
 import { JIT_SCENARIO, type EntitlementReadback, type PolicyEvidence } from './contract';
 import { LEAK_WORKFLOW_TYPE, leakWorkflowId } from '../leak/contract';
 import { OFFBOARDING_WORKFLOW_TYPE, offboardingWorkflowId } from '../offboarding/contract';
-import { currentWorkflowId, loadNhi, type NhiRecord } from '../../activities/common';
+import { currentWorkflowId, loadNhi, type NhiRecord, principalRoles } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
 
 /**
@@ -33,11 +33,6 @@ export interface ElevationFacts {
   ticket?: string;
   breakGlass?: boolean;
   requestedBy: string;
-}
-
-async function principalRoles(deps: ActivityDeps, id: string): Promise<string[]> {
-  const { rows } = await deps.pool.query<{ roles: string[] }>('SELECT roles FROM principals WHERE id = $1', [id]);
-  return rows[0]?.roles ?? [];
 }
 
 const nhiFacts = (nhi: NhiRecord) => ({ id: nhi.id, kind: nhi.kind, owner: nhi.owner, criticality: nhi.criticality, tags: nhi.tags, status: nhi.status });
@@ -65,7 +60,7 @@ export function createJitActivities(deps: ActivityDeps) {
       evidence = { ...base, outcome: 'deny', reasons: [`${nhi.id} is ${nhi.status}: no elevation while it is`] };
     } else {
       const d = decideElevation(deps.policy, {
-        requester: { id: f.requestedBy, roles: await principalRoles(deps, f.requestedBy) },
+        requester: { id: f.requestedBy, roles: await principalRoles(deps.pool, f.requestedBy) },
         nhi: nhiFacts(nhi),
         entitlements: f.entitlements,
         durationMinutes: extension?.extraMinutes ?? f.durationMinutes,
@@ -152,8 +147,8 @@ export function createJitActivities(deps: ActivityDeps) {
     async checkApprover(a: { approver: string; requestedBy: string; nhiId: string; entitlements: string[] }) {
       const nhi = await loadNhi(deps.pool, a.nhiId);
       const d = canApprove(deps.policy, {
-        approver: { id: a.approver, roles: await principalRoles(deps, a.approver) },
-        requester: { id: a.requestedBy, roles: await principalRoles(deps, a.requestedBy) },
+        approver: { id: a.approver, roles: await principalRoles(deps.pool, a.approver) },
+        requester: { id: a.requestedBy, roles: await principalRoles(deps.pool, a.requestedBy) },
         nhi: nhiFacts(nhi),
         entitlements: a.entitlements,
       });
@@ -168,7 +163,7 @@ export function createJitActivities(deps: ActivityDeps) {
     async checkRevoker(a: { by: string; requestedBy: string; nhiId: string; byWorkflow?: string }): Promise<{ allowed: boolean; reasons: string[] }> {
       if (a.byWorkflow !== undefined) return checkScenarioCaller(a.byWorkflow, a.nhiId);
       if (a.by === a.requestedBy) return { allowed: true, reasons: [`${a.by} requested it`] };
-      const roles = await principalRoles(deps, a.by);
+      const roles = await principalRoles(deps.pool, a.by);
       if (hasRole({ roles: roles as Role[] }, 'approver')) return { allowed: true, reasons: [`${a.by} holds ${roles.includes('admin') ? 'admin' : 'approver'}`] };
       return { allowed: false, reasons: [`${a.by} is neither the requester nor an approver or admin (roles: ${roles.join(', ') || 'none'})`] };
     },

@@ -13,7 +13,7 @@ import { updateStatus } from '../../lib/inventory';
 import { decideOffboard } from './policy';
 import { ErrorType } from '../../workflows/errors';
 import { type DriftEvent, type NhiInventoryStatus, type OffboardPolicyEvidence, type StepReadback, type WatchCheckResult } from './contract';
-import { currentWorkflowId, loadNhi } from '../../activities/common';
+import { currentWorkflowId, loadNhi, principalRoles } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
 import { atTarget, credentialRecords, message, now, offboardingSupport } from './activity-support';
 import { createProofActivities } from './proof';
@@ -33,17 +33,12 @@ async function replacedBaseline(q: Pool | PoolClient, nhiId: string): Promise<Ba
 export function createOffboardingActivities(deps: ActivityDeps) {
   const { target, audit, reconcileStep } = offboardingSupport(deps);
 
-  async function principalRoles(id: string): Promise<string[]> {
-    const { rows } = await deps.pool.query<{ roles: string[] }>('SELECT roles FROM principals WHERE id = $1', [id]);
-    return rows[0]?.roles ?? [];
-  }
-
   return {
     /** Cedar decides (Offboard), as the requester; recorded with its policies. No change anywhere. */
     async evaluateOffboard(a: { nhiId: string; run: string; requestedBy: string; reason: string; ticket?: string; graceDays?: number; watchDays?: number }) {
       const nhi = await loadNhi(deps.pool, a.nhiId);
       const d = decideOffboard(deps.policy, {
-        principal: { id: a.requestedBy, roles: await principalRoles(a.requestedBy) },
+        principal: { id: a.requestedBy, roles: await principalRoles(deps.pool, a.requestedBy) },
         nhi: { id: nhi.id, kind: nhi.kind, owner: nhi.owner, criticality: nhi.criticality, tags: nhi.tags, status: nhi.status },
       });
       const evidence: OffboardPolicyEvidence = {
@@ -109,7 +104,7 @@ export function createOffboardingActivities(deps: ActivityDeps) {
      * from the principals table, never from the message. A refusal is audited (claimed roles included).
      */
     async checkOffboardingActor(a: { nhiId: string; run: string; step: string; principal: string; action: 'abort' | 'confirm'; requestedBy: string; claimedRoles?: unknown }) {
-      const roles = await principalRoles(a.principal);
+      const roles = await principalRoles(deps.pool, a.principal);
       const allowed = roles.includes('admin') || (a.action === 'confirm' && a.principal === a.requestedBy);
       const reasons = allowed ? [] : [a.action === 'abort' ? 'only an admin can abort an offboarding' : 'only the requester or an admin can confirm an offboarding'];
       if (!allowed) {
