@@ -6,16 +6,14 @@ import type { WorkflowHandle } from '@temporalio/client';
 import type { Client } from 'pg';
 import { activeIntents, intentsOf } from '../../enforcement/intents';
 import {
-  ANOMALY_WORKFLOW_TYPE,
-  anomalySignal,
   anomalyWorkflowId,
   clearUpdate,
   statusQuery as anomalyStatusQuery,
   type AnomalySettings,
   type AnomalyState,
   type AnomalyStatus,
-  type AnomalyThrottlingInput,
 } from '../../scenarios/anomaly/contract';
+import { raiseAnomaly } from '../../scenarios/anomaly/usage';
 import {
   approveUpdate,
   JIT_WORKFLOW_TYPE,
@@ -152,22 +150,10 @@ export function createHarness(w: TestWorld) {
 
   /** Signal-with-start as the collector does, with settings that keep level 1 for the whole test. */
   async function throttle(nhiId: string, settings: Partial<AnomalySettings> = {}) {
-    const input: AnomalyThrottlingInput = { version: 1, nhiId, settings: { ackTimeoutMinutes: 600, escalationTimeoutMinutes: 600, connectionLimit: 2, ...settings } };
     const now = new Date().toISOString();
-    const h = await client().workflow.signalWithStart(ANOMALY_WORKFLOW_TYPE, {
-      taskQueue: w.taskQueue,
-      workflowId: anomalyWorkflowId(nhiId),
-      args: [input],
-      signal: anomalySignal,
-      signalArgs: [{ key: `siem:${nhiId}`, source: 'siem:test', kind: 'external', observedRate: 600, baselineRate: 6, reportedBy: 'detector-bot', detectedAt: now, receivedAt: now }],
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      typedSearchAttributes: [
-        { key: NhiIdKey, value: nhiId },
-        { key: ScenarioKey, value: 'anomaly' },
-        { key: NhiStateKey, value: 'evaluating' },
-      ],
-    });
-    return h as unknown as WorkflowHandle;
+    const evidence = { key: `siem:${nhiId}`, source: 'siem:test', kind: 'external' as const, observedRate: 600, baselineRate: 6, reportedBy: 'detector-bot', detectedAt: now, receivedAt: now };
+    const { workflowId } = await raiseAnomaly({ client: client(), taskQueue: w.taskQueue }, nhiId, evidence, { ackTimeoutMinutes: 600, escalationTimeoutMinutes: 600, connectionLimit: 2, ...settings });
+    return client().workflow.getHandle(workflowId) as WorkflowHandle;
   }
 
   async function anomalyUntil(nhiId: string, state: AnomalyState): Promise<AnomalyStatus> {

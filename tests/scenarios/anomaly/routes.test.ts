@@ -9,19 +9,15 @@ import { activeIntents, commitIntent, intentsOf, releaseIntents } from '../../..
 import { releaseOrphanedIntents } from '../../../enforcement/drift';
 import { reconcile } from '../../../enforcement/reconciler';
 import { getNhi } from '../../../lib/inventory';
-import { ensureUsageCollectorSchedule } from '../../../scenarios/anomaly/usage';
+import { ensureUsageCollectorSchedule, raiseAnomaly } from '../../../scenarios/anomaly/usage';
 import {
-  ANOMALY_WORKFLOW_TYPE,
-  anomalySignal,
   anomalyWorkflowId,
   clearUpdate,
   confirmUpdate,
   statusQuery,
   type AnomalySettings,
-  type AnomalyThrottlingInput,
 } from '../../../scenarios/anomaly/contract';
 import { leakWorkflowId } from '../../../scenarios/leak/contract';
-import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../../workflows/search-attributes';
 import { waitFor } from '../../helpers/wait';
 import { createApiWorld, type ApiWorld } from '../../helpers/api-world';
 import type { TestWorld } from '../../helpers/world';
@@ -107,22 +103,11 @@ const reconcileDeps = () => ({ pool: w.db.pool, connectors: w.deps.connectors })
 const throttleIntents = async (nhiId: string) => (await activeIntents(w.db.pool, nhiId)).restrictions.filter((r) => r.restriction === 'throttle');
 
 /** Start (signal-with-start) a throttle straight on Temporal, with its own settings, as the collector would. */
-function startThrottle(nhiId: string, settings: Partial<AnomalySettings>, taskQueue = w.taskQueue) {
-  const input: AnomalyThrottlingInput = { version: 1, nhiId, settings: { connectionLimit: 2, ...settings } };
+async function startThrottle(nhiId: string, settings: Partial<AnomalySettings>, taskQueue = w.taskQueue) {
   const now = new Date().toISOString();
-  return w.env.client.workflow.signalWithStart(ANOMALY_WORKFLOW_TYPE, {
-    taskQueue,
-    workflowId: anomalyWorkflowId(nhiId),
-    args: [input],
-    signal: anomalySignal,
-    signalArgs: [{ key: `siem:${nhiId}`, source: 'siem:test', kind: 'external', observedRate: 600, baselineRate: 6, reportedBy: 'detector-bot', detectedAt: now, receivedAt: now }],
-    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-    typedSearchAttributes: [
-      { key: NhiIdKey, value: nhiId },
-      { key: ScenarioKey, value: 'anomaly' },
-      { key: NhiStateKey, value: 'evaluating' },
-    ],
-  });
+  const evidence = { key: `siem:${nhiId}`, source: 'siem:test', kind: 'external' as const, observedRate: 600, baselineRate: 6, reportedBy: 'detector-bot', detectedAt: now, receivedAt: now };
+  const { workflowId } = await raiseAnomaly({ client: w.env.client, taskQueue }, nhiId, evidence, { connectionLimit: 2, ...settings });
+  return w.env.client.workflow.getHandle(workflowId);
 }
 
 test('bad input: item-level errors by index, 400 when nothing is valid, 413 over 5000, roles, 404/409', async () => {
