@@ -19,12 +19,6 @@ import { OFFBOARDING_WORKFLOW_TYPE, offboardingWorkflowId } from '../offboarding
 import { currentWorkflowId, loadNhi, type NhiRecord, principalRoles } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
 
-/**
- * The old grants ledger's holder for access that existed before any elevation. JIT no longer
- * writes that ledger (the baseline intent is the standing access now); anomaly throttling still
- * reads it until its own port.
- */
-export const STANDING_HOLDER = 'standing';
 
 export interface ElevationFacts {
   nhiId: string;
