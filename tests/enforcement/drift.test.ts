@@ -7,6 +7,7 @@ import { reconcile } from '../../enforcement/reconciler';
 import { getNhi } from '../../lib/inventory';
 import type { DriftCheckResult } from '../../enforcement/drift-contract';
 import { createTestWorld, type TestWorld } from '../helpers/world';
+import { keepHistory } from '../helpers/histories';
 
 let w: TestWorld;
 let run = 0;
@@ -59,9 +60,10 @@ test('tagged drift-report-only: the drift is recorded and reported, the target i
 });
 
 test('the scheduled workflow checks the whole inventory in one run', async () => {
+  const workflowId = `drift-${Date.now()}`;
   const r: DriftCheckResult = await w.env.client.workflow.execute('driftReconciler', {
     taskQueue: w.taskQueue,
-    workflowId: `drift-${Date.now()}`,
+    workflowId,
     args: [{ version: 1 }],
   });
   expect(r.checked).toBe(5);
@@ -71,6 +73,7 @@ test('the scheduled workflow checks the whole inventory in one run', async () =>
   expect(r.inSync).toBe(2);
   expect(r.reverted).toEqual([]);
   expect(r.reported).toEqual(['svc_watched']);
+  await keepHistory(w.env.client, 'drift-whole-inventory', workflowId);
   expect(await w.memberships('svc_watched')).toEqual([w.ent('estate_writer')]);
 });
 

@@ -21,6 +21,7 @@ import { leakWorkflowId } from '../../../scenarios/leak/contract';
 import { waitFor } from '../../helpers/wait';
 import { createApiWorld, type ApiWorld } from '../../helpers/api-world';
 import type { TestWorld } from '../../helpers/world';
+import { keepHistory, recordingHistories } from '../../helpers/histories';
 
 let api: ApiWorld;
 let w: TestWorld;
@@ -207,6 +208,7 @@ test('usage history then a spike: throttled and verified at the target; another 
   const cleared = await post(`/v1/anomalies/${nhiId}/clear`, 'bob', { reason: 'expected quarterly batch job' });
   expect(cleared.status).toBe(200);
   expect(cleared.body).toMatchObject({ state: 'cleared', level: 0, cleared: { by: 'bob', reason: 'expected quarterly batch job' }, restored: { exact: true, restrictedBy: [] } });
+  await keepHistory(w.env.client, 'anomaly-throttled-cleared', cleared.body.workflowId, cleared.body.runId);
   expect(await roleState(nhiId)).toEqual(before);
   expect(await w.inventoryStatus(nhiId)).toBe('active');
   await noIntentsOf(nhiId);
@@ -240,6 +242,7 @@ test('confirm: leak containment runs as a child — the old password fails — t
 
   const s = await untilState(nhiId, 'escalated');
   expect(s.containment.state).toBe('contained');
+  await keepHistory(w.env.client, 'anomaly-confirmed-escalated-to-containment', s.workflowId, s.runId);
   expect(await w.login(nhiId, oldPassword)).toBe('28P01');
   expect(await w.login(nhiId, await w.activePassword(nhiId))).toBe('ok');
   expect(await roleState(nhiId)).toEqual(before);
@@ -275,6 +278,7 @@ test('a critical NHI waits for a person: approve-throttle applies level 1 — re
   expect(cleared.status).toBe(200);
   expect(await roleState(nhiId)).toEqual(before);
   expect(await paymentsPrivileges(nhiId)).toEqual({ select: true, insert: true });
+  await keepHistory(w.env.client, 'anomaly-approved-by-person-then-cleared', cleared.body.workflowId, cleared.body.runId);
   await noIntentsOf(nhiId);
 });
 
@@ -353,6 +357,7 @@ test('level 2 then clear: login and connection limit back exactly; a forged role
   const cleared = await post(`/v1/anomalies/${nhiId}/clear`, 'bob', { reason: 'nightly batch, expected' });
   expect(cleared.status).toBe(200);
   expect(cleared.body).toMatchObject({ state: 'cleared', level: 0, cleared: { by: 'bob' }, restored: { exact: true, restrictedBy: [] } });
+  await keepHistory(w.env.client, 'anomaly-level-2-cleared', cleared.body.workflowId, cleared.body.runId);
   expect(await roleState(nhiId)).toEqual(before);
   expect(await w.login(nhiId, password)).toBe('ok');
   expect(await w.inventoryStatus(nhiId)).toBe('active');
@@ -445,6 +450,11 @@ test('the collector schedule turns real sessions into usage buckets', async () =
     expect(Number(row.count)).toBe(row.detail.sessions + row.detail.newSessions);
     const { rows: bucket } = await w.db.pool.query('SELECT count FROM usage_buckets WHERE nhi_id = $1 AND minute = $2', [nhiId, row.minute]);
     expect(Number(bucket[0].count)).toBeGreaterThanOrEqual(Number(row.count));
+    if (recordingHistories()) {
+      const [run] = (await w.env.client.schedule.getHandle(scheduleId).describe()).info.recentActions;
+      await w.env.client.workflow.getHandle(run.action.workflow.workflowId).result();
+      await keepHistory(w.env.client, 'usage-collector-one-minute', run.action.workflow.workflowId);
+    }
   } finally {
     await Promise.all(sessions.map((s) => s.end().catch(() => undefined)));
     await w.env.client.schedule.getHandle(scheduleId).delete().catch(() => undefined);

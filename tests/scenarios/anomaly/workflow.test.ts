@@ -25,6 +25,7 @@ import { ErrorType } from '../../../workflows/errors';
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../../workflows/search-attributes';
 import { waitFor } from '../../helpers/wait';
 import { createTestWorld, type TestWorld } from '../../helpers/world';
+import { keepHistory } from '../../helpers/histories';
 
 let w: TestWorld;
 let faults: Worker;
@@ -204,6 +205,7 @@ test('automatic throttle verified at the target; repeated detections join; silen
   await updateStatus(w.db.pool, nhiId, 'offboarding');
   await handle.signal(supersedeSignal, { by: 'offboarding', reason: 'test takeover' });
   const s = await handle.result();
+  await keepHistory(w.env.client, 'anomaly-throttled-stepped-up-superseded', handle.workflowId, handle.signaledRunId);
   expect(s).toMatchObject({ state: 'superseded', level: 0, restored: { exact: true, restrictedBy: [], withheld: [] } });
   expect(await roleState(nhiId)).toEqual(before);
   expect(await w.login(nhiId, oldPassword)).toBe('ok');
@@ -241,6 +243,7 @@ test('where policy allows, a quiet period restores access by itself — exactly'
   expect((await roleState(nhiId)).rolconnlimit).toBe(2);
 
   const s = await handle.result();
+  await keepHistory(w.env.client, 'anomaly-auto-restored', handle.workflowId, handle.signaledRunId);
   expect(s.state).toBe('auto_restored');
   expect(s.levels).toHaveLength(1);
   expect(s.restored).toMatchObject({ exact: true, restrictedBy: [] });
@@ -274,6 +277,7 @@ test('a critical NHI is not throttled without a person: it waits, reminds, chang
   await updateStatus(w.db.pool, nhiId, 'offboarding');
   await handle.signal(supersedeSignal, { by: 'offboarding', reason: 'offboard-svc_payments took over' });
   const end = await handle.result();
+  await keepHistory(w.env.client, 'anomaly-awaiting-confirmation-reminded-superseded', handle.workflowId, handle.signaledRunId);
   expect(end.state).toBe('superseded');
   expect(end.restored).toBeUndefined();
   expect(await roleState(nhiId)).toEqual(before);

@@ -6,6 +6,7 @@ import { reconcile } from '../../../enforcement/reconciler';
 import { createApiWorld, type ApiWorld } from '../../helpers/api-world';
 import type { TestWorld } from '../../helpers/world';
 import { waitFor } from '../../helpers/wait';
+import { keepHistory } from '../../helpers/histories';
 
 let api: ApiWorld;
 let w: TestWorld;
@@ -139,6 +140,7 @@ test('two distinct approvers for estate_admin on a critical NHI; no self-approva
   const end = await post(`/v1/elevations/${id}/revoke`, 'bob', { reason: 'approver ends it' });
   expect(end.body.state).toBe('revoked');
   expect(await w.memberships('svc_payments')).not.toContain(w.ent('estate_admin'));
+  await keepHistory(w.env.client, 'jit-approved-by-two-revoked-early', res.body.workflowId);
 });
 
 test('deny ends the request; approving afterwards is a 409', async () => {
@@ -150,6 +152,7 @@ test('deny ends the request; approving afterwards is a 409', async () => {
   await untilState(id, 'denied');
   expect((await post(`/v1/elevations/${id}/approve`, 'carol', {})).status).toBe(409);
   expect(await w.memberships('svc_etl')).not.toContain(w.ent('estate_writer'));
+  await keepHistory(w.env.client, 'jit-denied-by-approver', res.body.workflowId);
 });
 
 test('extend within the maximum moves the expiry; beyond it is refused with the reason', async () => {
@@ -167,6 +170,7 @@ test('extend within the maximum moves the expiry; beyond it is refused with the 
   expect(notRequester.status).toBe(403);
   await post(`/v1/elevations/${id}/revoke`, 'alice', {});
   expect(await w.memberships('svc_etl')).not.toContain(w.ent('estate_readonly'));
+  await keepHistory(w.env.client, 'jit-extended-then-revoked', res.body.workflowId);
 });
 
 test('closing a change window reaches only that change\'s elevations', async () => {

@@ -12,6 +12,7 @@ import { approveUpdate, jitWorkflowId, revokeUpdate, statusQuery, type JitElevat
 import { leakWorkflowId } from '../../../scenarios/leak/contract';
 import { createTestWorld, type TestWorld } from '../../helpers/world';
 import { waitFor } from '../../helpers/wait';
+import { keepHistory } from '../../helpers/histories';
 
 let w: TestWorld;
 
@@ -90,6 +91,7 @@ test('auto-approved 2 h window: membership present after grant, gone after expir
   expect(audit[5]).toMatchObject({ action: 'elevation.receipt', outcome: 'no_standing_access' });
   expect(audit[5].readback[0]).toMatchObject({ entitlement: 'estate_readonly', present: false });
   expect(w.notifier.sent.some((n) => n.kind === 'jit.expiring' && n.workflowId === handle.workflowId)).toBe(true);
+  await keepHistory(w.env.client, 'jit-auto-approved-expired', handle.workflowId);
 });
 
 test('a policy denial ends the request denied with the determining policies, nothing granted', async () => {
@@ -100,6 +102,7 @@ test('a policy denial ends the request denied with the determining policies, not
   expect(result.decision?.determiningPolicies).toContain('jit-admin-service-accounts-only');
   expect(result.decision?.reasons.join(' ')).toMatch(/service accounts/);
   expect(await w.memberships('agent_reports')).not.toContain(w.ent('estate_admin'));
+  await keepHistory(w.env.client, 'jit-denied-by-policy', handle.workflowId);
 });
 
 test('an unanswered request expires after the approval timeout with nothing granted', async () => {
@@ -110,6 +113,7 @@ test('an unanswered request expires after the approval timeout with nothing gran
   expect(result.approvals).toEqual([]);
   expect(await w.memberships('svc_batch')).not.toContain(w.ent('estate_writer'));
   expect((await auditOf(handle.workflowId)).map((a) => a.step_id)).toContain('approval-expired');
+  await keepHistory(w.env.client, 'jit-approval-expired', handle.workflowId);
 });
 
 test('a bundle where one grant fails for good is rolled back: earlier grants revoked and verified', async () => {
@@ -128,6 +132,7 @@ test('a bundle where one grant fails for good is rolled back: earlier grants rev
     expect(m).not.toContain(w.ent('estate_admin'));
     const steps = (await auditOf(handle.workflowId)).map((a) => a.step_id);
     expect(steps).toEqual(expect.arrayContaining(['grant:estate_readonly', 'rollback:estate_readonly', 'rolled-back', 'receipt']));
+    await keepHistory(w.env.client, 'jit-rolled-back', handle.workflowId);
   } finally {
     await repairRole('estate_admin');
   }
@@ -142,6 +147,7 @@ test('cancellation from the client revokes and verifies, in a non-cancellable sc
   expect(await w.memberships('svc_etl')).not.toContain(w.ent('estate_readonly'));
   const s = await handle.query(statusQuery);
   expect(s).toMatchObject({ state: 'revoked', endReason: 'cancelled' });
+  await keepHistory(w.env.client, 'jit-cancelled-while-active', handle.workflowId);
 });
 
 test('two overlapping elevations on one entitlement: the first to end keeps it for the other, the second removes it', async () => {
@@ -243,6 +249,7 @@ test('the target rejecting revocation for a while: retries, escalation raised, r
     expect(r).toMatchObject({ state: 'revoked', escalated: true });
     expect(await w.memberships('svc_etl')).not.toContain(w.ent('estate_readonly'));
     expect((await auditOf(handle.workflowId)).map((a) => a.action)).toContain('revocation.escalate');
+    await keepHistory(w.env.client, 'jit-revoked-after-escalation', handle.workflowId);
   } finally {
     if (!fixed) await w.estateAdmin.query(`ALTER ROLE ${w.connectorRole} LOGIN`);
   }

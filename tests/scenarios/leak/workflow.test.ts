@@ -27,6 +27,7 @@ import {
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../../workflows/search-attributes';
 import { waitFor } from '../../helpers/wait';
 import { createTestWorld, type TestWorld } from '../../helpers/world';
+import { keepHistory } from '../../helpers/histories';
 
 let w: TestWorld;
 
@@ -108,6 +109,7 @@ test('generic alert: rotated, old password refused (28P01), new one works, an ea
 
   const handle = await contain(nhiId, alert({ severity: 'critical', label: 'trufflehog', evidenceUrl: 'https://ci.example.com/runs/1' }));
   const s: LeakStatus = await handle.result();
+  await keepHistory(w.env.client, 'leak-contained', handle.workflowId);
 
   expect(s.state).toBe('contained');
   expect(s.verification).toMatchObject({ oldCredential: 'denied', oldCode: '28P01', newCredential: 'granted', preRotationSessions: 0 });
@@ -172,6 +174,7 @@ test('two alerts from two sources for one NHI: one containment, one rotation, bo
   // A redelivery of the first one joins as a repeat, not as new evidence.
   await contain(nhiId, gh).catch(() => undefined);
   const s: LeakStatus = await w.env.client.workflow.getHandle(leakWorkflowId(nhiId)).result();
+  await keepHistory(w.env.client, 'leak-two-alerts-merged', leakWorkflowId(nhiId));
   expect(s.state).toBe('contained');
   expect(s.alerts.map((a) => a.source).sort()).toEqual(['gitguardian', 'github']);
   expect(s.severity).toBe('critical');
@@ -251,6 +254,7 @@ test('the target refuses the password change: old credential still works, incide
     restored = true;
     await handle.signal(retrySignal, { by: 'oncall', reason: 'admin option restored' });
     const done: LeakStatus = await handle.result();
+    await keepHistory(w.env.client, 'leak-rotation-failed-compensated-retried', handle.workflowId);
     expect(done.state).toBe('contained');
     expect(done.attempts).toBe(2);
     expect(await w.login(nhiId, oldPassword)).toBe('28P01');

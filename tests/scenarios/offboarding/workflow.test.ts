@@ -15,6 +15,7 @@ import { abortUpdate, confirmUpdate, offboardingWorkflowId, statusQuery, type Of
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../../workflows/search-attributes';
 import { waitFor } from '../../helpers/wait';
 import { createTestWorld, type TestWorld } from '../../helpers/world';
+import { keepHistory } from '../../helpers/histories';
 
 let w: TestWorld;
 
@@ -170,6 +171,8 @@ test('full run: disable and prove, grace, finalise, watch with a re-grant by han
   expect(result.state).toBe('completed');
   expect(result.watch.checks).toBe(3);
   expect(result.runs).toBe(1); // continued as new after 2 checks
+  await keepHistory(w.env.client, 'offboarding-finalised-drift-reverted-first-run', handle.workflowId, handle.firstExecutionRunId);
+  await keepHistory(w.env.client, 'offboarding-watch-continued-as-new', handle.workflowId);
   expect(result.watch.driftTotal).toBe(3);
   expect(result.watch.drift.map((x) => x.kind).sort()).toEqual(['connection_limit', 'entitlement', 'login_enabled']);
   expect(await w.roleState('partner_acme')).toEqual({ rolcanlogin: false, rolconnlimit: -1, memberships: [] });
@@ -337,6 +340,7 @@ test('policy denies (not an admin, not the owner): nothing changes', async () =>
   const result = await handle.result();
   expect(result.state).toBe('denied');
   expect(result.decision?.determiningPolicies).toContain('offboard-who');
+  await keepHistory(w.env.client, 'offboarding-denied', handle.workflowId);
   expect(await w.memberships('svc_denied')).toEqual([w.ent('estate_readonly')]);
   expect((await roleRow('svc_denied')).rolcanlogin).toBe(true);
   const { rows } = await w.db.pool.query('SELECT status FROM nhis WHERE id = $1', ['svc_denied']);
@@ -438,6 +442,7 @@ test('abort during grace never cuts what others want: a live JIT grant comes bac
   const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'still needed' }] });
   expect(aborted.state).toBe('aborted');
   expect(await w.roleState(nhi)).toEqual(elevated);
+  await keepHistory(w.env.client, 'offboarding-aborted-in-grace', handle.workflowId);
   expect(await w.login(nhi, password)).toBe('ok');
   expect(await w.inventoryStatus(nhi)).toBe('active');
   // The audit trail says what the release reconciled to.
