@@ -19,6 +19,8 @@ const NO_DATABASE = [
   '/tests/lib/config\\.test\\.ts$',
   '/tests/temporal/',
   '/tests/replay/',
+  // History budgets, not PostgreSQL behaviour: once is enough.
+  '/tests/long-run/',
 ];
 
 /** @type {import('jest').Config} */

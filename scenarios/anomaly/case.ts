@@ -2,12 +2,12 @@
 // moments its deadlines follow from (`progress`), what people and other scenarios asked
 // (`requests`), its timeline, the NhiState search attribute, the UI's details line, the incident
 // record, and notifications that never hold the flow up. Workflow code: activities as types only.
-import { allHandlersFinished, CancellationScope, condition, isCancellation, proxyActivities, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, CancellationScope, condition, continueAsNew, isCancellation, proxyActivities, setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { createActivities } from '../../activities';
 import { fastCall, notification } from '../../workflows/activity-presets';
 import { causeMessage } from '../../workflows/errors';
 import { NhiStateKey } from '../../workflows/search-attributes';
-import { DEFAULT_ANOMALY_SETTINGS, type AnomalyEvidence, type AnomalyState, type AnomalyStatus, type AnomalyThrottlingInput, type SupersedeInput } from './contract';
+import { DEFAULT_ANOMALY_SETTINGS, type AnomalyCarried, type AnomalyEvidence, type AnomalyState, type AnomalyStatus, type AnomalyThrottlingInput, type SupersedeInput } from './contract';
 import { deadlines, evidenceDetail, isFinalStatus, iso, statusDetails, type Progress } from './status';
 
 type Activities = ReturnType<typeof createActivities>;
@@ -16,6 +16,10 @@ const acts = proxyActivities<Activities>(fastCall);
 const notifyActivity = proxyActivities<Activities>(notification).notify;
 
 const MAX_EVIDENCE = 50;
+/** Timeline entries kept in the status (the audit trail and the incident keep the full record). */
+export const TIMELINE_MAX = 200;
+/** Dedupe keys remembered: repeats of recent detections (a redelivery, a retried report). */
+const SEEN_MAX = 1000;
 
 /** What people and other scenarios asked for, set by the handlers and read by the flow. */
 export interface Requests {
@@ -30,28 +34,39 @@ export type AnomalyCase = ReturnType<typeof openAnomalyCase>;
 export function openAnomalyCase(input: AnomalyThrottlingInput) {
   const { workflowId, runId } = workflowInfo();
   const settings = { ...DEFAULT_ANOMALY_SETTINGS, ...input.settings };
-  // The workflow id is reused by later episodes: audit step ids carry this run's id.
-  const run = runId;
-  const episode: AnomalyStatus = {
-    version: 1,
-    workflowId,
-    runId,
-    nhiId: input.nhiId,
-    state: 'evaluating',
-    level: 0,
-    evidence: [],
-    evidenceCount: 0,
-    duplicates: 0,
-    levels: [],
-    escalated: false,
-    timeline: [],
-  };
-  const seen = new Set<string>();
+  const carried = input.resume;
+  // The workflow id is reused by later episodes: audit step ids carry this episode's first run id.
+  const run = carried?.run ?? runId;
+  const episode: AnomalyStatus = carried
+    ? { ...carried.episode, runs: (carried.episode.runs ?? 0) + 1 }
+    : {
+        version: 1,
+        workflowId,
+        runId,
+        nhiId: input.nhiId,
+        state: 'evaluating',
+        level: 0,
+        evidence: [],
+        evidenceCount: 0,
+        duplicates: 0,
+        levels: [],
+        escalated: false,
+        timeline: [],
+      };
+  const seen = new Set<string>(carried?.seenKeys ?? []);
   const requests: Requests = {};
-  const progress: Progress = { levelAtMs: 0, lastEvidenceMs: 0, evidenceSinceLevel: false, level2Failed: false, containmentTried: false };
+  const progress: Progress = carried?.progress ?? { levelAtMs: 0, lastEvidenceMs: 0, evidenceSinceLevel: false, level2Failed: false, containmentTried: false };
+  /** Signals this run has taken: part of its history budget. */
+  const budget = { signals: 0 };
 
   const isFinal = () => isFinalStatus(episode);
-  const event = (name: string, detail?: string) => episode.timeline.push({ at: iso(Date.now()), event: name, detail });
+  const event = (name: string, detail?: string) => {
+    episode.timeline.push({ at: iso(Date.now()), event: name, detail });
+    if (episode.timeline.length > TIMELINE_MAX) {
+      episode.timelineDropped = (episode.timelineDropped ?? 0) + episode.timeline.length - TIMELINE_MAX;
+      episode.timeline.splice(0, episode.timeline.length - TIMELINE_MAX);
+    }
+  };
   const transition = (state: AnomalyState, detail?: string) => {
     episode.state = state;
     event(state, detail);
@@ -84,12 +99,14 @@ export function openAnomalyCase(input: AnomalyThrottlingInput) {
   }
 
   function addEvidence(e: AnomalyEvidence) {
+    budget.signals++;
     if (!e?.key || isFinal()) return;
     if (seen.has(e.key)) {
       episode.duplicates++;
       return;
     }
     seen.add(e.key);
+    if (seen.size > SEEN_MAX) seen.delete(seen.values().next().value!);
     episode.evidence.push(e);
     if (episode.evidence.length > MAX_EVIDENCE) episode.evidence.shift();
     episode.evidenceCount++;
@@ -126,5 +143,22 @@ export function openAnomalyCase(input: AnomalyThrottlingInput) {
     return episode;
   }
 
-  return { workflowId, run, settings, episode, progress, requests, isFinal, event, transition, publish, notify, addEvidence, closeIncident, finish };
+  /**
+   * Continue as new with where the case stands, once notifications are out and no handler is
+   * running. False (and no continue-as-new) when a request arrived meanwhile: the flow answers it.
+   */
+  async function continueAsNewNow(where: Omit<AnomalyCarried, 'run' | 'episode' | 'progress' | 'seenKeys'>): Promise<false> {
+    const asked = () => Boolean(requests.approve || requests.clear || requests.confirm || requests.superseded);
+    await Promise.all(pending);
+    await condition(() => asked() || allHandlersFinished());
+    if (asked()) return false;
+    event('continue-as-new', `after ${budget.signals} signal(s) and ${workflowInfo().historyLength} events in this run`);
+    publish();
+    return continueAsNew<(i: AnomalyThrottlingInput) => Promise<AnomalyStatus>>({
+      ...input,
+      resume: { ...where, run, episode, progress, seenKeys: [...seen] },
+    });
+  }
+
+  return { workflowId, run, settings, episode, progress, requests, budget, isFinal, event, transition, publish, notify, addEvidence, closeIncident, finish, continueAsNewNow };
 }

@@ -3,6 +3,7 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { AccessState } from '../../connectors/types';
 import type { DetectorSettings } from './detector';
+import type { Progress } from './status';
 
 export const ANOMALY_WORKFLOW_TYPE = 'anomalyThrottling';
 export const ANOMALY_SCENARIO = 'anomaly';
@@ -31,6 +32,25 @@ export interface AnomalyThrottlingInput {
   nhiId: string;
   /** Partial settings are completed with DEFAULT_ANOMALY_SETTINGS (plain JSON from the UI works). */
   settings?: Partial<AnomalySettings>;
+  /** Set by the case itself when it continues as new: where it stood. Never set by a caller. */
+  resume?: AnomalyCarried;
+}
+
+/** A case carried across continue-as-new: its status and the moments its deadlines follow from. */
+export interface AnomalyCarried {
+  /** The first run's id: audit step ids and the episode keep it. */
+  run: string;
+  /** Where the flow waits: for a person's decision, or throttled (for an answer or a deadline). */
+  phase: 'awaiting_confirmation' | 'throttled';
+  episode: AnomalyStatus;
+  progress: Progress;
+  owner: string;
+  /** Reminders sent so far while awaiting confirmation. */
+  reminders: number;
+  /** Dedupe keys of the latest evidence (capped). */
+  seenKeys: string[];
+  /** This case holds a throttle intent: the new run registers its release again. */
+  holdsThrottle: boolean;
 }
 
 /** One detection as evidence. Rates are events per minute. */
@@ -155,7 +175,12 @@ export interface AnomalyStatus {
   restored?: RestoreReadback;
   escalated: boolean;
   failure?: string;
+  /** The latest entries (capped); the full record is the audit trail and the incident. */
   timeline: TimelineEntry[];
+  /** Timeline entries dropped by the cap. */
+  timelineDropped?: number;
+  /** Runs this case continued as new (its history stays small however long it waits). */
+  runs?: number;
 }
 
 /**

@@ -8,11 +8,12 @@
 // offboarding — stays. Releases are never abandoned.
 // Here: the flow and its steps. The case's state and publishing are in case.ts (texts and deadlines
 // in status.ts), the message handlers in handlers.ts, the hand-over to leak containment in containment.ts.
-import { ApplicationFailure, CancellationScope, condition, isCancellation, proxyActivities, uuid4 } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, condition, ContinueAsNew, isCancellation, patched, proxyActivities, uuid4 } from '@temporalio/workflow';
 import type { createActivities } from '../../activities';
 import { causeMessage, ErrorType } from '../../workflows/errors';
 import { fastCall, normalCall, untilDone } from '../../workflows/activity-presets';
 import { Saga } from '../../workflows/saga';
+import { checkInputVersion, historyBudgetSpent, PATCHES } from '../../workflows/versioning';
 import { leakWorkflowId, type LeakStatus } from '../leak/contract';
 import { openAnomalyCase, type Requests } from './case';
 import { containmentAlert, startOrJoinContainment } from './containment';
@@ -27,26 +28,44 @@ const enforce = proxyActivities<Activities>(normalCall);
 const restoreForever = proxyActivities<Activities>(untilDone).restoreThrottle;
 
 export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<AnomalyStatus> {
+  checkInputVersion('anomalyThrottling', input.version, [1]);
   const anomalyCase = openAnomalyCase(input);
-  const { workflowId, run, settings, episode, progress, requests, isFinal, event, transition, publish, notify, closeIncident, finish } = anomalyCase;
+  const { workflowId, run, settings, episode, progress, requests, budget, isFinal, event, transition, publish, notify, closeIncident, finish, continueAsNewNow } = anomalyCase;
   const restoreOnce = proxyActivities<Activities>({
     ...untilDone,
     retry: { ...untilDone.retry, maximumAttempts: Math.max(1, settings.restoreEscalationAttempts) },
   }).restoreThrottle;
-  let owner = '';
+  let owner = input.resume?.owner ?? '';
   /** How the case ends, for the release that the saga runs (registered before the first throttle step). */
   let ending = { reason: 'rollback of a failed throttle', actor: 'system', step: 'rollback' };
 
   setAnomalyHandlers(anomalyCase);
 
   // --- the flow ------------------------------------------------------------------------------
+  const saga = new Saga();
+  const audited = { scenario: 'anomaly', nhiId: episode.nhiId };
+  const resume = input.resume;
+  const incidentId = resume?.episode.incidentId ?? uuid4();
+  if (resume) {
+    // Continued as new: the throttle this case holds is released however it ends, as before.
+    if (resume.holdsThrottle) saga.add('release the throttle', () => release(ending.reason, ending.actor, ending.step));
+    try {
+      publish();
+      if (resume.phase === 'awaiting_confirmation') {
+        await remindUntilAnswered(resume.reminders);
+        return await afterConfirmationAnswer();
+      }
+      return await awaitAnswerOrDeadline();
+    } catch (err) {
+      if (err instanceof ContinueAsNew) throw err;
+      await CancellationScope.nonCancellable(() => releaseAfter(err));
+      throw err;
+    }
+  }
   // Signal-with-start delivers the first detection with the start; a plain start waits briefly for it.
   if (!(await condition(() => episode.evidence.length > 0, MINUTE))) {
     throw ApplicationFailure.nonRetryable('no anomaly arrived: start anomaly throttling with signal-with-start', ErrorType.InvalidRequest);
   }
-  const saga = new Saga();
-  const incidentId = uuid4();
-  const audited = { scenario: 'anomaly', nhiId: episode.nhiId };
   try {
     publish();
     const { decision, nhi } = await acts.decideAnomalyThrottle({ nhiId: episode.nhiId, run, evidence: episode.evidence });
@@ -74,16 +93,12 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       });
     } else {
       await askUntilAnswered(decision);
-      // (No allHandlersFinished here: the approve handler waits for the throttle this flow applies next.)
-      if (requests.superseded) return await endSuperseded();
-      if (requests.clear) return await clearedBeforeThrottle(requests.clear);
-      if (requests.approve) {
-        if (!(await throttle(1, requests.approve.by))) return await finish();
-        notify({ id: `${workflowId}:${run}:throttled`, kind: 'anomaly.throttled', severity: 'warning', nhiId: episode.nhiId, text: `${episode.nhiId} is throttled (approved by ${requests.approve.by}): ${describeLatest(episode)}`, details: { owner, incidentId, level: 1 } });
-      }
+      return await afterConfirmationAnswer();
     }
     return await awaitAnswerOrDeadline();
   } catch (err) {
+    // Continued as new: the next run holds what this one held.
+    if (err instanceof ContinueAsNew) throw err;
     // However it ends — cancelled or failed — its intents are released (the saga's compensation).
     await CancellationScope.nonCancellable(() => releaseAfter(err));
     throw err;
@@ -110,17 +125,45 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       text: `${episode.nhiId} (owner ${owner}) shows anomalous usage: ${describeLatest(episode)}. Policy does not throttle it automatically (${decision.reasons.join('; ')}): approve the throttle, clear, or confirm malicious.`,
       details: { owner, incidentId },
     });
-    // Silence here only repeats the call, louder: policy says a person decides for this NHI.
-    for (let reminder = 1; ; reminder++) {
-      progress.reminderAtMs = Date.now() + settings.ackTimeoutMinutes * MINUTE;
+    await remindUntilAnswered(0);
+  }
+
+  /**
+   * Silence only repeats the call, louder: policy says a person decides for this NHI. Evidence that
+   * arrives meanwhile is recorded and wakes nothing; the case continues as new when its run's
+   * history budget is spent (`sent`: reminders already sent, also by earlier runs).
+   */
+  async function remindUntilAnswered(sent: number): Promise<void> {
+    const answered = () => Boolean(requests.approve || requests.clear || requests.confirm || requests.superseded);
+    for (let reminder = sent + 1; ; reminder++) {
+      // A resumed case keeps the reminder it had scheduled; otherwise the next is a timeout away.
+      if (!(input.resume && reminder === sent + 1 && progress.reminderAtMs !== undefined)) progress.reminderAtMs = Date.now() + settings.ackTimeoutMinutes * MINUTE;
       publish();
-      const answered = await condition(() => Boolean(requests.approve || requests.clear || requests.confirm || requests.superseded), settings.ackTimeoutMinutes * MINUTE);
-      if (answered) break;
+      const bounded = patched(PATCHES.anomalyBoundedHistory);
+      const woken = await condition(() => answered() || (bounded && historyBudgetSpent(budget.signals)), Math.max(1, progress.reminderAtMs - Date.now()));
+      if (woken) {
+        // The budget, not an answer: carry on in a new run, the same reminder still scheduled
+        // (back here only if a request arrived meanwhile).
+        if (!answered()) await continueAsNewNow({ phase: 'awaiting_confirmation', owner, reminders: reminder - 1, holdsThrottle: saga.size > 0 });
+        break;
+      }
       event('reminder', `no answer after ${reminder * settings.ackTimeoutMinutes} minutes`);
       notify({ id: `${workflowId}:${run}:reminder:${reminder}`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `STILL UNANSWERED: anomalous usage of ${episode.nhiId} (owner ${owner}) needs a decision: ${describeLatest(episode)}` });
     }
     progress.reminderAtMs = undefined;
     publish();
+  }
+
+  /** A person answered the call for a decision: act on the answer. */
+  async function afterConfirmationAnswer(): Promise<AnomalyStatus> {
+    // (No allHandlersFinished here: the approve handler waits for the throttle this flow applies next.)
+    if (requests.superseded) return await endSuperseded();
+    if (requests.clear) return await clearedBeforeThrottle(requests.clear);
+    if (requests.approve) {
+      if (!(await throttle(1, requests.approve.by))) return await finish();
+      notify({ id: `${workflowId}:${run}:throttled`, kind: 'anomaly.throttled', severity: 'warning', nhiId: episode.nhiId, text: `${episode.nhiId} is throttled (approved by ${requests.approve.by}): ${describeLatest(episode)}`, details: { owner, incidentId: episode.incidentId, level: 1 } });
+    }
+    return await awaitAnswerOrDeadline();
   }
 
   /** Cleared while awaiting confirmation: nothing was changed at the target, nothing to restore. */
@@ -144,6 +187,11 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
         continue;
       }
 
+      const bounded = patched(PATCHES.anomalyBoundedHistory);
+      if (bounded && historyBudgetSpent(budget.signals)) {
+        await continueAsNewNow({ phase: 'throttled', owner, reminders: 0, holdsThrottle: saga.size > 0 });
+        continue; // a request arrived meanwhile
+      }
       const now = Date.now();
       const quietMinutes = episode.decision?.autoRestoreAfterMinutes ?? null;
       // The same deadlines the state was published with (here it is throttled, or awaiting a retried confirmation).
@@ -151,16 +199,24 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
 
       const deadline = Math.min(autoRestoreAt ?? Infinity, stepUpAt ?? Infinity);
       const count = episode.evidenceCount;
-      const woken = () => Boolean(requests.clear || requests.confirm || requests.superseded) || episode.evidenceCount !== count;
+      const asked = () => Boolean(requests.clear || requests.confirm || requests.superseded);
+      const nextDeadline = () => {
+        const d = deadlines(episode, progress, settings);
+        return Math.min(d.autoRestoreAt ?? Infinity, d.stepUpAt ?? Infinity);
+      };
+      // Evidence moves deadlines. Bounded: a later one is found when the timer fires, so only an
+      // earlier one (or the spent budget) wakes the wait — no timer re-armed per detection.
+      const woken = bounded ? () => asked() || nextDeadline() < deadline || historyBudgetSpent(budget.signals) : () => asked() || episode.evidenceCount !== count;
       if (deadline === Infinity) {
         await condition(woken);
         continue;
       }
       if (deadline > now && (await condition(woken, deadline - now))) continue;
-      // A deadline passed.
+      // The timer fired. Bounded: what is due now (evidence may have moved a deadline later; then the loop waits on).
+      const due = bounded ? deadlines(episode, progress, settings) : { autoRestoreAt, stepUpAt };
       const at = Date.now();
-      if (autoRestoreAt !== undefined && at >= autoRestoreAt) return await autoRestore(quietMinutes);
-      if (stepUpAt !== undefined && at >= stepUpAt) {
+      if (due.autoRestoreAt !== undefined && at >= due.autoRestoreAt) return await autoRestore(quietMinutes);
+      if (due.stepUpAt !== undefined && at >= due.stepUpAt) {
         if (episode.level === 1 && !progress.level2Failed) {
           await acts.recordAudit({ ...audited, stepId: `${run}:step-up:l2`, actor: 'system', action: 'anomaly.step_up', outcome: 'level_2', details: { unansweredMinutes: settings.ackTimeoutMinutes } });
           if (await throttle(2, 'system')) {

@@ -27,6 +27,16 @@ export interface JitElevationInput {
   requestedBy: string;
   requestedAt: string;
   settings: JitSettings;
+  /** Set by the elevation itself when an active window continues as new. Never set by a caller. */
+  resume?: JitCarried;
+}
+
+/** An active window carried across continue-as-new. */
+export interface JitCarried {
+  status: JitStatus;
+  expiresAtMs: number;
+  /** The expiry the warning was sent for (0: none yet). */
+  warnedFor: number;
 }
 
 export type JitState =
@@ -105,7 +115,12 @@ export interface JitStatus {
   endComment?: string;
   escalated: boolean;
   failure?: string;
+  /** The latest entries (capped); the audit trail keeps the full record. */
   timeline: TimelineEntry[];
+  /** Timeline entries dropped by the cap. */
+  timelineDropped?: number;
+  /** Runs this elevation continued as new (an active window extended many times). */
+  runs?: number;
 }
 
 export interface ApproveInput {

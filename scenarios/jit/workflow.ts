@@ -11,6 +11,9 @@ import {
   upsertSearchAttributes,
   workflowInfo,
   allHandlersFinished,
+  continueAsNew,
+  ContinueAsNew,
+  patched,
 } from '@temporalio/workflow';
 import type { createActivities } from '../../activities';
 import { fastCall, notification, untilDone } from '../../workflows/activity-presets';
@@ -31,6 +34,7 @@ import {
 import { Mutex } from '../../workflows/mutex';
 import { Saga } from '../../workflows/saga';
 import { NhiStateKey } from '../../workflows/search-attributes';
+import { checkInputVersion, historyBudgetSpent, PATCHES } from '../../workflows/versioning';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -40,10 +44,16 @@ const revokeForever = proxyActivities<Activities>(untilDone).releaseEntitlement;
 
 const MINUTE = 60_000;
 const iso = (ms: number) => new Date(ms).toISOString();
+/** Timeline entries kept in the status (the audit trail keeps every step). */
+const TIMELINE_MAX = 200;
+/** An active window continues as new after this many extensions in one run. */
+const EXTENSIONS_PER_RUN = 100;
 
 export async function jitElevation(input: JitElevationInput): Promise<JitStatus> {
+  checkInputVersion('jitElevation', input.version, [1]);
   const { workflowId } = workflowInfo();
-  const status: JitStatus = {
+  const carried = input.resume;
+  const status: JitStatus = carried ? { ...carried.status, runs: (carried.status.runs ?? 0) + 1 } : {
     version: 1,
     workflowId,
     nhiId: input.nhiId,
@@ -71,12 +81,19 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   }).releaseEntitlement;
 
   let endReason: JitEndReason | undefined;
-  let expiresAtMs = 0;
-  let granted = false;
+  let expiresAtMs = carried?.expiresAtMs ?? 0;
+  let granted = Boolean(carried);
+  let extensionsThisRun = 0;
   const mutex = new Mutex();
   const isFinal = () => JIT_FINAL_STATES.includes(status.state);
 
-  const event = (name: string, detail?: string) => status.timeline.push({ at: iso(Date.now()), event: name, detail });
+  const event = (name: string, detail?: string) => {
+    status.timeline.push({ at: iso(Date.now()), event: name, detail });
+    if (status.timeline.length > TIMELINE_MAX) {
+      status.timelineDropped = (status.timelineDropped ?? 0) + status.timeline.length - TIMELINE_MAX;
+      status.timeline.splice(0, status.timeline.length - TIMELINE_MAX);
+    }
+  };
   const transition = (state: JitState, detail?: string) => {
     status.state = state;
     // A final state carries why it ended from the moment it is reached.
@@ -162,6 +179,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
           throw ApplicationFailure.create({ message: `extension to ${total} minutes rejected: ${d.reasons.join('; ') || 'policy denies it'}`, type: ErrorType.PolicyDenied, nonRetryable: true, details: [d] });
         }
         status.extensions.push({ by: x.by, at: iso(Date.now()), minutes: x.minutes, reason: x.reason });
+        extensionsThisRun++;
         expiresAtMs += x.minutes * MINUTE;
         status.expiresAt = iso(expiresAtMs);
         event('extended', `+${x.minutes}m by ${x.by}, now until ${status.expiresAt}`);
@@ -214,6 +232,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   const saga = new Saga();
   try {
     refreshDetails();
+    if (carried) return await activeWindow(carried.warnedFor);
     const facts = {
       nhiId: input.nhiId,
       entitlements: input.entitlements,
@@ -291,28 +310,9 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     transition('active', `until ${status.expiresAt}`);
     await notify({ id: `${workflowId}:granted`, kind: 'jit.granted', severity: 'info', nhiId: status.nhiId, text: `${status.nhiId} holds ${input.entitlements.join(', ')} until ${status.expiresAt}${status.needsReview ? ' (break-glass, review needed)' : ''}` });
 
-    let warnedFor = 0;
-    const warnMs = input.settings.expiryWarningMinutes * MINUTE;
-    while (endReason === undefined) {
-      const now = Date.now();
-      if (now >= expiresAtMs) {
-        endReason = 'window_expired';
-        break;
-      }
-      const warnAt = expiresAtMs - warnMs;
-      if (now >= warnAt && warnedFor !== expiresAtMs && warnMs < input.durationMinutes * MINUTE) {
-        warnedFor = expiresAtMs;
-        await notify({ id: `${workflowId}:warn:${status.expiresAt}`, kind: 'jit.expiring', severity: 'info', nhiId: status.nhiId, text: `${status.nhiId}'s elevation (${input.entitlements.join(', ')}) ends at ${status.expiresAt}` });
-        continue;
-      }
-      const next = warnedFor === expiresAtMs || warnAt <= now ? expiresAtMs : warnAt;
-      const seen = expiresAtMs;
-      await condition(() => endReason !== undefined || expiresAtMs !== seen, Math.max(1, next - now));
-    }
-    await revokeAll(endReason);
-    transition('revoked', endReason);
-    return await finish();
+    return await activeWindow(0);
   } catch (err) {
+    if (err instanceof ContinueAsNew) throw err;
     if (isCancellation(err)) {
       await CancellationScope.nonCancellable(async () => {
         endReason = 'cancelled';
@@ -341,6 +341,42 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       return await finish();
     }
     throw err;
+  }
+
+  /**
+   * The active window until it ends: a warning before expiry, extensions move the expiry; then
+   * revoke and verify. After many extensions (or when Temporal suggests it) it continues as new.
+   */
+  async function activeWindow(warnedAt: number): Promise<JitStatus> {
+    let warnedFor = warnedAt;
+    const warnMs = input.settings.expiryWarningMinutes * MINUTE;
+    while (endReason === undefined) {
+      const now = Date.now();
+      if (now >= expiresAtMs) {
+        endReason = 'window_expired';
+        break;
+      }
+      if (patched(PATCHES.jitContinueAsNew) && (extensionsThisRun >= EXTENSIONS_PER_RUN || historyBudgetSpent())) {
+        // An extension in flight finishes first (it holds the mutex); a revoke sets endReason.
+        await mutex.runExclusive(async () => undefined);
+        await condition(() => endReason !== undefined || allHandlersFinished());
+        if (endReason !== undefined) break;
+        event('continue-as-new', `after ${status.extensions.length} extension(s)`);
+        await continueAsNew<typeof jitElevation>({ ...input, resume: { status, expiresAtMs, warnedFor } });
+      }
+      const warnAt = expiresAtMs - warnMs;
+      if (now >= warnAt && warnedFor !== expiresAtMs && warnMs < input.durationMinutes * MINUTE) {
+        warnedFor = expiresAtMs;
+        await notify({ id: `${workflowId}:warn:${status.expiresAt}`, kind: 'jit.expiring', severity: 'info', nhiId: status.nhiId, text: `${status.nhiId}'s elevation (${input.entitlements.join(', ')}) ends at ${status.expiresAt}` });
+        continue;
+      }
+      const next = warnedFor === expiresAtMs || warnAt <= now ? expiresAtMs : warnAt;
+      const seen = expiresAtMs;
+      await condition(() => endReason !== undefined || expiresAtMs !== seen, Math.max(1, next - now));
+    }
+    await revokeAll(endReason);
+    transition('revoked', endReason);
+    return await finish();
   }
 
   async function revokeAll(reason: JitEndReason) {

@@ -7,7 +7,7 @@ export const OFFBOARDING_SCENARIO = 'offboarding';
 
 /** Ranges the API enforces (and the workflow re-checks for starts that bypass the API). */
 export const MAX_GRACE_DAYS = 90;
-export const MAX_WATCH_DAYS = 365;
+export const MAX_WATCH_DAYS = 730;
 
 export interface OffboardingSettings {
   /** Minutes between watch-period re-checks (a day by default). */

@@ -40,7 +40,7 @@ describe('bad input: a clear 4xx and nothing changed', () => {
     ['graceDays above 90', { graceDays: 91 }, 'body.graceDays'],
     ['negative graceDays', { graceDays: -1 }, 'body.graceDays'],
     ['fractional graceDays', { graceDays: 1.5 }, 'body.graceDays'],
-    ['watchDays above 365', { watchDays: 366 }, 'body.watchDays'],
+    ['watchDays above 730', { watchDays: 731 }, 'body.watchDays'],
     ['watchDays as a string', { watchDays: '30' }, 'body.watchDays'],
     ['no reason', { reason: undefined }, 'body.reason'],
     ['unknown field', { requestedBy: 'mallory' }, 'body.requestedBy'],
