@@ -21,6 +21,7 @@ const NO_DATABASE = [
   '/tests/replay/',
   // History budgets, not PostgreSQL behaviour: once is enough.
   '/tests/long-run/',
+  '/tests/upgrade/',
 ];
 
 /** @type {import('jest').Config} */

@@ -69,7 +69,7 @@ export interface TestWorld {
   inventoryStatus(nhiId: string): Promise<string>;
   createWorker(
     activityOverrides?: Record<string, (...args: any[]) => Promise<unknown>>,
-    options?: { taskQueue?: string; maxCachedWorkflows?: number },
+    options?: { taskQueue?: string; maxCachedWorkflows?: number; workflowBundle?: { code: string } },
   ): Promise<Worker>;
   teardown(): Promise<void>;
 }
@@ -180,9 +180,8 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
         namespace: env.namespace ?? 'default',
         taskQueue: options.taskQueue ?? taskQueue,
         ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
-        workflowsPath: WORKFLOWS_PATH,
+        ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH, bundlerOptions: { ignoreModules: [] } }),
         activities: { ...createActivities(deps), ...activityOverrides },
-        bundlerOptions: { ignoreModules: [] },
       });
     },
     async teardown() {
