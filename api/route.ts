@@ -42,6 +42,11 @@ export interface RouteDefinition<P extends Obj, Q extends Obj, B extends z.ZodTy
   /** Roles that may call it (admin always may). Omitted: any authenticated principal. */
   roles?: Role[];
   params?: P;
+  /**
+   * Set for a path that names a workflow (e.g. 'elevation'): params that cannot name one answer 404
+   * `no <what> <id>` (nothing by that id exists), not 400.
+   */
+  notFoundWhenParamsInvalid?: string;
   query?: Q;
   body?: B;
   /** Success responses by status. The standard error responses are added for you. */
@@ -83,6 +88,9 @@ export function defineRoute<P extends Obj = undefined, Q extends Obj = undefined
       }
     };
     const params = check('params', def.params as P, { ...req.params });
+    if (issues.length && def.notFoundWhenParamsInvalid) {
+      throw ApiError.notFound(`no ${def.notFoundWhenParamsInvalid} ${Object.values(req.params).join('/')}`);
+    }
     const query = check('query', def.query as Q, { ...req.query });
     const body = check('body', def.body as B, req.body ?? {});
     if (issues.length) throw ApiError.validation(issues);

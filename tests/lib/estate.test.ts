@@ -220,7 +220,10 @@ describe('ensureDemoEstate', () => {
     }
     const byId = Object.fromEntries(inventory.map((r) => [r.id, r]));
     expect(byId.svc_payments).toMatchObject({ kind: 'service_account', owner: 'team-payments', criticality: 'critical' });
-    expect(byId.svc_payments.exposure_hints).toEqual([{ repository: 'acme/payments-api', secretType: 'postgres_credentials' }]);
+    // Every vendor type a Postgres credential is reported as, for the repository the sample payloads name.
+    expect(byId.svc_payments.exposure_hints).toEqual(
+      ['postgres_connection_uri', 'postgres_assignment', 'postgres_credentials'].map((secretType) => ({ repository: 'acme-corp/payments-service', secretType })),
+    );
     expect(byId.partner_acme.dependents).toHaveLength(1);
     expect(byId.agent_reports.usage_baseline).toBeGreaterThan(0);
 
