@@ -18,6 +18,10 @@ const NO_DATABASE = [
   '/tests/lib/notifier\\.test\\.ts$',
   '/tests/lib/config\\.test\\.ts$',
   '/tests/temporal/',
+  '/tests/scripts/',
+  '/tests/console/(client|router)\\.test\\.ts$',
+  // The browser suite's Postgres work is the JIT routes' (which run on both servers); once is enough.
+  '/tests/console/console\\.browser\\.test\\.ts$',
 ];
 
 /** @type {import('jest').Config} */
