@@ -31,7 +31,7 @@ export function firstHourLines(opts: {
   namespace: string;
 }): string[] {
   const secret = (name: 'GITHUB_WEBHOOK_SECRET' | 'GITGUARDIAN_WEBHOOK_SECRET', path: string) =>
-    `${path.padEnd(22)} ${opts.config[name] ? `ready (${name} is set)` : `off: set ${name} to accept it (it answers 503 until then)`}`;
+    `${path.padEnd(27)} ${opts.config[name] ? `ready (${name} is set)` : `off: set ${name} to accept it (it answers 503 until then)`}`;
   const lines = [
     '',
     'First hour (README "Try it", docs/webhooks.md, docs/temporal-ui.md):',

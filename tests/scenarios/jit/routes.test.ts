@@ -111,11 +111,17 @@ test('auto-approved request: granted at the target, "I\'m done" revokes and veri
   const s = await untilState(res.body.id, 'active');
   expect(s.decision.outcome).toBe('auto_approve');
   expect(await w.memberships('svc_sync')).toContain(w.ent('estate_readonly'));
+  // The inventory's read-back says the same as Postgres.
+  const access = await request(app).get('/v1/nhis/svc_sync/access').set(as('alice'));
+  expect(access.status).toBe(200);
+  expect(access.body).toMatchObject({ nhiId: 'svc_sync', connector: 'postgres', exists: true, canLogin: true, entitlements: ['estate_readonly'] });
+  expect((await request(app).get('/v1/nhis/nobody_here/access').set(as('alice'))).status).toBe(404);
 
   const done = await post(`/v1/elevations/${res.body.id}/revoke`, 'alice', { reason: 'finished early' });
   expect(done.status).toBe(200);
   expect(done.body).toMatchObject({ state: 'revoked', endReason: 'revoked_early', endedBy: 'alice' });
   expect(await w.memberships('svc_sync')).not.toContain(w.ent('estate_readonly'));
+  expect((await request(app).get('/v1/nhis/svc_sync/access').set(as('alice'))).body.entitlements).toEqual([]);
 
   const again = await post(`/v1/elevations/${res.body.id}/revoke`, 'alice', {});
   expect(again.status).toBe(409);
