@@ -51,6 +51,11 @@ export const DEMO_READ_ONLY_FORMS: Record<string, string> = { estate_writer: 'es
  */
 export const POSTGRES_SECRET_TYPES = ['postgres_connection_uri', 'postgres_assignment', 'postgres_credentials'] as const;
 const postgresHints = (repository: string) => POSTGRES_SECRET_TYPES.map((secretType) => ({ repository, secretType }));
+/** The hints data folders made before got; a restart upgrades exactly these (never hints someone edited). */
+const EARLIER_DEMO_HINTS: Record<string, { repository: string; secretType: string }[]> = {
+  svc_payments: [{ repository: 'acme/payments-api', secretType: 'postgres_credentials' }],
+  ci_deployer: [{ repository: 'acme/deploy-pipelines', secretType: 'postgres_credentials' }],
+};
 
 export const DEMO_NHIS: readonly DemoNhi[] = [
   {
@@ -520,6 +525,13 @@ export async function ensureDemoEstate(opts: DemoEstateOptions): Promise<DemoEst
       [nhi.id, nhi.kind, nhi.owner, role, nhi.criticality, nhi.tags, nhi.usageBaseline, JSON.stringify(nhi.dependents), JSON.stringify(nhi.exposureHints)],
     );
     if (rows.length) inventoryAdded.push(nhi.id);
+    else if (EARLIER_DEMO_HINTS[nhi.id]) {
+      await opts.orchestratorPool.query(`UPDATE nhis SET exposure_hints = $2::jsonb, updated_at = now() WHERE id = $1 AND exposure_hints = $3::jsonb`, [
+        nhi.id,
+        JSON.stringify(nhi.exposureHints),
+        JSON.stringify(EARLIER_DEMO_HINTS[nhi.id]),
+      ]);
+    }
   }
 
   const credentialsIssued: string[] = [];
