@@ -29,15 +29,17 @@ export function when(iso: string | null | undefined): string {
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
 }
 
-/** "12m 05s left", "expired 3m ago": recomputed on every tick by elements marked data-until. */
+/** "12m 05s left", "6d 23h 59m left", "3m 10s ago": recomputed on every tick by elements marked data-until. */
 export function countdown(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return '—';
   const ms = Date.parse(iso) - now;
   const abs = Math.abs(ms);
-  const hours = Math.floor(abs / 3_600_000);
+  const days = Math.floor(abs / 86_400_000);
+  const hours = Math.floor((abs % 86_400_000) / 3_600_000);
   const mins = Math.floor((abs % 3_600_000) / 60_000);
   const secs = Math.floor((abs % 60_000) / 1000);
-  const text = `${hours ? `${hours}h ` : ''}${mins}m ${String(secs).padStart(2, '0')}s`;
+  // Seconds matter for minutes-long windows; a grace period of days reads better without them.
+  const text = days ? `${days}d ${hours}h ${mins}m` : `${hours ? `${hours}h ` : ''}${mins}m ${String(secs).padStart(2, '0')}s`;
   return ms >= 0 ? `${text} left` : `${text} ago`;
 }
 

@@ -50,7 +50,7 @@ function leakCard(ctx: Ctx, d: Data): HTMLElement {
     h('tr', { 'data-workflow-id': s.workflowId }, h('td', {}, h('strong', {}, s.nhiId), h('br'), ctx.workflowLink(s.workflowId)), h('td', {}, badge(s.state)), h('td', {}, h('ol', { class: 'timeline' }, leakSteps(s).map((t) => h('li', {}, t))))),
   );
   const closed = d.incidents.filter((i) => i.status !== 'unmatched' && i.kind === 'leak').slice(0, 10).map((i) =>
-    h('tr', {}, h('td', {}, i.nhiId ?? '—'), h('td', {}, badge(i.status)), h('td', {}, i.source, ' · ', i.severity), h('td', {}, h('ol', { class: 'timeline' }, i.timeline.slice(-6).map((t) => h('li', {}, `${when(t.at)} ${t.event}${t.detail ? `: ${t.detail}` : ''}`))))),
+    h('tr', {}, h('td', {}, i.nhiId ?? '—'), h('td', {}, badge(i.status)), h('td', {}, i.source, ' · ', i.severity), h('td', {}, h('ol', { class: 'timeline' }, i.timeline.map((t) => h('li', {}, `${when(t.at)} ${t.event}${t.detail ? `: ${t.detail}` : ''}`))))),
   );
   return h('section', { class: 'card', id: 'leaks' }, h('h2', {}, 'Leak containments'), table(['NHI', 'state', 'alert → rotated → sessions ended → verified'], rows, 'No containment running.'), h('h3', {}, 'Recent leak incidents'), table(['NHI', 'status', 'source', 'timeline'], closed, 'None.'));
 }

@@ -142,4 +142,49 @@ describeWithBrowser('the console in Chromium', () => {
     // Nothing was refused by the page's Content-Security-Policy, and nothing else broke.
     expect(pageErrors.filter((e) => !/Failed to load resource: the server responded with a status of 403/.test(e))).toEqual([]);
   }, 150_000);
+
+  test('incidents: an anomaly cleared and an offboarding aborted from the console, each read back at the target; the audit chain verified', async () => {
+    const { w } = api;
+    const connlimit = async (nhiId: string) => (await w.roleState(nhiId)).rolconnlimit;
+    // Two cases started through the API, as a detector and an admin would.
+    expect((await api.post('/v1/anomalies', 'detector-bot', { nhiId: 'agent_reports', observedRate: 500, baselineRate: 20, source: 'siem:test' })).status).toBe(202);
+    expect((await api.post('/v1/offboardings', 'admin', { nhiId: 'partner_acme', reason: 'Acme contract ended', graceDays: 7 })).status).toBe(202);
+
+    const admin = await open();
+    await admin.fill('#token', api.tokens.admin);
+    await admin.click('#signin-form button[type="submit"]');
+    await admin.waitForSelector('#signed-in-as[data-principal="admin"]');
+    await admin.click('nav a[data-tab="incidents"]');
+    const anomaly = '#anomalies tr[data-workflow-id="anomaly-agent_reports"]';
+    await admin.waitForSelector(`${anomaly} .badge[data-state="throttled_l1"]`, { timeout: 30_000 });
+    expect(await connlimit('agent_reports')).not.toBe(-1);
+    const offboarding = '#offboardings tr[data-workflow-id="offboard-partner_acme"]';
+    await admin.waitForSelector(`${offboarding} .badge[data-state="grace"]`, { timeout: 30_000 });
+    expect(await admin.textContent(offboarding)).toMatch(/no_standing_access/);
+    expect(await admin.textContent(`${offboarding} .countdown`)).toMatch(/^6d 23h \d+m left$/); // 7 days
+    expect((await w.roleState('partner_acme')).rolcanlogin).toBe(false);
+    await shot(admin, '6-incidents-open');
+
+    // Clearing without a reason: the API's own message is shown, nothing changes.
+    await admin.click(`${anomaly} button[data-action="clear"]`);
+    expect(await notice(admin, /failed/)).toMatch(/400 validation_error.*body\.reason/);
+    await admin.fill(`${anomaly} input`, 'the quarterly export, expected');
+    await admin.click(`${anomaly} button[data-action="clear"]`);
+    expect(await notice(admin, /Clear agent_reports: /)).toBe("Clear agent_reports: cleared");
+    expect(await connlimit('agent_reports')).toBe(-1);
+
+    await admin.fill(`${offboarding} input`, 'the contract was renewed');
+    await admin.click(`${offboarding} button[data-action="abort"]`);
+    expect(await notice(admin, /Abort offboard-partner_acme: /)).toMatch(/aborted/);
+    expect((await w.roleState('partner_acme')).rolcanlogin).toBe(true);
+    expect(await w.memberships('partner_acme')).toEqual([w.ent('estate_readonly')]);
+    await admin.waitForSelector(offboarding, { state: 'detached', timeout: 30_000 });
+
+    await admin.click('nav a[data-tab="inventory"]');
+    await admin.click('#nhis tr[data-nhi-id="partner_acme"] button[data-action="trail"]');
+    await admin.waitForSelector('#audit-trail #chain-ok');
+    expect(await admin.textContent('#audit-trail')).toMatch(/offboarding\.abort/);
+    await shot(admin, '7-inventory-trail');
+    expect(pageErrors.filter((e) => !/status of (400|403)/.test(e))).toEqual([]);
+  }, 120_000);
 });
