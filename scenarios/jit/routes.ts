@@ -27,7 +27,7 @@ import {
   type JitStatus,
 } from './contract';
 import { ChangeIdKey, NhiIdKey, NhiStateKey, RequestedByKey, ScenarioKey } from '../../workflows/search-attributes';
-import { ApiError } from '../../api/errors';
+import { ApiError, errorResponseSchema } from '../../api/errors';
 import { defineRoute } from '../../api/route';
 import { limitParam } from '../../api/validation';
 import { mapUpdateError, requireRunning } from '../../api/workflow-errors';
@@ -146,6 +146,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
     body: elevationRequestSchema,
     responses: {
       202: { description: 'Started (or, with the same Idempotency-Key, the one already started)', schema: elevationStartedSchema },
+      403: { description: 'denied_by_policy: policy denied the request (the reasons are in the message and issues; Location names the workflow that recorded the decision); forbidden: the role is missing', schema: errorResponseSchema },
     },
     handler: async ({ body, principal, req, res }) => {
       // Everything checkable before a workflow starts is checked here: bad input never starts one.
