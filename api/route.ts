@@ -53,7 +53,7 @@ export interface RouteDefinition<P extends Obj, Q extends Obj, B extends z.ZodTy
   responses: Record<number, RouteResponse>;
   /**
    * Either answer through ctx.res yourself, or return a value: it is sent as JSON with the
-   * lowest 2xx status in `responses`.
+   * lowest 2xx status in `responses`, or with another declared 2xx set by `ctx.res.status()`.
    */
   handler: (ctx: RouteContext<P, Q, B>) => unknown | Promise<unknown>;
 }
@@ -110,7 +110,9 @@ export function defineRoute<P extends Obj = undefined, Q extends Obj = undefined
       else next(new Error(`handler for ${def.method.toUpperCase()} ${def.path} returned nothing and sent no response`));
       return;
     }
-    res.status(okStatus).json(result);
+    // A handler may pick another declared 2xx (e.g. 202 "still under way") with res.status().
+    const chosen = res.statusCode !== 200 && res.statusCode >= 200 && res.statusCode < 300 && def.responses[res.statusCode] ? res.statusCode : okStatus;
+    res.status(chosen).json(result);
   };
 
   const chain: RequestHandler[] = def.roles?.length ? [requireRole(...def.roles), handler] : [handler];

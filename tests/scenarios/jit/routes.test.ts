@@ -1,6 +1,11 @@
 // JIT elevation end to end through the HTTP API: real worker, real Temporal dev server (Updates),
 // real Postgres roles. Assertions read role membership from Postgres itself.
+import pino from 'pino';
 import request from 'supertest';
+import { createApp } from '../../../api/app';
+import { jitSettings } from '../../../api/scenarios';
+import { loadConfig } from '../../../lib/config';
+import { createElevationRouter } from '../../../scenarios/jit/routes';
 import { commitIntent, releaseIntents } from '../../../enforcement/intents';
 import { reconcile } from '../../../enforcement/reconciler';
 import { createApiWorld, type ApiWorld } from '../../helpers/api-world';
@@ -17,6 +22,7 @@ beforeAll(async () => {
       await world.addNhi({ id: 'svc_etl', kind: 'service_account', criticality: 'medium' });
       await world.addNhi({ id: 'svc_sync', kind: 'service_account', criticality: 'medium' });
       await world.addNhi({ id: 'svc_hot', kind: 'service_account', criticality: 'medium' });
+      await world.addNhi({ id: 'svc_wait', kind: 'service_account', criticality: 'medium' });
     },
   });
   ({ w, app } = api);
@@ -171,6 +177,37 @@ test('two distinct approvers for estate_admin on a critical NHI; no self-approva
   const end = await post(`/v1/elevations/${id}/revoke`, 'bob', { reason: 'approver ends it' });
   expect(end.body.state).toBe('revoked');
   expect(await w.memberships('svc_payments')).not.toContain(w.ent('estate_admin'));
+});
+
+test('a deciding approval that outlasts the wait answers 202 with the status so far and a Location to poll', async () => {
+  // The same API with no patience for the grant's read-back.
+  const impatient = createApp({
+    pool: w.db.pool,
+    temporal: { client: w.env.client, taskQueue: w.taskQueue, namespace: 'default' },
+    config: { API_BODY_LIMIT: '1mb' },
+    logger: pino({ level: 'silent' }),
+    extraRouters: [
+      createElevationRouter({
+        pool: w.db.pool,
+        client: w.env.client,
+        taskQueue: w.taskQueue,
+        policy: w.deps.policy,
+        grantableEntitlements: (c) => w.deps.connectors.get(c).listGrantableEntitlements(),
+        settings: jitSettings(loadConfig({ NODE_ENV: 'test' })),
+        approveWaitMs: 0,
+      }),
+    ],
+  });
+  const res = await post('/v1/elevations', 'alice', body({ nhiId: 'svc_wait', entitlements: ['estate_writer'], durationMinutes: 30 }));
+  const id = res.body.id;
+  await untilState(id, 'awaiting_approval');
+  const approved = await request(impatient).post(`/v1/elevations/${id}/approve`).set(as('bob')).send({});
+  expect(approved.status).toBe(202);
+  expect(approved.headers.location).toBe(`/v1/elevations/${id}`);
+  expect(approved.body.approvals).toEqual([expect.objectContaining({ by: 'bob' })]);
+  await untilState(id, 'active');
+  expect(await w.memberships('svc_wait')).toContain(w.ent('estate_writer'));
+  expect((await post(`/v1/elevations/${id}/revoke`, 'alice', {})).body.state).toBe('revoked');
 });
 
 test('deny ends the request; approving afterwards is a 409', async () => {
