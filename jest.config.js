@@ -22,6 +22,10 @@ const NO_DATABASE = [
   // History budgets, not PostgreSQL behaviour: once is enough.
   '/tests/long-run/',
   '/tests/upgrade/',
+  '/tests/scripts/',
+  '/tests/console/(client|router)\\.test\\.ts$',
+  // The browser suite's Postgres work is the JIT routes' (which run on both servers); once is enough.
+  '/tests/console/console\\.browser\\.test\\.ts$',
 ];
 
 /** @type {import('jest').Config} */

@@ -20,6 +20,7 @@ import swaggerUi from 'swagger-ui-express';
 import type { Config } from '../lib/config';
 import { projectRoot } from '../lib/paths';
 import { bearerAuth } from './auth';
+import { createConsoleRouter, type ConsoleOptions } from './console';
 import { errorHandler } from './errors';
 import { createHealthRouter } from './health';
 import { answerOptions, notFoundOrMethodNotAllowed, requireJsonBody } from './middleware';
@@ -52,6 +53,8 @@ export interface AppDeps {
   extraRouters?: Router[];
   /** Deadline of each /readyz check (default 2000 ms). */
   readyTimeoutMs?: number;
+  /** The operations console at /console (Temporal UI links, dev sign-in picker). */
+  console?: ConsoleOptions;
 }
 
 const packageVersion = (() => {
@@ -94,6 +97,8 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
   app.use('/docs', swaggerUi.serve, swaggerUi.setup(undefined, { swaggerOptions: { url: '../openapi.json' }, customSiteTitle: 'NHI orchestrator API' }));
+
+  app.use(createConsoleRouter(deps.console));
 
   // Authenticate before reading any body, so anonymous callers can't make us parse megabytes.
   app.use(API_PREFIX, bearerAuth(pool));

@@ -42,13 +42,18 @@ export interface RouteDefinition<P extends Obj, Q extends Obj, B extends z.ZodTy
   /** Roles that may call it (admin always may). Omitted: any authenticated principal. */
   roles?: Role[];
   params?: P;
+  /**
+   * Set for a path that names a workflow (e.g. 'elevation'): params that cannot name one answer 404
+   * `no <what> <id>` (nothing by that id exists), not 400.
+   */
+  notFoundWhenParamsInvalid?: string;
   query?: Q;
   body?: B;
   /** Success responses by status. The standard error responses are added for you. */
   responses: Record<number, RouteResponse>;
   /**
    * Either answer through ctx.res yourself, or return a value: it is sent as JSON with the
-   * lowest 2xx status in `responses`.
+   * lowest 2xx status in `responses`, or with another declared 2xx set by `ctx.res.status()`.
    */
   handler: (ctx: RouteContext<P, Q, B>) => unknown | Promise<unknown>;
 }
@@ -83,6 +88,9 @@ export function defineRoute<P extends Obj = undefined, Q extends Obj = undefined
       }
     };
     const params = check('params', def.params as P, { ...req.params });
+    if (issues.length && def.notFoundWhenParamsInvalid) {
+      throw ApiError.notFound(`no ${def.notFoundWhenParamsInvalid} ${Object.values(req.params).join('/')}`);
+    }
     const query = check('query', def.query as Q, { ...req.query });
     const body = check('body', def.body as B, req.body ?? {});
     if (issues.length) throw ApiError.validation(issues);
@@ -102,7 +110,9 @@ export function defineRoute<P extends Obj = undefined, Q extends Obj = undefined
       else next(new Error(`handler for ${def.method.toUpperCase()} ${def.path} returned nothing and sent no response`));
       return;
     }
-    res.status(okStatus).json(result);
+    // A handler may pick another declared 2xx (e.g. 202 "still under way") with res.status().
+    const chosen = res.statusCode !== 200 && res.statusCode >= 200 && res.statusCode < 300 && def.responses[res.statusCode] ? res.statusCode : okStatus;
+    res.status(chosen).json(result);
   };
 
   const chain: RequestHandler[] = def.roles?.length ? [requireRole(...def.roles), handler] : [handler];

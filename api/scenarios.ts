@@ -9,6 +9,7 @@ import type { AnomalySettings } from '../scenarios/anomaly/contract';
 import type { JitSettings } from '../scenarios/jit/contract';
 import type { OffboardingSettings } from '../scenarios/offboarding/contract';
 import type { TemporalDeps } from './app';
+import { createAccessRouter } from './routes/access';
 import { createAnomalyRouter } from '../scenarios/anomaly/routes';
 import { createElevationRouter } from '../scenarios/jit/routes';
 import { createLeakRouter } from '../scenarios/leak/routes';
@@ -53,5 +54,6 @@ export function createScenarioRouters(deps: ScenarioDeps): Router[] {
     createLeakRouter(deps),
     createOffboardingRouter(deps),
     createAnomalyRouter(deps),
+    createAccessRouter(deps),
   ];
 }

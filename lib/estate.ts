@@ -44,6 +44,19 @@ export const DEMO_WRITE_CAPABLE = ['estate_writer', 'estate_admin'] as const;
 /** What a throttle leaves of each write-capable entitlement: both also give estate_readonly's SELECTs. */
 export const DEMO_READ_ONLY_FORMS: Record<string, string> = { estate_writer: 'estate_readonly', estate_admin: 'estate_readonly' };
 
+/**
+ * Where a demo credential could leak, once per vendor secret type a Postgres credential is reported
+ * as: GitHub's `postgres_connection_uri`, GitGuardian's `postgres_assignment` and `postgres_credentials`
+ * (docs/webhooks.md; the sample payloads in tests/scenarios/leak/fixtures/ name these repositories).
+ */
+export const POSTGRES_SECRET_TYPES = ['postgres_connection_uri', 'postgres_assignment', 'postgres_credentials'] as const;
+const postgresHints = (repository: string) => POSTGRES_SECRET_TYPES.map((secretType) => ({ repository, secretType }));
+/** The hints data folders made before got; a restart upgrades exactly these (never hints someone edited). */
+const EARLIER_DEMO_HINTS: Record<string, { repository: string; secretType: string }[]> = {
+  svc_payments: [{ repository: 'acme/payments-api', secretType: 'postgres_credentials' }],
+  ci_deployer: [{ repository: 'acme/deploy-pipelines', secretType: 'postgres_credentials' }],
+};
+
 export const DEMO_NHIS: readonly DemoNhi[] = [
   {
     id: 'svc_payments',
@@ -53,7 +66,7 @@ export const DEMO_NHIS: readonly DemoNhi[] = [
     tags: ['payments', 'pci', 'production'],
     usageBaseline: null,
     dependents: [],
-    exposureHints: [{ repository: 'acme/payments-api', secretType: 'postgres_credentials' }],
+    exposureHints: postgresHints('acme-corp/payments-service'),
     memberOf: ['estate_writer'],
     description: 'payments-api service account',
   },
@@ -65,7 +78,7 @@ export const DEMO_NHIS: readonly DemoNhi[] = [
     tags: ['ci', 'deploy', 'production'],
     usageBaseline: null,
     dependents: [],
-    exposureHints: [{ repository: 'acme/deploy-pipelines', secretType: 'postgres_credentials' }],
+    exposureHints: postgresHints('acme-corp/deploy-pipelines'),
     memberOf: ['estate_readonly'],
     description: 'CI pipeline deploy token',
   },
@@ -512,6 +525,13 @@ export async function ensureDemoEstate(opts: DemoEstateOptions): Promise<DemoEst
       [nhi.id, nhi.kind, nhi.owner, role, nhi.criticality, nhi.tags, nhi.usageBaseline, JSON.stringify(nhi.dependents), JSON.stringify(nhi.exposureHints)],
     );
     if (rows.length) inventoryAdded.push(nhi.id);
+    else if (EARLIER_DEMO_HINTS[nhi.id]) {
+      await opts.orchestratorPool.query(`UPDATE nhis SET exposure_hints = $2::jsonb, updated_at = now() WHERE id = $1 AND exposure_hints = $3::jsonb`, [
+        nhi.id,
+        JSON.stringify(nhi.exposureHints),
+        JSON.stringify(EARLIER_DEMO_HINTS[nhi.id]),
+      ]);
+    }
   }
 
   const credentialsIssued: string[] = [];

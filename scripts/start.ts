@@ -17,6 +17,7 @@ import { ensureSearchAttributes, type SearchAttributesResult } from '../lib/sear
 import { connectClient, usesExternalTemporal } from '../lib/temporal-connection';
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../scenarios/anomaly/usage';
 import { startDevServer, type DevServer } from '../temporal-dev/dev-server';
+import { firstHourLines } from './banner';
 import { ensureDriftSchedule } from '../enforcement/drift-schedule';
 import { buildDependencies, checkConnectorSetup, estateAdminUrl } from '../workers/deps';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from '../workers/worker';
@@ -188,7 +189,9 @@ async function main() {
     const drift = await ensureDriftSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE, intervalMinutes: config.DRIFT_INTERVAL_MINUTES });
     logger.info({ ...drift, everyMinutes: config.DRIFT_INTERVAL_MINUTES }, 'drift check schedule ready');
   }
-  const app = createApp({ pool: built.pool, temporal, config, logger, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors }) });
+  // The console's dev sign-in picker offers the demo principals (loopback callers only).
+  const consoleOptions = { temporalUiUrl: dev?.uiUrl, namespace, demoPrincipals: config.demo ? () => DEMO_PRINCIPALS.map((p) => ({ ...p, token: tokens[p.id] })) : undefined };
+  const app = createApp({ pool: built.pool, temporal, config, logger, console: consoleOptions, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors }) });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.PORT, config.HOST, () => resolve(s));
     s.once('error', reject);
@@ -218,6 +221,7 @@ async function main() {
     for (const p of DEMO_PRINCIPALS) lines.push(`  ${p.id.padEnd(13)} ${p.roles.join(',').padEnd(10)} ${tokens[p.id]}`);
     lines.push('', `Try: curl -H "Authorization: Bearer ${tokens.alice}" ${api}/v1/nhis`);
   }
+  lines.push(...firstHourLines({ api, config, temporalUiUrl: dev?.uiUrl, namespace }));
   lines.push('', 'Ctrl-C stops everything.', '');
   process.stdout.write(lines.join('\n') + '\n');
 }

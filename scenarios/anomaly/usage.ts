@@ -91,7 +91,7 @@ export interface NhiUsageFacts {
 
 /**
  * Check each item on its own: shape, time window, known NHI. Returns the valid items (with their
- * index) and an index-addressed error per bad one.
+ * index) and an index-addressed error per fault (an item with several faults has several).
  */
 export async function validateUsageItems(
   pool: Pool,
@@ -99,25 +99,30 @@ export async function validateUsageItems(
   now = Date.now(),
 ): Promise<{ valid: { index: number; item: UsageItem; at: number }[]; errors: ItemError[]; nhis: Map<string, NhiUsageFacts> }> {
   const errors: ItemError[] = [];
-  const shaped: { index: number; item: UsageItem; at: number }[] = [];
+  // Every fault of an item is reported, not only the first: shape, time window and NHI are all checked.
+  const checked: { index: number; item?: UsageItem; at?: number; nhiId?: string; bad: boolean }[] = [];
   raw.forEach((value, index) => {
     const r = usageItemSchema.safeParse(value);
+    const fields = (value && typeof value === 'object' ? value : {}) as Record<string, unknown>;
+    const failed = new Set<string>();
     if (!r.success) {
       for (const i of r.error.issues) {
         if (i.code === 'unrecognized_keys') {
           for (const k of i.keys) errors.push({ index, path: `body.${index}.${k}`, message: 'unknown field' });
         } else {
+          failed.add(String(i.path[0] ?? ''));
           errors.push({ index, path: ['body', index, ...i.path.map(String)].join('.'), message: i.message });
         }
       }
-      return;
     }
-    const at = Date.parse(r.data.at);
-    if (at > now + MAX_FUTURE_MS) errors.push({ index, path: `body.${index}.at`, message: 'more than 5 minutes in the future' });
-    else if (at < now - MAX_AGE_MS) errors.push({ index, path: `body.${index}.at`, message: 'older than 7 days' });
-    else shaped.push({ index, item: r.data, at });
+    const at = failed.has('at') || typeof fields.at !== 'string' ? undefined : Date.parse(fields.at);
+    const window = at === undefined ? undefined : at > now + MAX_FUTURE_MS ? 'more than 5 minutes in the future' : at < now - MAX_AGE_MS ? 'older than 7 days' : undefined;
+    if (window) errors.push({ index, path: `body.${index}.at`, message: window });
+    const bad = !r.success || window !== undefined;
+    const nhiId = failed.has('nhiId') || typeof fields.nhiId !== 'string' ? undefined : fields.nhiId;
+    checked.push({ index, item: r.success ? r.data : undefined, at, nhiId, bad });
   });
-  const ids = [...new Set(shaped.map((s) => s.item.nhiId))];
+  const ids = [...new Set(checked.flatMap((c) => (c.nhiId ? [c.nhiId] : [])))];
   const nhis = new Map<string, NhiUsageFacts>();
   if (ids.length) {
     const { rows } = await pool.query<{ id: string; usage_baseline: number | null; status: string }>(
@@ -126,11 +131,14 @@ export async function validateUsageItems(
     );
     for (const r of rows) nhis.set(r.id, { id: r.id, usageBaseline: r.usage_baseline, status: r.status });
   }
-  const valid = shaped.filter((s) => {
-    if (nhis.has(s.item.nhiId)) return true;
-    errors.push({ index: s.index, path: `body.${s.index}.nhiId`, message: `unknown NHI ${s.item.nhiId}` });
-    return false;
-  });
+  const valid: { index: number; item: UsageItem; at: number }[] = [];
+  for (const c of checked) {
+    if (c.nhiId && !nhis.has(c.nhiId)) {
+      errors.push({ index: c.index, path: `body.${c.index}.nhiId`, message: `unknown NHI ${c.nhiId}` });
+      continue;
+    }
+    if (!c.bad && c.item && c.at !== undefined) valid.push({ index: c.index, item: c.item, at: c.at });
+  }
   errors.sort((a, b) => a.index - b.index);
   return { valid, errors, nhis };
 }

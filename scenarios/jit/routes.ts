@@ -23,16 +23,20 @@ import {
   statusQuery,
   type JitElevationInput,
   type JitSettings,
+  type JitState,
   type JitStatus,
 } from './contract';
 import { ChangeIdKey, NhiIdKey, NhiStateKey, RequestedByKey, ScenarioKey } from '../../workflows/search-attributes';
-import { ApiError } from '../../api/errors';
+import { ApiError, errorResponseSchema } from '../../api/errors';
 import { defineRoute } from '../../api/route';
 import { limitParam } from '../../api/validation';
 import { mapUpdateError, requireRunning } from '../../api/workflow-errors';
 import { visibilityLiteral } from '../../lib/visibility';
 
 const MAX_START_AHEAD_MS = 7 * 24 * 60 * 60_000;
+const MAX_DURATION_MINUTES = 7 * 24 * 60;
+/** States in which the deciding approval's answer is not final yet: the grant and its read-back are running. */
+const GRANT_PENDING: JitState[] = ['evaluating', 'awaiting_approval', 'granting'];
 const CLOCK_SKEW_MS = 60_000;
 
 const entitlementName = z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'an entitlement name: lowercase letters, digits and _');
@@ -49,7 +53,8 @@ export const elevationRequestSchema = z
     justification: z.string().trim().min(10).max(500),
     ticket: text(64).optional(),
     changeId: changeIdSchema.optional(),
-    durationMinutes: z.number().int().positive().max(7 * 24 * 60),
+    // The ceiling is checked after policy (the handler), so a caller learns the policy's own limit.
+    durationMinutes: z.number().int('a whole number of minutes').positive(),
     startAt: z.iso
       .datetime({ offset: true })
       .refine((s) => Date.parse(s) >= Date.now() - CLOCK_SKEW_MS, 'startAt is in the past')
@@ -81,6 +86,18 @@ const elevationSummarySchema = z
 
 const idParams = z.strictObject({ id: z.string().regex(/^jit-[a-z0-9_-]{2,63}-[a-f0-9]{8,32}$/, 'an elevation id (jit-<nhiId>-<shortid>)') });
 
+/** 403 denied_by_policy: each reason of the forbids that decided, and the workflow that recorded it. */
+function policyDenied(workflowId: string, decision: NonNullable<JitStatus['decision']>): ApiError {
+  const reasons = decision.reasons.length ? decision.reasons : decision.determiningPolicies;
+  return new ApiError(
+    403,
+    'denied_by_policy',
+    `Denied by policy: ${reasons.join('; ') || 'no permit allows this request'} (recorded as ${workflowId})`,
+    reasons.map((message) => ({ path: 'policy', message })),
+    { Location: `/v1/elevations/${workflowId}` },
+  );
+}
+
 export interface ElevationRouterDeps {
   pool: Pool;
   client: Client;
@@ -91,6 +108,8 @@ export interface ElevationRouterDeps {
   settings: JitSettings;
   /** How long POST /revoke waits for the verified revocation before answering 202. */
   revokeWaitMs?: number;
+  /** How long the deciding approval waits for the grant's read-back before answering 202 (default 20 s). */
+  approveWaitMs?: number;
 }
 
 export function createElevationRouter(deps: ElevationRouterDeps): Router {
@@ -101,9 +120,9 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
     return handle(id).query(statusQuery);
   }
 
-  /** The status once `done` holds, polled for at most ~2 s; undefined if it does not get there. */
-  async function settled(id: string, done: (s: JitStatus) => boolean): Promise<JitStatus | undefined> {
-    const deadline = Date.now() + 2000;
+  /** The status once `done` holds, polled for at most `waitMs` (~2 s); undefined if it does not get there. */
+  async function settled(id: string, done: (s: JitStatus) => boolean, waitMs = 2000): Promise<JitStatus | undefined> {
+    const deadline = Date.now() + waitMs;
     let last: JitStatus | undefined;
     while (Date.now() < deadline) {
       try {
@@ -127,6 +146,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
     body: elevationRequestSchema,
     responses: {
       202: { description: 'Started (or, with the same Idempotency-Key, the one already started)', schema: elevationStartedSchema },
+      403: { description: 'denied_by_policy: policy denied the request (the reasons are in the message and issues; Location names the workflow that recorded the decision); forbidden: the role is missing', schema: errorResponseSchema },
     },
     handler: async ({ body, principal, req, res }) => {
       // Everything checkable before a workflow starts is checked here: bad input never starts one.
@@ -151,6 +171,9 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
           [{ path: 'body.durationMinutes', message: `at most ${preview.maxDurationMinutes} minutes for this request (policy: ${preview.reasons.join('; ') || preview.determiningPolicies.join(', ')})` }],
           'durationMinutes exceeds the policy maximum',
         );
+      }
+      if (body.durationMinutes > MAX_DURATION_MINUTES) {
+        throw ApiError.validation([{ path: 'body.durationMinutes', message: `at most ${MAX_DURATION_MINUTES} minutes (7 days)` }]);
       }
 
       const key = req.get('Idempotency-Key');
@@ -209,8 +232,11 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
         replay = true;
       }
       // The policy step takes milliseconds: answer with the state after it when it is that quick.
-      const status = (await settled(workflowId, (s) => s.state !== 'evaluating'))?.state ?? 'evaluating';
+      const after = await settled(workflowId, (s) => s.state !== 'evaluating');
+      const status = after?.state ?? 'evaluating';
       res.location(`/v1/elevations/${workflowId}`);
+      // The workflow recorded the decision (audit); the caller gets the policy's reasons with a 403.
+      if (status === 'denied' && after?.decision?.outcome === 'deny') throw policyDenied(workflowId, after.decision);
       return { id: workflowId, workflowId, status, idempotentReplay: replay };
     },
   });
@@ -257,6 +283,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
     summary: 'An elevation\'s status',
     tags: ['jit'],
     params: idParams,
+    notFoundWhenParamsInvalid: 'elevation',
     responses: { 200: { description: 'The status query', schema: elevationStatusSchema } },
     handler: ({ params }) => statusOf(params.id),
   });
@@ -269,6 +296,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
       tags: ['jit'],
       roles,
       params: idParams,
+      notFoundWhenParamsInvalid: 'elevation',
       body,
       responses: { 200: { description: 'The status after the update', schema: elevationStatusSchema }, 409: { description: 'The request is closed or finished' } },
       handler: async ({ params, body: b, principal }) => {
@@ -282,11 +310,38 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
       },
     });
 
-  decision('approve', 'Approve (never your own request; one principal counts once)', ['approver'], z.strictObject({ comment: text(500).optional() }), async (h, b, p) => {
-    const after = await h.executeUpdate(approveUpdate, { args: [{ approver: p.id, comment: b.comment }] });
-    // The deciding approval answers with what it started (scheduled, granting, active) when that is quick.
-    if (after.approvals.length < after.requiredApprovals) return after;
-    return (await settled(h.workflowId, (s) => s.state !== 'awaiting_approval')) ?? after;
+  defineRoute(router, {
+    method: 'post',
+    path: '/v1/elevations/:id/approve',
+    summary: 'Approve (never your own request; one principal counts once)',
+    description:
+      'The deciding approval answers once the grant has been read back from the target (`active`, `scheduled`, `rolled_back`); ' +
+      'if that takes longer than the wait, it answers 202 with the status so far and a Location to poll (GET /v1/elevations/:id).',
+    tags: ['jit'],
+    roles: ['approver'],
+    params: idParams,
+    notFoundWhenParamsInvalid: 'elevation',
+    body: z.strictObject({ comment: text(500).optional() }),
+    responses: {
+      200: { description: 'The status after the approval (still awaiting more approvals, or granted and read back)', schema: elevationStatusSchema },
+      202: { description: 'Approved; the grant is still being applied and verified: poll the Location', schema: elevationStatusSchema },
+      409: { description: 'The request is closed or finished' },
+    },
+    handler: async ({ params, body: b, principal, res }) => {
+      const h = handle(params.id);
+      await requireRunning(h, 'elevation');
+      let after: JitStatus;
+      try {
+        after = await h.executeUpdate(approveUpdate, { args: [{ approver: principal.id, comment: b.comment }] });
+      } catch (err) {
+        throw mapUpdateError(err);
+      }
+      if (after.approvals.length < after.requiredApprovals) return after;
+      const done = await settled(h.workflowId, (s) => !GRANT_PENDING.includes(s.state), deps.approveWaitMs ?? 20_000);
+      if (done) return done;
+      res.status(202).location(`/v1/elevations/${params.id}`);
+      return (await settled(h.workflowId, () => true)) ?? after;
+    },
   });
   decision('deny', 'Deny a pending request', ['approver'], z.strictObject({ reason: z.string().trim().min(3).max(500) }), (h, b, p) =>
     h.executeUpdate(denyUpdate, { args: [{ approver: p.id, reason: b.reason }] }),
@@ -295,7 +350,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
     'extend',
     'Extend an active elevation (the requester; policy re-checks the total)',
     ['requester'],
-    z.strictObject({ minutes: z.number().int().positive().max(24 * 60), reason: text(500).optional() }),
+    z.strictObject({ minutes: z.number().int('a whole number of minutes').positive().max(24 * 60, 'at most 1440 minutes in one extension (policy re-checks the whole window)'), reason: text(500).optional() }),
     (h, b, p) => h.executeUpdate(extendUpdate, { args: [{ by: p.id, minutes: b.minutes, reason: b.reason }] }),
   );
 
@@ -306,6 +361,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
     tags: ['jit'],
     roles: ['requester', 'approver'],
     params: idParams,
+    notFoundWhenParamsInvalid: 'elevation',
     body: z.strictObject({ reason: text(500).optional() }),
     responses: {
       200: { description: 'Revoked and verified', schema: elevationStatusSchema },
@@ -333,6 +389,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
     tags: ['jit'],
     roles: ['requester', 'approver'],
     params: idParams,
+    notFoundWhenParamsInvalid: 'elevation',
     responses: { 202: { description: 'Cancellation requested', schema: z.strictObject({ id: z.string(), cancelRequested: z.literal(true) }) } },
     handler: async ({ params, principal }) => {
       const h = handle(params.id);

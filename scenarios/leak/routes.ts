@@ -75,7 +75,10 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
       { security: 'webhook_signature_rejected', source, reason, configured, deliveryId: oneLine(req.get('x-github-delivery')) || undefined, remoteAddress: req.socket.remoteAddress },
       `${source} webhook rejected: ${reason}`,
     );
-    // The caller learns only what a genuine sender can fix (a stale timestamp), not our configuration.
+    // No secret here: no signature can ever pass, and the sender's operator must be told (the one
+    // thing revealed is that this webhook is switched off). Otherwise the caller learns only what a
+    // genuine sender can fix (a stale timestamp).
+    if (!configured) throw new ApiError(503, 'webhook_not_configured', `this server has no ${source === 'github' ? 'GITHUB' : 'GITGUARDIAN'}_WEBHOOK_SECRET set, so it accepts no ${source} webhook; nothing was recorded`);
     throw ApiError.unauthenticated(`invalid or missing webhook signature${reason === 'stale' ? ' (stale timestamp)' : ''}`);
   }
 
@@ -176,6 +179,7 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
         200: { description: 'A redelivery: the first outcome', content: { 'application/json': { schema: leakIntakeResultSchema } } },
         400: { description: 'Malformed JSON or a payload that is not the vendor\'s schema' },
         401: { description: 'Bad, missing or stale signature (nothing is recorded)' },
+        503: { description: 'No webhook secret is configured for this vendor (webhook_not_configured; nothing is recorded)' },
       },
     });
   webhookDoc(

@@ -181,6 +181,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
     summary: 'An offboarding\'s status',
     tags: ['offboarding'],
     params: idParams,
+    notFoundWhenParamsInvalid: 'offboarding',
     responses: { 200: { description: 'The status query', schema: offboardingStatusSchema } },
     handler: ({ params }) => statusOf(params.id),
   });
@@ -192,6 +193,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
     description: 'Read from the audit trail (tamper-evident), for the current (or, once the workflow is gone, the latest) offboarding under this id.',
     tags: ['offboarding'],
     params: idParams,
+    notFoundWhenParamsInvalid: 'offboarding',
     responses: { 200: { description: 'The attestation', schema: attestationSchema } },
     handler: async ({ params }) => {
       let status: OffboardingStatus | undefined;
@@ -260,6 +262,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
     tags: ['offboarding'],
     roles: ['admin'],
     params: idParams,
+    notFoundWhenParamsInvalid: 'offboarding',
     body: z.strictObject({ reason: z.string().trim().min(3).max(500) }),
     responses: {
       200: { description: 'Released, reconciled and verified (state aborted)', schema: offboardingStatusSchema },
@@ -277,6 +280,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
     summary: 'Confirm: skip the rest of the grace period and finalise now (the requester or an admin)',
     tags: ['offboarding'],
     params: idParams,
+    notFoundWhenParamsInvalid: 'offboarding',
     body: z.strictObject({ comment: text(500).optional() }),
     responses: {
       200: { description: 'Finalised (state watching or completed)', schema: offboardingStatusSchema },

@@ -220,7 +220,10 @@ describe('ensureDemoEstate', () => {
     }
     const byId = Object.fromEntries(inventory.map((r) => [r.id, r]));
     expect(byId.svc_payments).toMatchObject({ kind: 'service_account', owner: 'team-payments', criticality: 'critical' });
-    expect(byId.svc_payments.exposure_hints).toEqual([{ repository: 'acme/payments-api', secretType: 'postgres_credentials' }]);
+    // Every vendor type a Postgres credential is reported as, for the repository the sample payloads name.
+    expect(byId.svc_payments.exposure_hints).toEqual(
+      ['postgres_connection_uri', 'postgres_assignment', 'postgres_credentials'].map((secretType) => ({ repository: 'acme-corp/payments-service', secretType })),
+    );
     expect(byId.partner_acme.dependents).toHaveLength(1);
     expect(byId.agent_reports.usage_baseline).toBeGreaterThan(0);
 
@@ -289,6 +292,17 @@ describe('ensureDemoEstate', () => {
     expect(await allMemberships()).toEqual(membershipsBefore);
     expect((await orch.pool.query('SELECT * FROM nhis ORDER BY id')).rows).toEqual(inventoryBefore);
     expect((await q('SELECT count(*)::int AS n FROM payments'))[0].n).toBe(4); // 3 seeded + the test's insert, nothing re-seeded
+  });
+
+  test('a restart upgrades the earlier default exposure hints, and leaves edited ones alone', async () => {
+    const hints = async (id: string) => (await orch.pool.query('SELECT exposure_hints FROM nhis WHERE id = $1', [id])).rows[0].exposure_hints;
+    const current = await hints('svc_payments');
+    await orch.pool.query(`UPDATE nhis SET exposure_hints = $2 WHERE id = $1`, ['svc_payments', JSON.stringify([{ repository: 'acme/payments-api', secretType: 'postgres_credentials' }])]);
+    const edited = [{ repository: 'acme/deploy-pipelines', secretType: 'postgres_credentials' }, { repository: 'acme/other', secretType: 'custom' }];
+    await orch.pool.query(`UPDATE nhis SET exposure_hints = $2 WHERE id = $1`, ['ci_deployer', JSON.stringify(edited)]);
+    await ensureDemoEstate(options());
+    expect(await hints('svc_payments')).toEqual(current);
+    expect(await hints('ci_deployer')).toEqual(edited);
   });
 
   test('a restart never undoes a workflow: an offboarded partner stays offboarded', async () => {

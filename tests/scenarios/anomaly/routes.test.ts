@@ -121,16 +121,27 @@ test('bad input: item-level errors by index, 400 when nothing is valid, 413 over
     { nhiId: 'ci_deployer', at: now, count: 1e12 },
     { nhiId: 'ci_deployer', at: 'yesterday', count: 1, extra: true },
     { nhiId: 'ci_deployer', at: now },
+    { nhiId: 'nobody_else', at: new Date(Date.now() + 3_600_000).toISOString(), count: -1, extra: 1 },
   ]);
   expect(r.status).toBe(202);
   expect(r.body.accepted).toBe(2);
-  expect(r.body.rejected).toBe(5);
+  expect(r.body.rejected).toBe(6);
   const byIndex = (i: number) => r.body.errors.filter((e: { index: number }) => e.index === i).map((e: { path: string; message: string }) => `${e.path}: ${e.message}`);
   expect(byIndex(1)).toEqual(['body.1.nhiId: unknown NHI nobody_here']);
   expect(byIndex(2)[0]).toMatch(/^body\.2\.count: /);
   expect(byIndex(3)).toEqual(['body.3.at: more than 5 minutes in the future']);
   expect(byIndex(4)[0]).toMatch(/^body\.4\.count: /);
   expect(byIndex(5)).toEqual(expect.arrayContaining([expect.stringMatching(/^body\.5\.at: /), 'body.5.extra: unknown field']));
+  // An item with several faults reports each of them, not only the first.
+  expect(byIndex(7)).toEqual(
+    expect.arrayContaining([
+      'body.7.extra: unknown field',
+      expect.stringMatching(/^body\.7\.count: /),
+      'body.7.at: more than 5 minutes in the future',
+      'body.7.nhiId: unknown NHI nobody_else',
+    ]),
+  );
+  expect(byIndex(7)).toHaveLength(4);
   const { rows } = await w.db.pool.query('SELECT sum(count)::int AS n FROM usage_buckets WHERE nhi_id = $1', ['ci_deployer']);
   expect(rows[0].n).toBe(4); // 3 + the default count of 1
 

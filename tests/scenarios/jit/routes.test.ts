@@ -1,6 +1,11 @@
 // JIT elevation end to end through the HTTP API: real worker, real Temporal dev server (Updates),
 // real Postgres roles. Assertions read role membership from Postgres itself.
+import pino from 'pino';
 import request from 'supertest';
+import { createApp } from '../../../api/app';
+import { jitSettings } from '../../../api/scenarios';
+import { loadConfig } from '../../../lib/config';
+import { createElevationRouter } from '../../../scenarios/jit/routes';
 import { commitIntent, releaseIntents } from '../../../enforcement/intents';
 import { reconcile } from '../../../enforcement/reconciler';
 import { createApiWorld, type ApiWorld } from '../../helpers/api-world';
@@ -18,6 +23,7 @@ beforeAll(async () => {
       await world.addNhi({ id: 'svc_etl', kind: 'service_account', criticality: 'medium' });
       await world.addNhi({ id: 'svc_sync', kind: 'service_account', criticality: 'medium' });
       await world.addNhi({ id: 'svc_hot', kind: 'service_account', criticality: 'medium' });
+      await world.addNhi({ id: 'svc_wait', kind: 'service_account', criticality: 'medium' });
     },
   });
   ({ w, app } = api);
@@ -78,6 +84,31 @@ describe('bad input: a precise 400 and no workflow started', () => {
     const res = await post('/v1/elevations/jit-svc_etl-0123456789ab/approve', 'bob', {});
     expect(res.status).toBe(404);
   });
+
+  test('a malformed elevation id is a 404 (it names nothing), as the docs say', async () => {
+    for (const path of ['/v1/elevations/not-an-id', '/v1/elevations/JIT-X/approve', '/v1/elevations/jit-svc_etl-zz/revoke']) {
+      const res = path.endsWith('not-an-id') ? await request(app).get(path).set(as('alice')) : await post(path, 'bob', {});
+      expect(res.status).toBe(404);
+      expect(res.body.error).toMatchObject({ code: 'not_found', message: expect.stringMatching(/^no elevation /) });
+    }
+  });
+
+  test('a duration far beyond policy gets the policy\'s limit, not a generic "too big"', async () => {
+    const res = await post('/v1/elevations', 'alice', body({ durationMinutes: 100_000 }));
+    expect(res.status).toBe(400);
+    expect(res.body.error.issues).toEqual([{ path: 'body.durationMinutes', message: expect.stringMatching(/^at most 480 minutes for this request \(policy: /) }]);
+  });
+});
+
+test('denied by policy: 403 denied_by_policy with the policy\'s reasons; the decision is recorded', async () => {
+  const res = await post('/v1/elevations', 'alice', body({ nhiId: 'agent_reports', entitlements: ['estate_writer'], durationMinutes: 30 }));
+  expect(res.status).toBe(403);
+  expect(res.body.error.code).toBe('denied_by_policy');
+  expect(res.body.error.message).toMatch(/estate_writer is granted only to service accounts and integrations/);
+  expect(res.body.error.issues).toContainEqual({ path: 'policy', message: 'estate_writer is granted only to service accounts and integrations' });
+  const id = String(res.headers.location).split('/').pop() as string;
+  expect((await state(id)).state).toBe('denied');
+  expect(await w.memberships('agent_reports')).not.toContain(w.ent('estate_writer'));
 });
 
 test('auto-approved request: granted at the target, "I\'m done" revokes and verifies', async () => {
@@ -87,11 +118,17 @@ test('auto-approved request: granted at the target, "I\'m done" revokes and veri
   const s = await untilState(res.body.id, 'active');
   expect(s.decision.outcome).toBe('auto_approve');
   expect(await w.memberships('svc_sync')).toContain(w.ent('estate_readonly'));
+  // The inventory's read-back says the same as Postgres.
+  const access = await request(app).get('/v1/nhis/svc_sync/access').set(as('alice'));
+  expect(access.status).toBe(200);
+  expect(access.body).toMatchObject({ nhiId: 'svc_sync', connector: 'postgres', exists: true, canLogin: true, entitlements: ['estate_readonly'] });
+  expect((await request(app).get('/v1/nhis/nobody_here/access').set(as('alice'))).status).toBe(404);
 
   const done = await post(`/v1/elevations/${res.body.id}/revoke`, 'alice', { reason: 'finished early' });
   expect(done.status).toBe(200);
   expect(done.body).toMatchObject({ state: 'revoked', endReason: 'revoked_early', endedBy: 'alice' });
   expect(await w.memberships('svc_sync')).not.toContain(w.ent('estate_readonly'));
+  expect((await request(app).get('/v1/nhis/svc_sync/access').set(as('alice'))).body.entitlements).toEqual([]);
 
   const again = await post(`/v1/elevations/${res.body.id}/revoke`, 'alice', {});
   expect(again.status).toBe(409);
@@ -131,16 +168,48 @@ test('two distinct approvers for estate_admin on a critical NHI; no self-approva
   expect((await post(`/v1/elevations/${id}/approve`, 'bob', {})).status).toBe(409);
   expect(await w.memberships('svc_payments')).not.toContain(w.ent('estate_admin'));
 
+  // The deciding approval answers once the grant is read back from the target, never 'granting'.
   const two = await post(`/v1/elevations/${id}/approve`, 'carol', {});
   expect(two.status).toBe(200);
-  expect(['granting', 'active']).toContain(two.body.state);
-  await untilState(id, 'active');
+  expect(two.body.state).toBe('active');
+  expect(two.body.entitlements).toEqual([expect.objectContaining({ entitlement: 'estate_admin', present: true })]);
   expect(await w.memberships('svc_payments')).toContain(w.ent('estate_admin'));
 
   const end = await post(`/v1/elevations/${id}/revoke`, 'bob', { reason: 'approver ends it' });
   expect(end.body.state).toBe('revoked');
   expect(await w.memberships('svc_payments')).not.toContain(w.ent('estate_admin'));
   await keepHistory(w.env.client, 'jit-approved-by-two-revoked-early', res.body.workflowId);
+});
+
+test('a deciding approval that outlasts the wait answers 202 with the status so far and a Location to poll', async () => {
+  // The same API with no patience for the grant's read-back.
+  const impatient = createApp({
+    pool: w.db.pool,
+    temporal: { client: w.env.client, taskQueue: w.taskQueue, namespace: 'default' },
+    config: { API_BODY_LIMIT: '1mb' },
+    logger: pino({ level: 'silent' }),
+    extraRouters: [
+      createElevationRouter({
+        pool: w.db.pool,
+        client: w.env.client,
+        taskQueue: w.taskQueue,
+        policy: w.deps.policy,
+        grantableEntitlements: (c) => w.deps.connectors.get(c).listGrantableEntitlements(),
+        settings: jitSettings(loadConfig({ NODE_ENV: 'test' })),
+        approveWaitMs: 0,
+      }),
+    ],
+  });
+  const res = await post('/v1/elevations', 'alice', body({ nhiId: 'svc_wait', entitlements: ['estate_writer'], durationMinutes: 30 }));
+  const id = res.body.id;
+  await untilState(id, 'awaiting_approval');
+  const approved = await request(impatient).post(`/v1/elevations/${id}/approve`).set(as('bob')).send({});
+  expect(approved.status).toBe(202);
+  expect(approved.headers.location).toBe(`/v1/elevations/${id}`);
+  expect(approved.body.approvals).toEqual([expect.objectContaining({ by: 'bob' })]);
+  await untilState(id, 'active');
+  expect(await w.memberships('svc_wait')).toContain(w.ent('estate_writer'));
+  expect((await post(`/v1/elevations/${id}/revoke`, 'alice', {})).body.state).toBe('revoked');
 });
 
 test('deny ends the request; approving afterwards is a 409', async () => {

@@ -10,6 +10,8 @@ import pino from 'pino';
 import request from 'supertest';
 import { commitIntent, releaseIntents, type IntentSpec } from '../../../enforcement/intents';
 import { reconcile } from '../../../enforcement/reconciler';
+import { createApp } from '../../../api/app';
+import { createScenarioRouters } from '../../../api/scenarios';
 import { loadConfig } from '../../../lib/config';
 import { fetchSecretScanningAlertFingerprint } from '../../../scenarios/leak/github-alerts';
 import { hmslHash } from '../../../scenarios/leak/intake';
@@ -126,6 +128,23 @@ describe('bad requests: 401/400 and nothing recorded', () => {
     expect(none.status).toBe(401);
     expect(await counts()).toEqual(before);
     expect(logs.some((l) => l.includes('webhook_signature_rejected') && l.includes('stale'))).toBe(true);
+  });
+
+  test('no webhook secret configured: 503 webhook_not_configured that says so, and nothing recorded', async () => {
+    // The same world, an API built without either secret.
+    const config = { ...loadConfig({ NODE_ENV: 'test' }), TEMPORAL_TASK_QUEUE: w.taskQueue };
+    const temporal = { client: w.env.client, taskQueue: w.taskQueue, namespace: 'default' };
+    const bare = createApp({ pool: w.db.pool, temporal, config, logger: pino({ level: 'silent' }), extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors }) });
+    const before = await counts();
+    const gh = await request(bare).post('/webhooks/github').set({ 'Content-Type': 'application/json', 'X-GitHub-Event': 'secret_scanning_alert', 'X-Hub-Signature-256': ghSign(ghFixture) }).send(ghFixture.toString());
+    expect(gh.status).toBe(503);
+    expect(gh.body.error).toMatchObject({ code: 'webhook_not_configured', message: expect.stringContaining('no GITHUB_WEBHOOK_SECRET set') });
+    const gg = await request(bare).post('/webhooks/gitguardian').set({ 'Content-Type': 'application/json', Timestamp: nowTs(), 'Gitguardian-Signature': ggSign(ggFixture, nowTs()) }).send(ggFixture.toString());
+    expect(gg.status).toBe(503);
+    expect(gg.body.error.message).toContain('no GITGUARDIAN_WEBHOOK_SECRET set');
+    // It reveals nothing else: neither the other vendor's state nor any value.
+    expect(gh.body.error.message).not.toMatch(/GITGUARDIAN|gh-webhook/);
+    expect(await counts()).toEqual(before);
   });
 
   test('malformed JSON → 400; a signed payload that is not the vendor schema → 400 with issues', async () => {

@@ -74,7 +74,11 @@ describe('bad input: a clear 4xx and nothing changed', () => {
   test('unknown offboarding → 404', async () => {
     expect((await get('/v1/offboardings/offboard-nobody_here')).status).toBe(404);
     expect((await post('/v1/offboardings/offboard-nobody_here/abort', 'admin', { reason: 'oops' })).status).toBe(404);
-    expect((await get('/v1/offboardings/not-an-id')).status).toBe(400);
+    // A malformed id names nothing: 404, as for an unknown one (the docs' promise).
+    const malformed = await get('/v1/offboardings/not-an-id');
+    expect(malformed.status).toBe(404);
+    expect(malformed.body.error.message).toBe('no offboarding not-an-id');
+    expect((await post('/v1/offboardings/NOT-AN-ID/confirm', 'admin', {})).status).toBe(404);
   });
 });
 
