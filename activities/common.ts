@@ -3,6 +3,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pool } from 'pg';
 import { appendAudit, type AuditEventInput } from '../lib/audit';
+import { checkSignature, useNonce, type Authority, type SignedMessage } from '../lib/authority';
 import { getNhi, type Nhi } from '../lib/inventory';
 import { getPrincipal } from '../lib/principals';
 import type { Notification } from '../lib/notifier';
@@ -31,6 +32,26 @@ export function currentWorkflowId(): string {
   const id = Context.current().info.workflowExecution?.workflowId;
   if (!id) throw new Error('this activity must run on behalf of a workflow');
   return id;
+}
+
+/**
+ * The principal a signed message really comes from (lib/authority.ts): the signature, this
+ * workflow, the message, the expiry, the nonce used once (Temporal's retry of this activity is the
+ * same use). With `claimed`, the payload's named principal must be the signed one. Anything else is
+ * a non-retryable NotAllowed naming what is wrong — the message is not honoured.
+ */
+export async function verifiedPrincipal(deps: Pick<ActivityDeps, 'pool' | 'authorityKey'>, authority: Authority | undefined, message: SignedMessage, claimed?: string): Promise<string> {
+  const info = Context.current().info;
+  const execution = info.workflowExecution;
+  if (!execution) throw new Error('this activity must run on behalf of a workflow');
+  const workflowId = execution.workflowId;
+  const refuse = (reason: string) => ApplicationFailure.create({ message: `${message} refused: ${reason}`, type: ErrorType.NotAllowed, nonRetryable: true });
+  const check = checkSignature(deps.authorityKey, authority, { workflowId, message });
+  if (!check.ok) throw refuse(check.reason);
+  if (claimed !== undefined && claimed !== check.principal) throw refuse(`signed by ${check.principal}, but the message names ${claimed}`);
+  const used = await useNonce(deps.pool, authority!, `${execution.runId}:${info.activityId}`);
+  if (!used.ok) throw refuse(used.reason);
+  return check.principal;
 }
 
 export type AuditStep = Omit<AuditEventInput, 'workflowId'>;

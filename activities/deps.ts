@@ -17,6 +17,8 @@ export interface ActivityDeps {
   secrets: SecretStore;
   policy: PolicyEngine;
   notifier: Notifier;
+  /** Verifies the signed principal of messages that widen or restore access (lib/authority.ts). */
+  authorityKey: Buffer;
   /** For activities that reach other workflows (e.g. containment ending running elevations). */
   temporal?: { client: Client; taskQueue: string };
 }

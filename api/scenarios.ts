@@ -21,6 +21,8 @@ export interface ScenarioDeps {
   config: Config;
   policy: PolicyEngine;
   connectors: ConnectorRegistry;
+  /** The key the API signs principals with (the workers verify with the same one). */
+  authorityKey: Buffer;
   /** Offboarding: watch-check interval, checks per run, escalation attempts (defaults in the contract). */
   offboardingSettings?: Partial<OffboardingSettings>;
   /** How long abort/confirm wait for the workflow before answering 202 (default 20 s). */
@@ -50,6 +52,7 @@ export function createScenarioRouters(deps: ScenarioDeps): Router[] {
       policy: deps.policy,
       grantableEntitlements: (connector) => deps.connectors.get(connector).listGrantableEntitlements(),
       settings: jitSettings(deps.config),
+      authorityKey: deps.authorityKey,
     }),
     createLeakRouter(deps),
     createOffboardingRouter(deps),

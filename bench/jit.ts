@@ -35,6 +35,7 @@ async function main() {
                 durationMinutes: 1,
                 requestedBy: 'alice',
                 requestedAt: new Date().toISOString(),
+                authority: w.sign(workflowId, 'start', 'alice'),
                 settings: { approvalTimeoutMinutes: 60, expiryWarningMinutes: 10, revokeEscalationAttempts: 5 },
               },
             ],

@@ -29,6 +29,11 @@ export const configSchema = z.object({
     .string()
     .refine((k) => decodeKey(k) !== null, 'must be 32 bytes as base64 or 64 hex characters')
     .optional(),
+  /** HMAC key the API signs principals with and the workers verify (32 bytes, base64 or hex). In dev a key file in DATA_DIR is generated. */
+  AUTHORITY_KEY: z
+    .string()
+    .refine((k) => decodeKey(k) !== null, 'must be 32 bytes as base64 or 64 hex characters')
+    .optional(),
   POLICY_DIR: z.string().min(1).default('policies'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Comma-separated URLs that receive HMAC-signed JSON notifications. */

@@ -51,7 +51,7 @@ export async function openApiDocument(): Promise<OpenApiDocument> {
     temporal,
     config,
     logger: pino({ level: 'silent' }),
-    extraRouters: createScenarioRouters({ pool, temporal, config, policy: {} as PolicyEngine, connectors: {} as ConnectorRegistry }),
+    extraRouters: createScenarioRouters({ pool, temporal, config, policy: {} as PolicyEngine, connectors: {} as ConnectorRegistry, authorityKey: Buffer.alloc(32) }),
   });
   return (await request(app).get('/openapi.json').expect(200)).body as OpenApiDocument;
 }

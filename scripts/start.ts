@@ -191,7 +191,7 @@ async function main() {
   }
   // The console's dev sign-in picker offers the demo principals (loopback callers only).
   const consoleOptions = { temporalUiUrl: dev?.uiUrl, namespace, demoPrincipals: config.demo ? () => DEMO_PRINCIPALS.map((p) => ({ ...p, token: tokens[p.id] })) : undefined };
-  const app = createApp({ pool: built.pool, temporal, config, logger, console: consoleOptions, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors }) });
+  const app = createApp({ pool: built.pool, temporal, config, logger, console: consoleOptions, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors, authorityKey: built.deps.authorityKey }) });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.PORT, config.HOST, () => resolve(s));
     s.once('error', reject);

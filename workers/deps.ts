@@ -12,6 +12,7 @@ import { LogNotifier, WebhookNotifier, type Notifier } from '../lib/notifier';
 import { loadNhiPolicies } from '../lib/policy-decisions';
 import { projectRoot } from '../lib/paths';
 import { loadOrCreateKeyFile, SecretStore } from '../lib/secret-store';
+import { loadOrCreateAuthorityKey } from '../lib/authority';
 
 /** The server the estate lives on when ESTATE_DATABASE_URL is unset: the orchestrator's own. */
 export function estateAdminUrl(config: Config): string {
@@ -32,6 +33,13 @@ export function secretStoreKey(config: Config): Buffer {
   if (config.SECRET_STORE_KEY) return decodeKey(config.SECRET_STORE_KEY)!;
   if (config.NODE_ENV === 'production') throw new Error('SECRET_STORE_KEY is required in production (32 bytes, base64 or hex)');
   return loadOrCreateKeyFile(config.dataDir);
+}
+
+/** The key signed authorities are verified with: AUTHORITY_KEY, or in dev a generated key file. */
+export function authorityKey(config: Config): Buffer {
+  if (config.AUTHORITY_KEY) return decodeKey(config.AUTHORITY_KEY)!;
+  if (config.NODE_ENV === 'production') throw new Error('AUTHORITY_KEY is required in production (32 bytes, base64 or hex): the API and the workers must share it');
+  return loadOrCreateAuthorityKey(config.dataDir);
 }
 
 export function buildNotifier(config: Config, logger: Logger): Notifier {
@@ -62,6 +70,7 @@ export function buildDependencies(config: Config, logger: Logger): BuiltDependen
     // Loaded and validated at start-up: an invalid policy stops the worker here.
     policy: loadNhiPolicies(path.resolve(projectRoot, config.POLICY_DIR)),
     notifier: buildNotifier(config, logger),
+    authorityKey: authorityKey(config),
   };
   return {
     deps,

@@ -16,7 +16,8 @@ import { ErrorType } from '../../workflows/errors';
 import { JIT_SCENARIO, type EntitlementReadback, type PolicyEvidence } from './contract';
 import { LEAK_WORKFLOW_TYPE, leakWorkflowId } from '../leak/contract';
 import { OFFBOARDING_WORKFLOW_TYPE, offboardingWorkflowId } from '../offboarding/contract';
-import { currentWorkflowId, loadNhi, type NhiRecord, principalRoles } from '../../activities/common';
+import { currentWorkflowId, loadNhi, type NhiRecord, principalRoles, verifiedPrincipal } from '../../activities/common';
+import type { Authority } from '../../lib/authority';
 import type { ActivityDeps } from '../../activities/deps';
 
 
@@ -128,17 +129,21 @@ export function createJitActivities(deps: ActivityDeps) {
 
   return {
     /** Cedar decides: deny, auto-approve, needs N approvals, or break-glass. Recorded with its policies. */
-    async evaluateElevation(f: ElevationFacts): Promise<PolicyEvidence> {
+    /** The request: requestedBy must be the principal the API signed for this start. */
+    async evaluateElevation(f: ElevationFacts & { authority?: Authority }): Promise<PolicyEvidence> {
+      await verifiedPrincipal(deps, f.authority, 'start', f.requestedBy);
       return evaluate(f, 'policy');
     },
 
     /** An extension is a new decision on the total duration. */
-    async evaluateExtension(f: ElevationFacts & { extraMinutes: number; totalMinutes: number; extensionNumber: number }): Promise<PolicyEvidence> {
+    async evaluateExtension(f: ElevationFacts & { extraMinutes: number; totalMinutes: number; extensionNumber: number; by?: string; authority?: Authority }): Promise<PolicyEvidence> {
+      await verifiedPrincipal(deps, f.authority, 'extend', f.by ?? f.requestedBy);
       return evaluate(f, `extend:${f.extensionNumber}:policy`, { extraMinutes: f.extraMinutes, totalMinutes: f.totalMinutes });
     },
 
     /** May this principal approve? (Never the requester; policy decides the rest.) */
-    async checkApprover(a: { approver: string; requestedBy: string; nhiId: string; entitlements: string[] }) {
+    async checkApprover(a: { approver: string; requestedBy: string; nhiId: string; entitlements: string[]; message?: 'approve' | 'deny'; authority?: Authority }) {
+      await verifiedPrincipal(deps, a.authority, a.message ?? 'approve', a.approver);
       const nhi = await loadNhi(deps.pool, a.nhiId);
       const d = canApprove(deps.policy, {
         approver: { id: a.approver, roles: await principalRoles(deps.pool, a.approver) },
@@ -154,8 +159,11 @@ export function createJitActivities(deps: ActivityDeps) {
      * carries: the requester, an approver or an admin; or a scenario that ends every elevation of the
      * NHI (leak containment, offboarding), when its workflow is running for this NHI.
      */
-    async checkRevoker(a: { by: string; requestedBy: string; nhiId: string; byWorkflow?: string }): Promise<{ allowed: boolean; reasons: string[] }> {
+    async checkRevoker(a: { by: string; requestedBy: string; nhiId: string; byWorkflow?: string; authority?: Authority }): Promise<{ allowed: boolean; reasons: string[]; actor?: string }> {
       if (a.byWorkflow !== undefined) return checkScenarioCaller(a.byWorkflow, a.nhiId);
+      // Ending access early only narrows it: honoured unsigned (the Temporal UI), as `temporal-ui`.
+      if (!a.authority) return { allowed: true, reasons: [`unsigned (claimed by ${a.by}): ending an elevation early needs no authority`], actor: 'temporal-ui' };
+      await verifiedPrincipal(deps, a.authority, 'revoke', a.by);
       if (a.by === a.requestedBy) return { allowed: true, reasons: [`${a.by} requested it`] };
       const roles = await principalRoles(deps.pool, a.by);
       if (hasRole({ roles: roles as Role[] }, 'approver')) return { allowed: true, reasons: [`${a.by} holds ${roles.includes('admin') ? 'admin' : 'approver'}`] };

@@ -1,5 +1,6 @@
 // The JIT elevation contract: what the API, the CLI and tests import (never the workflow body).
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { Authority } from '../../lib/authority';
 
 export const JIT_WORKFLOW_TYPE = 'jitElevation';
 export const JIT_SCENARIO = 'jit';
@@ -25,6 +26,8 @@ export interface JitElevationInput {
   breakGlass?: boolean;
   /** The authenticated principal; never taken from a request body. */
   requestedBy: string;
+  /** requestedBy signed by the API for this workflow's start: without it the request is refused. */
+  authority?: Authority;
   requestedAt: string;
   settings: JitSettings;
   /** Set by the elevation itself when an active window continues as new. Never set by a caller. */
@@ -124,19 +127,27 @@ export interface JitStatus {
 }
 
 export interface ApproveInput {
+  /** The named principal signed by the API (lib/authority.ts): required, this message widens access. */
+  authority?: Authority;
   approver: string;
   comment?: string;
 }
 export interface DenyInput {
+  /** The named principal signed by the API (lib/authority.ts): required, this message widens access. */
+  authority?: Authority;
   approver: string;
   reason: string;
 }
 export interface ExtendInput {
+  /** The named principal signed by the API (lib/authority.ts): required, this message widens access. */
+  authority?: Authority;
   by: string;
   minutes: number;
   reason?: string;
 }
 export interface RevokeInput {
+  /** The named principal signed by the API. Unsigned (the Temporal UI), the revoke is still honoured — it only narrows access — and recorded as `temporal-ui`. */
+  authority?: Authority;
   /** The requester may end their own elevation, approvers and admins any: their roles are looked up server-side. */
   by: string;
   /** Ignored (older callers sent the caller's roles): a message's claim about roles is never trusted. */

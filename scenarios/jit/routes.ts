@@ -32,6 +32,7 @@ import { defineRoute } from '../../api/route';
 import { limitParam } from '../../api/validation';
 import { mapUpdateError, requireRunning } from '../../api/workflow-errors';
 import { visibilityLiteral } from '../../lib/visibility';
+import { signAuthority, type SignedMessage } from '../../lib/authority';
 
 const MAX_START_AHEAD_MS = 7 * 24 * 60 * 60_000;
 const MAX_DURATION_MINUTES = 7 * 24 * 60;
@@ -110,11 +111,14 @@ export interface ElevationRouterDeps {
   revokeWaitMs?: number;
   /** How long the deciding approval waits for the grant's read-back before answering 202 (default 20 s). */
   approveWaitMs?: number;
+  /** Signs the authenticated principal into each message that widens access (lib/authority.ts). */
+  authorityKey: Buffer;
 }
 
 export function createElevationRouter(deps: ElevationRouterDeps): Router {
   const router = Router();
   const handle = (id: string): WorkflowHandle => deps.client.workflow.getHandle(id);
+  const sign = (h: WorkflowHandle, message: SignedMessage, principal: string) => signAuthority(deps.authorityKey, { workflowId: h.workflowId, message, principal });
 
   async function statusOf(id: string): Promise<JitStatus> {
     return handle(id).query(statusQuery);
@@ -208,6 +212,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
         requestedBy: principal.id,
         requestedAt: new Date().toISOString(),
         settings: deps.settings,
+        authority: signAuthority(deps.authorityKey, { workflowId, message: 'start', principal: principal.id }),
       };
       let replay = false;
       try {
@@ -332,7 +337,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
       await requireRunning(h, 'elevation');
       let after: JitStatus;
       try {
-        after = await h.executeUpdate(approveUpdate, { args: [{ approver: principal.id, comment: b.comment }] });
+        after = await h.executeUpdate(approveUpdate, { args: [{ approver: principal.id, comment: b.comment, authority: sign(h, 'approve', principal.id) }] });
       } catch (err) {
         throw mapUpdateError(err);
       }
@@ -344,14 +349,14 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
     },
   });
   decision('deny', 'Deny a pending request', ['approver'], z.strictObject({ reason: z.string().trim().min(3).max(500) }), (h, b, p) =>
-    h.executeUpdate(denyUpdate, { args: [{ approver: p.id, reason: b.reason }] }),
+    h.executeUpdate(denyUpdate, { args: [{ approver: p.id, reason: b.reason, authority: sign(h, 'deny', p.id) }] }),
   );
   decision(
     'extend',
     'Extend an active elevation (the requester; policy re-checks the total)',
     ['requester'],
     z.strictObject({ minutes: z.number().int('a whole number of minutes').positive().max(24 * 60, 'at most 1440 minutes in one extension (policy re-checks the whole window)'), reason: text(500).optional() }),
-    (h, b, p) => h.executeUpdate(extendUpdate, { args: [{ by: p.id, minutes: b.minutes, reason: b.reason }] }),
+    (h, b, p) => h.executeUpdate(extendUpdate, { args: [{ by: p.id, minutes: b.minutes, reason: b.reason, authority: sign(h, 'extend', p.id) }] }),
   );
 
   defineRoute(router, {
@@ -371,7 +376,7 @@ export function createElevationRouter(deps: ElevationRouterDeps): Router {
       const h = handle(params.id);
       await requireRunning(h, 'elevation');
       try {
-        const update = await h.startUpdate(revokeUpdate, { args: [{ by: principal.id, reason: body.reason }], waitForStage: 'ACCEPTED' });
+        const update = await h.startUpdate(revokeUpdate, { args: [{ by: principal.id, reason: body.reason, authority: sign(h, 'revoke', principal.id) }], waitForStage: 'ACCEPTED' });
         const result = await Promise.race([update.result(), new Promise<null>((r) => setTimeout(() => r(null), deps.revokeWaitMs ?? 20_000).unref())]);
         if (result) return result;
         res.status(202);

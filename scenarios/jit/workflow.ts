@@ -118,7 +118,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     approveUpdate,
     (a) =>
       mutex.runExclusive(async () => {
-        const verdict = await acts.checkApprover({ approver: a.approver, requestedBy: status.requestedBy, nhiId: status.nhiId, entitlements: input.entitlements });
+        const verdict = await acts.checkApprover({ approver: a.approver, requestedBy: status.requestedBy, nhiId: status.nhiId, entitlements: input.entitlements, message: 'approve', authority: a.authority });
         if (!verdict.allowed) throw ApplicationFailure.create({ message: `${a.approver} may not approve this request: ${verdict.reasons.join('; ') || 'no policy allows it'}`, type: ErrorType.NotAllowed, nonRetryable: true });
         if (status.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${status.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
         if (status.approvals.some((x) => x.by === a.approver)) return status; // one principal counts once
@@ -142,7 +142,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     denyUpdate,
     (d) =>
       mutex.runExclusive(async () => {
-        const verdict = await acts.checkApprover({ approver: d.approver, requestedBy: status.requestedBy, nhiId: status.nhiId, entitlements: input.entitlements });
+        const verdict = await acts.checkApprover({ approver: d.approver, requestedBy: status.requestedBy, nhiId: status.nhiId, entitlements: input.entitlements, message: 'deny', authority: d.authority });
         if (!verdict.allowed) throw ApplicationFailure.create({ message: `${d.approver} may not decide on this request`, type: ErrorType.NotAllowed, nonRetryable: true });
         if (status.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${status.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
         status.denial = { by: d.approver, at: iso(Date.now()), reason: d.reason };
@@ -174,6 +174,8 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
           extraMinutes: x.minutes,
           totalMinutes: total,
           extensionNumber: status.extensions.length + 1,
+          by: x.by,
+          authority: x.authority,
         });
         if (d.outcome === 'deny') {
           throw ApplicationFailure.create({ message: `extension to ${total} minutes rejected: ${d.reasons.join('; ') || 'policy denies it'}`, type: ErrorType.PolicyDenied, nonRetryable: true, details: [d] });
@@ -200,13 +202,13 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     revokeUpdate,
     async (r) => {
       // Who may end it is looked up server-side; roles in the message are ignored.
-      const verdict = await acts.checkRevoker({ by: r.by, requestedBy: status.requestedBy, nhiId: status.nhiId, ...(r.byWorkflow ? { byWorkflow: r.byWorkflow } : {}) });
+      const verdict = await acts.checkRevoker({ by: r.by, requestedBy: status.requestedBy, nhiId: status.nhiId, ...(r.byWorkflow ? { byWorkflow: r.byWorkflow } : {}), ...(r.authority ? { authority: r.authority } : {}) });
       if (!verdict.allowed) {
         throw ApplicationFailure.create({ message: `${r.by} may not end this elevation: ${verdict.reasons.join('; ') || 'only the requester, an approver or an admin can'}`, type: ErrorType.NotAllowed, nonRetryable: true });
       }
       if (isFinal() || endReason) throw ApplicationFailure.create({ message: `elevation is ${status.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
       endReason = 'revoked_early';
-      status.endedBy = r.by;
+      status.endedBy = verdict.actor ?? r.by;
       status.endComment = r.reason;
       // Answer once the revocation is verified (or the request was closed before any grant).
       await condition(() => isFinal());
@@ -241,7 +243,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       breakGlass: input.breakGlass,
       requestedBy: input.requestedBy,
     };
-    const decision = await acts.evaluateElevation(facts);
+    const decision = await acts.evaluateElevation({ ...facts, authority: input.authority });
     status.decision = decision;
     status.requiredApprovals = decision.outcome === 'needs_approval' ? decision.requiredApprovals : 0;
     event('policy', `${decision.outcome}${decision.reasons.length ? `: ${decision.reasons.join('; ')}` : ''}`);

@@ -39,7 +39,7 @@ describeWithBrowser('the console in Chromium', () => {
       config,
       logger: pino({ level: 'silent' }),
       console: { temporalUiUrl: 'http://127.0.0.1:8233', namespace: 'default', demoPrincipals: () => [{ id: 'alice', roles: ['requester'], token: api.tokens.alice }] },
-      extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors }),
+      extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors, authorityKey: w.deps.authorityKey }),
     });
     server = await new Promise<Server>((resolve) => {
       const s = app.listen(0, '127.0.0.1', () => resolve(s));

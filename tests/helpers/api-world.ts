@@ -40,7 +40,7 @@ export async function createApiWorld(
     temporal,
     config,
     logger: opts.logger ?? pino({ level: 'silent' }),
-    extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors, ...opts.scenario }),
+    extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors, authorityKey: w.deps.authorityKey, ...opts.scenario }),
   });
   const tokens: Record<string, string> = {};
   for (const [id, roles] of Object.entries(opts.principals ?? {})) await upsertPrincipal(w.db.pool, { id, roles });

@@ -11,6 +11,7 @@ import { scramSha256Verifier, type PostgresConnector } from '../../connectors/po
 import { adminOptionGrantSql, detectRoleSystem, membershipOptionColumns, type RoleSystem } from '../../connectors/postgres-roles';
 import { createEstateConnector, ensureConnectorRole, ensureDemoEstate, estateConnectorUrl, probeTargetFromUrl, type DemoEstateResult } from '../../lib/estate';
 import { MemoryNotifier } from '../../lib/notifier';
+import { signAuthority, type Authority, type SignedMessage } from '../../lib/authority';
 import { loadNhiPolicies } from '../../lib/policy-decisions';
 import { upsertPrincipal } from '../../lib/principals';
 import { generateCredential, SecretStore } from '../../lib/secret-store';
@@ -67,6 +68,8 @@ export interface TestWorld {
   login(nhiId: string, password: string): Promise<string>;
   /** The inventory's status of the NHI. */
   inventoryStatus(nhiId: string): Promise<string>;
+  /** What the API does for a message that widens access: sign the principal for this workflow and message. */
+  sign(workflowId: string, message: SignedMessage, principal: string): Authority;
   createWorker(
     activityOverrides?: Record<string, (...args: any[]) => Promise<unknown>>,
     options?: { taskQueue?: string; maxCachedWorkflows?: number; workflowBundle?: { code: string } },
@@ -93,7 +96,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
   const notifier = new MemoryNotifier();
   const policy = loadNhiPolicies(path.join(projectRoot, 'policies'));
   for (const p of DEMO_PRINCIPALS) await upsertPrincipal(db.pool, { id: p.id, roles: [...p.roles] });
-  const deps: ActivityDeps = { pool: db.pool, connectors: { get: () => connector }, secrets, policy, notifier };
+  const deps: ActivityDeps = { pool: db.pool, connectors: { get: () => connector }, secrets, policy, notifier, authorityKey: randomBytes(32) };
   const env = opts.temporal === 'local' ? await createLocalEnv() : await createTimeSkippingEnv();
   if (opts.temporal === 'local') deps.temporal = { client: env.client, taskQueue: '' };
   const taskQueue = `tq-${prefix}`;
@@ -174,6 +177,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
       const { rows } = await db.pool.query<{ status: string }>('SELECT status FROM nhis WHERE id = $1', [nhiId]);
       return rows[0].status;
     },
+    sign: (workflowId, message, principal) => signAuthority(deps.authorityKey, { workflowId, message, principal }),
     async createWorker(activityOverrides = {}, options = {}) {
       return Worker.create({
         connection: env.nativeConnection,

@@ -109,10 +109,11 @@ export function createHarness(w: TestWorld) {
       settings: { approvalTimeoutMinutes: 60, expiryWarningMinutes: 10, revokeEscalationAttempts: 2 },
       ...over,
     };
+    const workflowId = jitWorkflowId(nhiId, randomBytes(4).toString('hex'));
     return client().workflow.start(JIT_WORKFLOW_TYPE, {
       taskQueue,
-      workflowId: jitWorkflowId(nhiId, randomBytes(4).toString('hex')),
-      args: [input],
+      workflowId,
+      args: [{ ...input, authority: w.sign(workflowId, 'start', input.requestedBy) }],
       workflowIdReusePolicy: 'REJECT_DUPLICATE',
       typedSearchAttributes: [
         { key: NhiIdKey, value: nhiId },
@@ -137,14 +138,14 @@ export function createHarness(w: TestWorld) {
       const s = await h.query(jitStatusQuery);
       return s.state === 'awaiting_approval' || s.state === 'active' ? s : null;
     }, WAIT_MS);
-    if (first.state === 'awaiting_approval') await h.executeUpdate(approveUpdate, { args: [{ approver: 'bob', comment: 'ok' }] });
+    if (first.state === 'awaiting_approval') await h.executeUpdate(approveUpdate, { args: [{ approver: 'bob', comment: 'ok', authority: w.sign(h.workflowId, 'approve', 'bob') }] });
     const s = await jitUntil(h, 'active');
     await untilVisible(JIT_WORKFLOW_TYPE, nhiId, h.workflowId);
     return { h, s };
   }
 
   /** The requester's "I'm done": answers once the revocation is verified. */
-  const revokeJit = (h: WorkflowHandle, by = 'alice') => h.executeUpdate(revokeUpdate, { args: [{ by, reason: 'done' }] });
+  const revokeJit = (h: WorkflowHandle, by = 'alice') => h.executeUpdate(revokeUpdate, { args: [{ by, reason: 'done', authority: w.sign(h.workflowId, 'revoke', by) }] });
 
   // --- anomaly throttling -----------------------------------------------------------------
 

@@ -131,7 +131,7 @@ describe('JIT × throttle', () => {
     await h.anomalyUntil(nhiId, 'throttled_l1');
     await h.expectTarget(nhiId, { groups: none, login: true, limit: 2 });
 
-    await jit.executeUpdate(approveUpdate, { args: [{ approver: 'bob', comment: 'ok' }] });
+    await jit.executeUpdate(approveUpdate, { args: [{ approver: 'bob', comment: 'ok', authority: w.sign(jit.workflowId, 'approve', 'bob') }] });
     const end = (await jit.result()) as JitStatus;
     expect(end.state).toBe('rolled_back');
     expect(end.grantedAt).toBeUndefined();

@@ -38,7 +38,8 @@ test('a JIT elevation extended 200 times: each run under the budget; it expires 
     requestedAt: new Date().toISOString(),
     settings: { approvalTimeoutMinutes: 60, expiryWarningMinutes: 10, revokeEscalationAttempts: 2 },
   };
-  const handle = await w.env.client.workflow.start('jitElevation', { taskQueue: w.taskQueue, workflowId: jitWorkflowId(nhiId, randomBytes(4).toString('hex')), args: [input] });
+  const workflowId = jitWorkflowId(nhiId, randomBytes(4).toString('hex'));
+  const handle = await w.env.client.workflow.start('jitElevation', { taskQueue: w.taskQueue, workflowId, args: [{ ...input, authority: w.sign(workflowId, 'start', 'alice') }] });
   const active: JitStatus = await waitFor('active', async () => {
     const s: JitStatus = await handle.query(jitStatusQuery);
     return s.state === 'active' ? s : null;
@@ -48,7 +49,7 @@ test('a JIT elevation extended 200 times: each run under the budget; it expires 
   // The latest run (the window continues as new every 100 extensions).
   const latest = w.env.client.workflow.getHandle(handle.workflowId);
   for (let i = 1; i <= 200; i++) {
-    const s = await latest.executeUpdate(extendUpdate, { args: [{ by: 'alice', minutes: 1, reason: `extension ${i}` }] });
+    const s = await latest.executeUpdate(extendUpdate, { args: [{ by: 'alice', minutes: 1, reason: `extension ${i}`, authority: w.sign(workflowId, 'extend', 'alice') }] });
     expect(s.extensions).toHaveLength(i);
   }
   const extended: JitStatus = await latest.query(jitStatusQuery);

@@ -82,7 +82,7 @@ test('an anomaly case and a JIT window started before the upgrade complete after
     for (let i = 0; i < 3; i++) await oldCase.signal(anomalySignal, detection());
     await waitFor('old case took the detections', async () => (await oldCase.query(anomalyStatus)).evidenceCount === 4);
     log('old case has 4');
-    const jit = await w.env.client.workflow.start('jitElevation', { taskQueue: queue, workflowId: jitId, args: [jitInput] });
+    const jit = await w.env.client.workflow.start('jitElevation', { taskQueue: queue, workflowId: jitId, args: [{ ...jitInput, authority: w.sign(jitId, 'start', 'alice') }] });
     await waitFor('window active', async () => (await jit.query(jitStatus)).state === 'active');
   });
   log('old worker stopped');
@@ -98,7 +98,7 @@ test('an anomaly case and a JIT window started before the upgrade complete after
     for (let i = 0; i < 3; i++) await newCase.signal(anomalySignal, detection());
     log('new case throttled');
     const jit = w.env.client.workflow.getHandle(jitId);
-    const extended: JitStatus = await jit.executeUpdate(extendUpdate, { args: [{ by: 'alice', minutes: 30 }] });
+    const extended: JitStatus = await jit.executeUpdate(extendUpdate, { args: [{ by: 'alice', minutes: 30, authority: w.sign(jitId, 'extend', 'alice') }] });
     expect(extended.extensions).toHaveLength(1);
     log('extended');
 

@@ -193,6 +193,7 @@ test('a deciding approval that outlasts the wait answers 202 with the status so 
         pool: w.db.pool,
         client: w.env.client,
         taskQueue: w.taskQueue,
+        authorityKey: w.deps.authorityKey,
         policy: w.deps.policy,
         grantableEntitlements: (c) => w.deps.connectors.get(c).listGrantableEntitlements(),
         settings: jitSettings(loadConfig({ NODE_ENV: 'test' })),

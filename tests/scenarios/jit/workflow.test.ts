@@ -8,7 +8,7 @@ import { activeIntents, commitIntent, releaseIntents } from '../../../enforcemen
 import { reconcile } from '../../../enforcement/reconciler';
 import { ErrorType } from '../../../workflows/errors';
 import { jitElevation } from '../../../scenarios/jit/workflow';
-import { approveUpdate, jitWorkflowId, revokeUpdate, statusQuery, type JitElevationInput, type JitState } from '../../../scenarios/jit/contract';
+import { approveUpdate, extendUpdate, jitWorkflowId, revokeUpdate, statusQuery, type JitElevationInput, type JitState } from '../../../scenarios/jit/contract';
 import { leakWorkflowId } from '../../../scenarios/leak/contract';
 import { createTestWorld, type TestWorld } from '../../helpers/world';
 import { waitFor } from '../../helpers/wait';
@@ -41,13 +41,11 @@ function input(over: Partial<JitElevationInput>): JitElevationInput {
   };
 }
 
+/** Start as the API does: requestedBy signed for this workflow's start. */
 async function start(over: Partial<JitElevationInput>, taskQueue = w.taskQueue): Promise<Elevation> {
   const i = input(over);
-  return w.env.client.workflow.start(jitElevation, {
-    taskQueue,
-    workflowId: jitWorkflowId(i.nhiId, randomBytes(4).toString('hex')),
-    args: [i],
-  });
+  const workflowId = jitWorkflowId(i.nhiId, randomBytes(4).toString('hex'));
+  return w.env.client.workflow.start(jitElevation, { taskQueue, workflowId, args: [{ authority: w.sign(workflowId, 'start', i.requestedBy), ...i }] });
 }
 
 type Elevation = WorkflowHandleWithFirstExecutionRunId<typeof jitElevation>;
@@ -183,7 +181,7 @@ test('two overlapping elevations, the later one ends first ("I\'m done"): kept f
   await untilState(shorter, 'active');
   expect(await w.memberships(nhi)).toEqual([w.ent('estate_readonly')]);
 
-  const done = await shorter.executeUpdate(revokeUpdate, { args: [{ by: 'alice', reason: 'finished' }] });
+  const done = await shorter.executeUpdate(revokeUpdate, { args: [{ by: 'alice', reason: 'finished', authority: w.sign(shorter.workflowId, 'revoke', 'alice') }] });
   expect(done).toMatchObject({ state: 'revoked', endReason: 'revoked_early' });
   expect(done.entitlements[0]).toMatchObject({ present: true, otherHolders: [longer.workflowId] });
   expect(await w.memberships(nhi)).toEqual([w.ent('estate_readonly')]);
@@ -210,8 +208,7 @@ test('worker restarted mid-window: the elevation is still revoked on time', asyn
   const queue = `${w.taskQueue}-restart`;
   const first = await w.createWorker({}, { taskQueue: queue, maxCachedWorkflows: 0 });
   const firstRunning = first.run();
-  const i = input({ nhiId: 'svc_ledger', durationMinutes: 90 });
-  const handle = await w.env.client.workflow.start(jitElevation, { taskQueue: queue, workflowId: jitWorkflowId(i.nhiId, randomBytes(4).toString('hex')), args: [i] });
+  const handle = await start({ nhiId: 'svc_ledger', durationMinutes: 90 }, queue);
   await untilState(handle, 'active');
   first.shutdown();
   await firstRunning;
@@ -369,7 +366,7 @@ test('an elevation approved while a throttle holds the NHI does not end active: 
 
   const handle = await start({ nhiId: nhi, entitlements: ['estate_writer'], durationMinutes: 60 });
   await untilState(handle, 'awaiting_approval');
-  await handle.executeUpdate(approveUpdate, { args: [{ approver: 'bob', comment: 'ok' }] });
+  await handle.executeUpdate(approveUpdate, { args: [{ approver: 'bob', comment: 'ok', authority: w.sign(handle.workflowId, 'approve', 'bob') }] });
   const result = await handle.result();
   expect(result.state).toBe('rolled_back');
   expect(result.grantedAt).toBeUndefined();
@@ -391,12 +388,52 @@ test('an elevation approved while a throttle holds the NHI does not end active: 
   expect(await w.roleState(nhi)).toEqual(before);
 });
 
+describe('authority comes from the API\'s signature, never from the message (issue 13 finding 1)', () => {
+  test('an approve sent straight to Temporal ("approver": "bob", no signature) is refused, nothing granted', async () => {
+    const handle = await start({ nhiId: 'svc_batch', entitlements: ['estate_writer'], durationMinutes: 60 });
+    await untilState(handle, 'awaiting_approval');
+    await expect(handle.executeUpdate(approveUpdate, { args: [{ approver: 'bob' }] })).rejects.toMatchObject({ cause: { cause: { type: ErrorType.NotAllowed, message: expect.stringMatching(/approve refused: approve needs a signed principal/) } } });
+    // Signed for someone else, for another workflow, or for another message: refused too.
+    const other = await start({ nhiId: 'svc_etl', entitlements: ['estate_writer'], durationMinutes: 60 });
+    for (const authority of [w.sign(handle.workflowId, 'approve', 'carol'), w.sign(other.workflowId, 'approve', 'bob'), w.sign(handle.workflowId, 'deny', 'bob'), { ...w.sign(handle.workflowId, 'approve', 'bob'), signature: 'AAAA' }]) {
+      await expect(handle.executeUpdate(approveUpdate, { args: [{ approver: 'bob', authority }] })).rejects.toMatchObject({ cause: { cause: { type: ErrorType.NotAllowed } } });
+    }
+    const s = await handle.query(statusQuery);
+    expect(s).toMatchObject({ state: 'awaiting_approval', approvals: [] });
+    expect(await w.memberships('svc_batch')).not.toContain(w.ent('estate_writer'));
+    await other.cancel();
+    await handle.cancel();
+  });
+
+  test('a workflow started straight on Temporal with requestedBy "admin" and no signature changes nothing', async () => {
+    const i = input({ nhiId: 'svc_batch', entitlements: ['estate_readonly'], requestedBy: 'admin' });
+    const handle = await w.env.client.workflow.start(jitElevation, { taskQueue: w.taskQueue, workflowId: jitWorkflowId(i.nhiId, randomBytes(4).toString('hex')), args: [i] });
+    await expect(handle.result()).rejects.toMatchObject({ cause: { cause: { type: ErrorType.NotAllowed, message: expect.stringMatching(/start refused/) } } });
+    expect(await w.memberships('svc_batch')).not.toContain(w.ent('estate_readonly'));
+  });
+
+  test('an extension needs the requester\'s signature; an unsigned revoke only narrows access and is recorded as temporal-ui', async () => {
+    const handle = await start({ nhiId: 'svc_etl', durationMinutes: 60 });
+    const active = await untilState(handle, 'active');
+    await expect(handle.executeUpdate(extendUpdate, { args: [{ by: 'alice', minutes: 60 }] })).rejects.toMatchObject({ cause: { cause: { type: ErrorType.NotAllowed } } });
+    expect((await handle.query(statusQuery)).expiresAt).toBe(active.expiresAt);
+    // Signed, it counts once: the same signed message sent again is a replay.
+    const authority = w.sign(handle.workflowId, 'extend', 'alice');
+    await handle.executeUpdate(extendUpdate, { args: [{ by: 'alice', minutes: 10, authority }] });
+    await expect(handle.executeUpdate(extendUpdate, { args: [{ by: 'alice', minutes: 10, authority }] })).rejects.toMatchObject({ cause: { cause: { message: expect.stringMatching(/already used/) } } });
+    expect(Date.parse((await handle.query(statusQuery)).expiresAt!) - Date.parse(active.expiresAt!)).toBe(10 * 60_000);
+    const ended = await handle.executeUpdate(revokeUpdate, { args: [{ by: 'admin', reason: 'from the Temporal UI' }] });
+    expect(ended).toMatchObject({ state: 'revoked', endReason: 'revoked_early', endedBy: 'temporal-ui' });
+    expect(await w.memberships('svc_etl')).not.toContain(w.ent('estate_readonly'));
+  });
+});
+
 describe('who may end an elevation is decided server-side, never from roles in the message', () => {
   test('a forged roles: ["admin"] from a principal without that role is refused; the elevation stays active', async () => {
     const handle = await start({ nhiId: 'svc_etl', durationMinutes: 60 });
     await untilState(handle, 'active');
     // dave is a requester, not this elevation's requester (alice), not an approver, not an admin.
-    const forged = handle.executeUpdate(revokeUpdate, { args: [{ by: 'dave', roles: ['admin'], reason: 'forged' }] });
+    const forged = handle.executeUpdate(revokeUpdate, { args: [{ by: 'dave', roles: ['admin'], reason: 'forged', authority: w.sign(handle.workflowId, 'revoke', 'dave') }] });
     await expect(forged).rejects.toBeInstanceOf(WorkflowUpdateFailedError);
     await expect(forged).rejects.toMatchObject({ cause: { type: ErrorType.NotAllowed, message: expect.stringMatching(/dave may not end this elevation/) } });
     // Nor may anyone claim to be a scenario that is not running for this NHI.
@@ -409,7 +446,7 @@ describe('who may end an elevation is decided server-side, never from roles in t
     expect(await w.memberships('svc_etl')).toContain(w.ent('estate_readonly'));
 
     // An approver (looked up in principals) may, with no roles in the message at all.
-    const ended = await handle.executeUpdate(revokeUpdate, { args: [{ by: 'bob', reason: 'approver ends it' }] });
+    const ended = await handle.executeUpdate(revokeUpdate, { args: [{ by: 'bob', reason: 'approver ends it', authority: w.sign(handle.workflowId, 'revoke', 'bob') }] });
     expect(ended).toMatchObject({ state: 'revoked', endReason: 'revoked_early', endedBy: 'bob' });
     expect(await w.memberships('svc_etl')).not.toContain(w.ent('estate_readonly'));
   });
@@ -417,7 +454,7 @@ describe('who may end an elevation is decided server-side, never from roles in t
   test('the requester withdraws a request that awaits approval: cancelled, nothing granted', async () => {
     const handle = await start({ nhiId: 'svc_batch', entitlements: ['estate_writer'], durationMinutes: 60 });
     await untilState(handle, 'awaiting_approval');
-    const s = await handle.executeUpdate(revokeUpdate, { args: [{ by: 'alice', reason: 'not needed any more' }] });
+    const s = await handle.executeUpdate(revokeUpdate, { args: [{ by: 'alice', reason: 'not needed any more', authority: w.sign(handle.workflowId, 'revoke', 'alice') }] });
     expect(s).toMatchObject({ state: 'cancelled', endedBy: 'alice' });
     expect((await handle.result()).state).toBe('cancelled');
     expect(await w.memberships('svc_batch')).not.toContain(w.ent('estate_writer'));

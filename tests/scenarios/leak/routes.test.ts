@@ -134,7 +134,7 @@ describe('bad requests: 401/400 and nothing recorded', () => {
     // The same world, an API built without either secret.
     const config = { ...loadConfig({ NODE_ENV: 'test' }), TEMPORAL_TASK_QUEUE: w.taskQueue };
     const temporal = { client: w.env.client, taskQueue: w.taskQueue, namespace: 'default' };
-    const bare = createApp({ pool: w.db.pool, temporal, config, logger: pino({ level: 'silent' }), extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors }) });
+    const bare = createApp({ pool: w.db.pool, temporal, config, logger: pino({ level: 'silent' }), extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors, authorityKey: w.deps.authorityKey }) });
     const before = await counts();
     const gh = await request(bare).post('/webhooks/github').set({ 'Content-Type': 'application/json', 'X-GitHub-Event': 'secret_scanning_alert', 'X-Hub-Signature-256': ghSign(ghFixture) }).send(ghFixture.toString());
     expect(gh.status).toBe(503);

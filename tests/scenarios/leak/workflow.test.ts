@@ -197,10 +197,11 @@ test('a running JIT elevation of the NHI is revoked (membership gone in pg_auth_
     requestedAt: new Date().toISOString(),
     settings: { approvalTimeoutMinutes: 60, expiryWarningMinutes: 10, revokeEscalationAttempts: 2 },
   };
+  const jitId = `jit-svc_etl-${randomBytes(4).toString('hex')}`;
   const jit = await w.env.client.workflow.start(JIT_WORKFLOW_TYPE, {
     taskQueue: w.taskQueue,
-    workflowId: `jit-svc_etl-${randomBytes(4).toString('hex')}`,
-    args: [input],
+    workflowId: jitId,
+    args: [{ ...input, authority: w.sign(jitId, 'start', input.requestedBy) }],
     typedSearchAttributes: [
       { key: NhiIdKey, value: 'svc_etl' },
       { key: ScenarioKey, value: 'jit' },
