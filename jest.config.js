@@ -18,6 +18,7 @@ const NO_DATABASE = [
   '/tests/lib/notifier\\.test\\.ts$',
   '/tests/lib/config\\.test\\.ts$',
   '/tests/temporal/',
+  '/tests/connectors/aws-iam\\.test\\.ts$',
 ];
 
 /** @type {import('jest').Config} */

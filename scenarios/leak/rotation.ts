@@ -70,7 +70,7 @@ export function createRotationActivities(deps: ActivityDeps) {
     if (!intents.baseline) return undefined;
     const desired = desiredAccess(intents.baseline, intents.grants, intents.restrictions, connector.entitlementCatalogue());
     const baselineToo = (yes: boolean) => (yes ? ['baseline'] : []);
-    if (!desired.canLogin && p.code === '28000') {
+    if (!desired.canLogin && p.refusedBy === 'login_disabled') {
       const owners = [
         ...intents.restrictions.filter((r) => r.restriction === 'offboarded' || r.restriction === 'login_disabled' || (r.restriction === 'throttle' && r.level === 2)).map((r) => r.owner),
         ...baselineToo(!intents.baseline.canLogin),
@@ -81,7 +81,7 @@ export function createRotationActivities(deps: ActivityDeps) {
         note: `new credential verified only up to the login restriction: the target accepted it and refused the login because login is disabled (held by ${[...new Set(owners)].join(', ')}); that it logs in shows once that restriction is released`,
       };
     }
-    if (desired.connectionLimit >= 0 && p.code === '53300') {
+    if (desired.connectionLimit >= 0 && p.refusedBy === 'connection_limit') {
       const owners = [
         ...intents.restrictions.filter((r) => r.restriction === 'throttle' && r.connectionLimit !== undefined && r.connectionLimit >= 0).map((r) => r.owner),
         ...baselineToo(intents.baseline.connectionLimit >= 0),

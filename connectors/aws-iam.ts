@@ -1,0 +1,469 @@
+// The AWS IAM connector. Identities are IAM users (`user/NAME` or a bare name; their access keys are
+// the credentials) and IAM roles (`role/NAME`, assumed by workloads). Entitlements are IAM groups
+// and managed policies under logical names from configuration. Login off, the throttle and session
+// revocation are the connector's own inline deny policies (./aws-iam-names.ts), so every state is
+// read back from the target. AWS has no connection limit: a throttle's limit is recorded in its
+// policy, and writes are denied instead (capabilities.connectionLimit = false).
+import * as iam from '@aws-sdk/client-iam';
+import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import {
+  formatAccessKey,
+  isIamName,
+  LOGIN_DISABLED_POLICY,
+  loginDisabledDocument,
+  parseAccessKey,
+  parseIdentity,
+  REVOKE_SESSIONS_POLICY,
+  revokeSessionsDocument,
+  THROTTLE_POLICY,
+  throttleDocument,
+  throttleLimitOf,
+  type IamIdentity,
+} from './aws-iam-names';
+import {
+  ConnectorErrorCode as Code,
+  PermanentConnectorError,
+  type AccessSnapshot,
+  type AccessState,
+  type Connector,
+  type ConnectorCapabilities,
+  type ConnectorSetup,
+  type DiscoveredIdentity,
+  type EntitlementCatalogue,
+  type IssuedCredential,
+  type ProbeResult,
+  type SessionInfo,
+  type TargetAccess,
+  type ThrottleLevel,
+} from './types';
+
+/** One entitlement: an IAM group (users only) or a managed policy (name in this account, or an ARN). */
+export interface AwsEntitlement {
+  group?: string;
+  policy?: string;
+  writeCapable?: boolean;
+  /** The logical name of the entitlement with the same reads and no writes. */
+  readOnlyForm?: string;
+}
+
+export interface AwsIamConnectorOptions {
+  name?: string;
+  region: string;
+  /** A local endpoint (moto); unset in production, where the SDK's default endpoint is used. */
+  endpoint?: string;
+  /** Unset in production: the SDK's default credential chain. */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  entitlements: Record<string, AwsEntitlement>;
+}
+
+const GONE: AccessState = { exists: false, canLogin: false, connectionLimit: 0, entitlements: [] };
+const sortNames = (xs: Iterable<string>) => [...new Set(xs)].sort();
+// The SDK names some errors with an `Exception` suffix (NoSuchEntityException): compare without it.
+const errName = (err: unknown) => ((err as { name?: string })?.name ?? '').replace(/Exception$/, '');
+const DENIED_KEY = new Set(['InvalidClientTokenId', 'SignatureDoesNotMatch', 'UnrecognizedClientException']);
+
+export class AwsIamConnector implements Connector {
+  readonly name: string;
+  readonly capabilities: ConnectorCapabilities = {
+    credentials: 'issued',
+    secondCredentialSlot: true,
+    sessions: 'revoke_issued_before',
+    connectionLimit: false,
+    throttle: true,
+  };
+  private readonly iam: iam.IAMClient;
+  private readonly entitlements: Map<string, AwsEntitlement>;
+  private account?: Promise<string>;
+
+  constructor(private readonly options: AwsIamConnectorOptions) {
+    this.name = options.name ?? 'aws';
+    this.iam = new iam.IAMClient({ region: options.region, endpoint: options.endpoint, credentials: options.credentials });
+    this.entitlements = new Map(Object.entries(options.entitlements));
+    for (const [logical, e] of this.entitlements) {
+      if (Boolean(e.group) === Boolean(e.policy)) throw new Error(`AWS entitlement ${logical}: give exactly one of group or policy`);
+    }
+  }
+
+  private sts(credentials?: { accessKeyId: string; secretAccessKey: string }): STSClient {
+    return new STSClient({ region: this.options.region, endpoint: this.options.endpoint, credentials: credentials ?? this.options.credentials });
+  }
+
+  private accountId(): Promise<string> {
+    this.account ??= (async () => {
+      const sts = this.sts();
+      try {
+        return (await sts.send(new GetCallerIdentityCommand({}))).Account!;
+      } finally {
+        sts.destroy();
+      }
+    })().catch((err) => {
+      this.account = undefined;
+      throw err;
+    });
+    return this.account;
+  }
+
+  private async policyArn(policy: string): Promise<string> {
+    return policy.startsWith('arn:') ? policy : `arn:aws:iam::${await this.accountId()}:policy/${policy}`;
+  }
+
+  // One place maps IAM's refusals to the contract's errors; commands are typed loosely here because
+  // the SDK's union of command types does not fit one parameter.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  private async send<T = any>(command: unknown, what: string): Promise<T> {
+    try {
+      return (await this.iam.send(command as never)) as T;
+    } catch (err) {
+      const n = errName(err);
+      if (n === 'AccessDenied' || n === 'AccessDeniedException') throw new PermanentConnectorError(`${what}: the connector's AWS identity may not do this (${(err as Error).message})`, Code.InsufficientPrivilege);
+      if (n === 'ValidationError') throw new PermanentConnectorError(`${what}: ${(err as Error).message}`, Code.InvalidArgument);
+      throw err;
+    }
+  }
+
+  /** The identity, known to exist; an unknown or impossible name is a permanent error. */
+  private async existing(identity: string): Promise<IamIdentity> {
+    const id = parseIdentity(identity);
+    if (id && (await this.exists(id))) return id;
+    throw new PermanentConnectorError(`AWS IAM ${id?.kind ?? 'identity'} ${JSON.stringify(identity)} does not exist`, Code.UnknownIdentity);
+  }
+
+  private async exists(id: IamIdentity): Promise<boolean> {
+    try {
+      await this.send(id.kind === 'user' ? new iam.GetUserCommand({ UserName: id.name }) : new iam.GetRoleCommand({ RoleName: id.name }), `reading ${id.kind} ${id.name}`);
+      return true;
+    } catch (err) {
+      if (errName(err) === 'NoSuchEntity') return false;
+      throw err;
+    }
+  }
+
+  /** A logical name this connector grants; one that names a real but unmapped group or policy is not grantable. */
+  private async entitlement(logical: string): Promise<AwsEntitlement> {
+    const e = this.entitlements.get(logical);
+    if (e) return e;
+    if (typeof logical === 'string' && isIamName(logical)) {
+      const found = await Promise.all([
+        this.send(new iam.GetGroupCommand({ GroupName: logical }), 'reading a group').then(() => true, () => false),
+        this.policyArn(logical).then((PolicyArn) => this.send(new iam.GetPolicyCommand({ PolicyArn }), 'reading a policy')).then(() => true, () => false),
+      ]);
+      if (found.some(Boolean)) throw new PermanentConnectorError(`${logical} exists in AWS IAM but is not an entitlement this connector is configured to grant`, Code.EntitlementNotGrantable);
+    }
+    throw new PermanentConnectorError(`unknown AWS entitlement ${JSON.stringify(logical)}`, Code.UnknownEntitlement);
+  }
+
+  private async inlinePolicies(id: IamIdentity): Promise<string[]> {
+    const out = await this.send<{ PolicyNames?: string[] }>(
+      id.kind === 'user' ? new iam.ListUserPoliciesCommand({ UserName: id.name }) : new iam.ListRolePoliciesCommand({ RoleName: id.name }),
+      `listing the inline policies of ${id.name}`,
+    );
+    return out.PolicyNames ?? [];
+  }
+
+  private async putInline(id: IamIdentity, PolicyName: string, PolicyDocument: string): Promise<void> {
+    await this.send(
+      id.kind === 'user' ? new iam.PutUserPolicyCommand({ UserName: id.name, PolicyName, PolicyDocument }) : new iam.PutRolePolicyCommand({ RoleName: id.name, PolicyName, PolicyDocument }),
+      `writing ${PolicyName} on ${id.name}`,
+    );
+  }
+
+  private async deleteInline(id: IamIdentity, PolicyName: string): Promise<boolean> {
+    try {
+      await this.send(
+        id.kind === 'user' ? new iam.DeleteUserPolicyCommand({ UserName: id.name, PolicyName }) : new iam.DeleteRolePolicyCommand({ RoleName: id.name, PolicyName }),
+        `removing ${PolicyName} from ${id.name}`,
+      );
+      return true;
+    } catch (err) {
+      if (errName(err) === 'NoSuchEntity') return false;
+      throw err;
+    }
+  }
+
+  private async throttleLimit(id: IamIdentity): Promise<number> {
+    const out = await this.send<{ PolicyDocument?: string }>(
+      id.kind === 'user' ? new iam.GetUserPolicyCommand({ UserName: id.name, PolicyName: THROTTLE_POLICY }) : new iam.GetRolePolicyCommand({ RoleName: id.name, PolicyName: THROTTLE_POLICY }),
+      `reading the throttle of ${id.name}`,
+    );
+    return throttleLimitOf(out.PolicyDocument);
+  }
+
+  /** Mapped entitlements the identity holds, read from the target (unmapped groups and policies are not reported). */
+  private async held(id: IamIdentity): Promise<string[]> {
+    const groups =
+      id.kind === 'user' ? ((await this.send<{ Groups?: { GroupName?: string }[] }>(new iam.ListGroupsForUserCommand({ UserName: id.name }), `listing the groups of ${id.name}`)).Groups ?? []).map((g) => g.GroupName!) : [];
+    const attached = await this.send<{ AttachedPolicies?: { PolicyArn?: string }[] }>(
+      id.kind === 'user' ? new iam.ListAttachedUserPoliciesCommand({ UserName: id.name }) : new iam.ListAttachedRolePoliciesCommand({ RoleName: id.name }),
+      `listing the policies of ${id.name}`,
+    );
+    const arns = new Set((attached.AttachedPolicies ?? []).map((p) => p.PolicyArn!));
+    const out: string[] = [];
+    for (const [logical, e] of this.entitlements) {
+      if (e.group ? groups.includes(e.group) : arns.has(await this.policyArn(e.policy!))) out.push(logical);
+    }
+    return sortNames(out);
+  }
+
+  async checkSetup(): Promise<ConnectorSetup> {
+    const sts = this.sts();
+    let target = `AWS IAM${this.options.endpoint ? ` at ${this.options.endpoint}` : ''} (${this.options.region})`;
+    try {
+      const me = await sts.send(new GetCallerIdentityCommand({}));
+      target += ` as ${me.Arn}`;
+    } catch (err) {
+      const problem = `the connector's AWS credentials are refused (${errName(err)}): set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS profile`;
+      return { target, roleProblems: [problem], problems: [problem] };
+    } finally {
+      sts.destroy();
+    }
+    const problems: string[] = [];
+    for (const [logical, e] of this.entitlements) {
+      const ok = e.group
+        ? await this.send(new iam.GetGroupCommand({ GroupName: e.group }), 'reading a group').then(() => true, () => false)
+        : await this.send(new iam.GetPolicyCommand({ PolicyArn: await this.policyArn(e.policy!) }), 'reading a policy').then(() => true, () => false);
+      if (!ok) problems.push(`entitlement ${logical}: ${e.group ? `group ${e.group}` : `policy ${e.policy}`} does not exist in the account (create it, or fix AWS_ENTITLEMENTS)`);
+    }
+    return { target, roleProblems: [], problems };
+  }
+
+  async listGrantableEntitlements(): Promise<string[]> {
+    return sortNames(this.entitlements.keys());
+  }
+
+  entitlementCatalogue(): EntitlementCatalogue {
+    const grantable = sortNames(this.entitlements.keys());
+    const writeCapable = grantable.filter((e) => this.entitlements.get(e)!.writeCapable);
+    const readOnlyForm = Object.fromEntries(
+      writeCapable.flatMap((e) => {
+        const r = this.entitlements.get(e)!.readOnlyForm;
+        return r && this.entitlements.has(r) && !this.entitlements.get(r)!.writeCapable ? [[e, r]] : [];
+      }),
+    );
+    return { grantable, writeCapable, readOnlyForm };
+  }
+
+  private async change(id: IamIdentity, logical: string, e: AwsEntitlement, add: boolean): Promise<void> {
+    if (e.group) {
+      if (id.kind === 'role') throw new PermanentConnectorError(`${logical} is an IAM group: roles cannot be group members`, Code.InvalidArgument);
+      const input = { UserName: id.name, GroupName: e.group };
+      await this.send(add ? new iam.AddUserToGroupCommand(input) : new iam.RemoveUserFromGroupCommand(input), `${add ? 'adding' : 'removing'} ${id.name} ${add ? 'to' : 'from'} ${e.group}`);
+      return;
+    }
+    const PolicyArn = await this.policyArn(e.policy!);
+    const cmd =
+      id.kind === 'user'
+        ? add
+          ? new iam.AttachUserPolicyCommand({ UserName: id.name, PolicyArn })
+          : new iam.DetachUserPolicyCommand({ UserName: id.name, PolicyArn })
+        : add
+          ? new iam.AttachRolePolicyCommand({ RoleName: id.name, PolicyArn })
+          : new iam.DetachRolePolicyCommand({ RoleName: id.name, PolicyArn });
+    await this.send(cmd, `${add ? 'attaching' : 'detaching'} ${e.policy} ${add ? 'to' : 'from'} ${id.name}`);
+  }
+
+  async grant(identity: string, entitlement: string): Promise<{ changed: boolean }> {
+    const id = await this.existing(identity);
+    const e = await this.entitlement(entitlement);
+    if ((await this.held(id)).includes(entitlement)) return { changed: false };
+    await this.change(id, entitlement, e, true);
+    return { changed: true };
+  }
+
+  async revoke(identity: string, entitlement: string): Promise<{ changed: boolean }> {
+    const id = await this.existing(identity);
+    const e = await this.entitlement(entitlement);
+    if (!(await this.held(id)).includes(entitlement)) return { changed: false };
+    await this.change(id, entitlement, e, false);
+    return { changed: true };
+  }
+
+  async hasEntitlement(identity: string, entitlement: string): Promise<boolean> {
+    const id = await this.existing(identity);
+    if (!this.entitlements.has(entitlement)) {
+      await this.entitlement(entitlement).catch((err) => {
+        if (err instanceof PermanentConnectorError && err.code === Code.EntitlementNotGrantable) return;
+        throw err;
+      });
+      return false;
+    }
+    return (await this.held(id)).includes(entitlement);
+  }
+
+  async listEntitlements(identity: string): Promise<string[]> {
+    return this.held(await this.existing(identity));
+  }
+
+  /** AWS makes access keys itself: there is no value to set (issueCredential). */
+  async setCredential(identity: string, _secretValue: string): Promise<void> {
+    await this.existing(identity);
+    throw new PermanentConnectorError(`AWS issues access keys itself: ${identity}'s credential is rotated with issueCredential, not set`, Code.UnsupportedCredential);
+  }
+
+  /**
+   * Roles: deny every action to sessions whose token was issued before `startedBefore` (default now);
+   * AWS cannot count them, so `terminated` is 0. Users: nothing to end — deleting the key stops new
+   * calls, and STS credentials already issued from it live until they expire.
+   */
+  async invalidateSessions(identity: string, startedBefore?: Date): Promise<{ terminated: number }> {
+    const id = await this.existing(identity);
+    if (id.kind === 'role') await this.putInline(id, REVOKE_SESSIONS_POLICY, revokeSessionsDocument(startedBefore ?? new Date()));
+    return { terminated: 0 };
+  }
+
+  /** AWS lists no sessions. */
+  async listSessions(identity: string): Promise<SessionInfo[]> {
+    await this.existing(identity);
+    return [];
+  }
+
+  async setLogin(identity: string, enabled: boolean): Promise<{ changed: boolean }> {
+    const id = await this.existing(identity);
+    const on = !(await this.inlinePolicies(id)).includes(LOGIN_DISABLED_POLICY);
+    if (on === enabled) return { changed: false };
+    if (enabled) await this.deleteInline(id, LOGIN_DISABLED_POLICY);
+    else await this.putInline(id, LOGIN_DISABLED_POLICY, loginDisabledDocument());
+    return { changed: true };
+  }
+
+  async readAccess(identity: string): Promise<AccessState> {
+    const id = parseIdentity(identity);
+    if (!id || !(await this.exists(id))) return { ...GONE };
+    const inline = await this.inlinePolicies(id);
+    return {
+      exists: true,
+      canLogin: !inline.includes(LOGIN_DISABLED_POLICY),
+      connectionLimit: inline.includes(THROTTLE_POLICY) ? await this.throttleLimit(id) : -1,
+      entitlements: await this.held(id),
+    };
+  }
+
+  async snapshot(identity: string): Promise<AccessSnapshot> {
+    await this.existing(identity);
+    return { identity, ...(await this.readAccess(identity)), takenAt: new Date().toISOString() };
+  }
+
+  async throttle(identity: string, level: ThrottleLevel): Promise<AccessSnapshot> {
+    checkLimit(level.connectionLimit);
+    const before = await this.snapshot(identity);
+    const writeCapable = new Set(this.entitlementCatalogue().writeCapable);
+    await this.apply(identity, {
+      entitlements: level.removeWriteEntitlements ? before.entitlements.filter((e) => !writeCapable.has(e)) : before.entitlements,
+      canLogin: level.disableLogin ? false : before.canLogin,
+      connectionLimit: level.connectionLimit,
+    });
+    return before;
+  }
+
+  async restore(snapshot: AccessSnapshot): Promise<AccessState> {
+    if (!snapshot.exists) throw new PermanentConnectorError('cannot restore a snapshot of an identity that did not exist', Code.InvalidArgument);
+    return this.apply(snapshot.identity, { entitlements: snapshot.entitlements, canLogin: snapshot.canLogin, connectionLimit: snapshot.connectionLimit });
+  }
+
+  async apply(identity: string, access: TargetAccess): Promise<AccessState> {
+    checkLimit(access.connectionLimit);
+    const id = await this.existing(identity);
+    const wanted = new Map<string, AwsEntitlement>();
+    for (const e of access.entitlements) wanted.set(e, await this.entitlement(e));
+    const before = await this.readAccess(identity);
+    for (const [logical, e] of wanted) if (!before.entitlements.includes(logical)) await this.change(id, logical, e, true);
+    for (const logical of before.entitlements) if (!wanted.has(logical)) await this.change(id, logical, this.entitlements.get(logical)!, false);
+    if (before.canLogin !== access.canLogin) await this.setLogin(identity, access.canLogin);
+    if (before.connectionLimit !== access.connectionLimit) {
+      if (access.connectionLimit < 0) await this.deleteInline(id, THROTTLE_POLICY);
+      else await this.putInline(id, THROTTLE_POLICY, throttleDocument(access.connectionLimit));
+    }
+    const after = await this.readAccess(identity);
+    const same = after.canLogin === access.canLogin && after.connectionLimit === access.connectionLimit && sortNames(access.entitlements).join('\n') === after.entitlements.join('\n');
+    if (!same) throw new Error(`${identity} did not reach the access applied (now ${JSON.stringify(after)})`);
+    return after;
+  }
+
+  /** Who the key signs as, asked of STS with the key itself; denied when AWS does not know the key (deleted, wrong secret). */
+  async probe(identity: string, secretValue: string): Promise<ProbeResult> {
+    const id = parseIdentity(identity);
+    const key = parseAccessKey(secretValue);
+    if (!key) return { access: 'denied', code: 'malformed_access_key', detail: 'not an ACCESS_KEY_ID:SECRET_ACCESS_KEY pair' };
+    const sts = this.sts(key);
+    try {
+      const me = await sts.send(new GetCallerIdentityCommand({}));
+      if (!id || !me.Arn?.endsWith(`:${id.kind}/${id.name}`)) return { access: 'denied', code: 'other_identity', detail: `the key signs as another identity` };
+      // STS answers whatever the identity's policies say: an explicit deny-all is the login being off.
+      if (!(await this.inlinePolicies(id)).includes(LOGIN_DISABLED_POLICY)) return { access: 'granted' };
+      return { access: 'inconclusive', code: 'login_disabled', credentialAccepted: true, refusedBy: 'login_disabled', detail: `AWS accepted the key; ${LOGIN_DISABLED_POLICY} denies every action` };
+    } catch (err) {
+      if (DENIED_KEY.has(errName(err))) return { access: 'denied', code: errName(err), detail: 'AWS refused the key' };
+      throw err;
+    } finally {
+      sts.destroy();
+    }
+  }
+
+  async issueCredential(identity: string, opts: { replacing?: string }): Promise<IssuedCredential> {
+    const id = await this.existing(identity);
+    if (id.kind !== 'user') throw new PermanentConnectorError(`${identity} is a role: it has no long-lived keys to issue`, Code.UnsupportedCredential);
+    const keys = (await this.send<{ AccessKeyMetadata?: { AccessKeyId?: string }[] }>(new iam.ListAccessKeysCommand({ UserName: id.name }), `listing the keys of ${id.name}`)).AccessKeyMetadata ?? [];
+    const removedFirst: string[] = [];
+    const replacing = opts.replacing ? parseAccessKey(opts.replacing)?.accessKeyId : undefined;
+    if (keys.length >= 2) {
+      // AWS allows two keys per user: the one being replaced goes first, the other is kept.
+      if (!replacing || !keys.some((k) => k.AccessKeyId === replacing)) {
+        throw new PermanentConnectorError(`${identity} already has two access keys and neither is the one being replaced: remove one by hand`, Code.InvalidArgument);
+      }
+      await this.send(new iam.DeleteAccessKeyCommand({ UserName: id.name, AccessKeyId: replacing }), `deleting a key of ${id.name}`);
+      removedFirst.push(replacing);
+    }
+    const created = await this.send<{ AccessKey?: { AccessKeyId?: string; SecretAccessKey?: string } }>(new iam.CreateAccessKeyCommand({ UserName: id.name }), `creating a key for ${id.name}`);
+    const k = { accessKeyId: created.AccessKey!.AccessKeyId!, secretAccessKey: created.AccessKey!.SecretAccessKey! };
+    return { value: formatAccessKey(k), id: k.accessKeyId, removedFirst };
+  }
+
+  async retireCredential(identity: string, secretValue: string): Promise<{ removed: boolean }> {
+    const id = await this.existing(identity);
+    const key = parseAccessKey(secretValue);
+    if (!key || id.kind !== 'user') return { removed: false };
+    // Only a key of this user: a value naming someone else's key removes nothing.
+    const keys = (await this.send<{ AccessKeyMetadata?: { AccessKeyId?: string }[] }>(new iam.ListAccessKeysCommand({ UserName: id.name }), `listing the keys of ${id.name}`)).AccessKeyMetadata ?? [];
+    if (!keys.some((k) => k.AccessKeyId === key.accessKeyId)) return { removed: false };
+    try {
+      await this.send(new iam.DeleteAccessKeyCommand({ UserName: id.name, AccessKeyId: key.accessKeyId }), `deleting a key of ${id.name}`);
+      return { removed: true };
+    } catch (err) {
+      if (errName(err) === 'NoSuchEntity') return { removed: false };
+      throw err;
+    }
+  }
+
+  /** Users and roles with their mapped entitlements, and each user's keys with their age and last use. */
+  async listIdentities(): Promise<DiscoveredIdentity[]> {
+    const out: DiscoveredIdentity[] = [];
+    for await (const page of iam.paginateListUsers({ client: this.iam }, {})) {
+      for (const u of page.Users ?? []) {
+        const identity = `user/${u.UserName}`;
+        const access = await this.readAccess(identity);
+        const keys = (await this.send<{ AccessKeyMetadata?: iam.AccessKeyMetadata[] }>(new iam.ListAccessKeysCommand({ UserName: u.UserName }), 'listing keys')).AccessKeyMetadata ?? [];
+        const credentials = [];
+        for (const k of keys) {
+          const used = await this.send<{ AccessKeyLastUsed?: { LastUsedDate?: Date } }>(new iam.GetAccessKeyLastUsedCommand({ AccessKeyId: k.AccessKeyId }), 'reading key use');
+          credentials.push({ id: k.AccessKeyId!, status: k.Status ?? 'unknown', createdAt: k.CreateDate?.toISOString(), lastUsedAt: used.AccessKeyLastUsed?.LastUsedDate?.toISOString() ?? null });
+        }
+        out.push({ identity, canLogin: access.canLogin, entitlements: access.entitlements, credentials });
+      }
+    }
+    for await (const page of iam.paginateListRoles({ client: this.iam }, {})) {
+      for (const r of page.Roles ?? []) {
+        if (r.Path?.startsWith('/aws-service-role/')) continue;
+        const access = await this.readAccess(`role/${r.RoleName}`);
+        out.push({ identity: `role/${r.RoleName}`, canLogin: access.canLogin, entitlements: access.entitlements });
+      }
+    }
+    return out.sort((a, b) => (a.identity < b.identity ? -1 : a.identity > b.identity ? 1 : 0));
+  }
+
+  async close(): Promise<void> {
+    this.iam.destroy();
+  }
+}
+
+function checkLimit(limit: number): void {
+  if (!Number.isInteger(limit) || limit < -1) throw new PermanentConnectorError(`connection limit must be an integer ≥ -1, got ${limit}`, Code.InvalidArgument);
+}
