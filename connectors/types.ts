@@ -187,6 +187,8 @@ export const ConnectorErrorCode = {
   /** Access that the connector cannot remove (e.g. a membership granted by another administrator). */
   RevokeBlocked: 'revoke_blocked',
   InsufficientPrivilege: 'insufficient_privilege',
+  /** The NHI names a connector this deployment is not configured with. */
+  UnknownConnector: 'unknown_connector',
   /** The connector itself is set up wrongly (e.g. it connects as a superuser). */
   Misconfigured: 'connector_misconfigured',
 } as const;

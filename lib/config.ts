@@ -9,6 +9,27 @@ const postgresUrl = z
   .url()
   .refine((u) => /^postgres(ql)?:\/\//.test(u), 'must be a postgres:// or postgresql:// URL');
 
+/** AWS_ENTITLEMENTS: logical name → an IAM group or managed policy (connectors/aws-iam.ts). */
+const awsEntitlements = z
+  .string()
+  .transform((s, ctx) => {
+    try {
+      return JSON.parse(s) as unknown;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be JSON: {"logical_name": {"group": "..."} | {"policy": "name or ARN"}, ...}' });
+      return z.NEVER;
+    }
+  })
+  .pipe(
+    z.record(
+      z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/),
+      z
+        .object({ group: z.string().min(1).optional(), policy: z.string().min(1).optional(), writeCapable: z.boolean().optional(), readOnlyForm: z.string().optional() })
+        .strict()
+        .refine((e) => Boolean(e.group) !== Boolean(e.policy), 'give exactly one of group or policy'),
+    ),
+  );
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: port.default(3000),
@@ -30,6 +51,22 @@ export const configSchema = z.object({
     .refine((k) => decodeKey(k) !== null, 'must be 32 bytes as base64 or 64 hex characters')
     .optional(),
   POLICY_DIR: z.string().min(1).default('policies'),
+  /** Connectors to configure (postgres, aws); default postgres, and aws too in development (npm start runs a local AWS endpoint). */
+  CONNECTORS: z
+    .string()
+    .transform((s) => [...new Set(s.split(',').map((c) => c.trim()).filter(Boolean))])
+    .pipe(z.array(z.enum(['postgres', 'aws'])).min(1))
+    .optional(),
+  AWS_REGION: z.string().min(1).default('us-east-1'),
+  /** An AWS endpoint override (a local moto); unset in production. */
+  AWS_ENDPOINT_URL: z.url({ protocol: /^https?$/ }).optional(),
+  AWS_ENTITLEMENTS: awsEntitlements.optional(),
+  /** npm start runs a local AWS endpoint (moto) for the aws connector; default: in development, when AWS_ENDPOINT_URL is unset. */
+  LOCAL_AWS: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1')),
+  LOCAL_AWS_PORT: port.default(4566),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Comma-separated URLs that receive HMAC-signed JSON notifications. */
   NOTIFY_WEBHOOK_URLS: z
@@ -86,6 +123,8 @@ export const configSchema = z.object({
 export type Config = z.infer<typeof configSchema> & {
   dataDir: string;
   demo: boolean;
+  connectors: ('postgres' | 'aws')[];
+  localAws: boolean;
 };
 
 export class ConfigError extends Error {
@@ -120,5 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...c,
     dataDir: path.resolve(c.DATA_DIR),
     demo: c.DEMO ?? c.NODE_ENV === 'development',
+    connectors: c.CONNECTORS ?? (c.NODE_ENV === 'development' ? ['postgres', 'aws'] : ['postgres']),
+    localAws: c.LOCAL_AWS ?? (c.NODE_ENV === 'development' && !c.AWS_ENDPOINT_URL),
   };
 }

@@ -18,7 +18,9 @@ import { connectClient, usesExternalTemporal } from '../lib/temporal-connection'
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../scenarios/anomaly/usage';
 import { startDevServer, type DevServer } from '../temporal-dev/dev-server';
 import { ensureDriftSchedule } from '../enforcement/drift-schedule';
-import { buildDependencies, checkConnectorSetup, estateAdminUrl } from '../workers/deps';
+import { buildDependencies, checkConnectorsSetup, estateAdminUrl } from '../workers/deps';
+import { ensureAwsDemoEstate, type AwsTarget } from '../lib/aws-estate';
+import { startLocalAws } from '../local-servers/moto';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from '../workers/worker';
 
 export const DEMO_PRINCIPALS: { id: string; roles: Role[] }[] = [
@@ -143,8 +145,17 @@ async function main() {
     await ensureDatabase(embeddedPostgresUrl(config, 'postgres'), ORCHESTRATOR_DATABASE);
   }
 
+  // 2b. The local AWS endpoint (moto, in memory) for the aws connector, unless AWS_ENDPOINT_URL / LOCAL_AWS=false.
+  let localAws: AwsTarget | undefined;
+  if (config.connectors.includes('aws') && config.localAws) {
+    const awsLog = logger.child({ component: 'local-aws' });
+    const aws = await startLocalAws({ port: config.LOCAL_AWS_PORT, onOutput: (line) => awsLog.debug(line) });
+    stops.push({ name: 'local aws', stop: () => aws.stop() });
+    localAws = { endpoint: aws.endpoint, region: aws.region, credentials: aws.admin };
+  }
+
   // 3. Dependencies, migrations, demo estate.
-  const built = buildDependencies(config, logger);
+  const built = buildDependencies(config, logger, { localAws });
   stops.push({ name: 'database pools', stop: () => built.close() });
   const applied = await migrate(built.pool);
   if (applied.length) logger.info({ applied }, 'migrations applied');
@@ -156,10 +167,15 @@ async function main() {
       const estate = await ensureDemoEstate({ adminUrl, secretStore: built.deps.secrets, orchestratorPool: built.pool });
       logger.info({ database: estate.database, nhis: estate.nhis.map((n) => n.id) }, 'demo estate ready');
     }
+    if (localAws) {
+      const aws = await ensureAwsDemoEstate({ aws: localAws, secretStore: built.deps.secrets, orchestratorPool: built.pool });
+      logger.info({ created: aws.created, credentialsIssued: aws.credentialsIssued }, 'demo AWS estate ready');
+    }
     tokens = await demoTokens(config, built.pool);
   }
-  // The connector's own role, on this server's version: what it lacks stops the start here.
-  const estateTarget = await checkConnectorSetup(built.connector, logger);
+  // Each connector's own identity: what it lacks stops the start here.
+  const targets = await checkConnectorsSetup(built.connectors, logger);
+  const estateTarget = targets.postgres ?? 'not configured';
 
   // 4. Worker and API.
   built.deps.temporal = { client, taskQueue: config.TEMPORAL_TASK_QUEUE };
@@ -211,6 +227,7 @@ async function main() {
       ? `  PostgreSQL     ${pgVersion} at ${pgUrl} (DATABASE_URL)`
       : `  PostgreSQL     ${pgVersion}, embedded (started here, data in ${path.join(config.dataDir, 'postgres')}): ${pgUrl}`,
     `  Estate         ${estateTarget}${config.ESTATE_DATABASE_URL ? ' (ESTATE_DATABASE_URL)' : ', demo estate'}`,
+    ...(targets.aws ? [`  AWS IAM        ${targets.aws}${localAws ? ' (local moto, in memory: recreated on each start)' : ''}`] : []),
     `  Data folder    ${config.dataDir}`,
   ];
   if (Object.keys(tokens).length) {

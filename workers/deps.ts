@@ -2,7 +2,10 @@
 import path from 'node:path';
 import type { Pool } from 'pg';
 import type { ActivityDeps } from '../activities';
+import { AwsIamConnector } from '../connectors/aws-iam';
+import { createConnectorRegistry, type OwnedConnectorRegistry } from '../connectors/registry';
 import type { Connector } from '../connectors/types';
+import { AWS_DEMO_ENTITLEMENTS, type AwsTarget } from '../lib/aws-estate';
 import { decodeKey, type Config } from '../lib/config';
 import { embeddedPostgresUrl, orchestratorDatabaseUrl } from '../lib/config-urls';
 import { createPool } from '../lib/db';
@@ -43,21 +46,40 @@ export function buildNotifier(config: Config, logger: Logger): Notifier {
 export interface BuiltDependencies {
   deps: ActivityDeps;
   pool: Pool;
-  connector: Connector;
+  /** Every configured connector (config.connectors), by name. */
+  connectors: OwnedConnectorRegistry;
   close(): Promise<void>;
 }
 
-export function buildDependencies(config: Config, logger: Logger): BuiltDependencies {
+/**
+ * Where the AWS connector acts: AWS_ENDPOINT_URL / AWS_REGION and the SDK's default credential
+ * chain, or (npm start in development) the local endpoint started beside it with its own key.
+ * Entitlements: AWS_ENTITLEMENTS, or the demo estate's in demo mode.
+ */
+export function buildAwsConnector(config: Config, local?: AwsTarget): AwsIamConnector {
+  return new AwsIamConnector({
+    region: local?.region ?? config.AWS_REGION,
+    endpoint: config.AWS_ENDPOINT_URL ?? local?.endpoint,
+    credentials: local?.credentials,
+    entitlements: config.AWS_ENTITLEMENTS ?? (config.demo ? AWS_DEMO_ENTITLEMENTS : {}),
+  });
+}
+
+export function buildConnectors(config: Config, opts: { localAws?: AwsTarget } = {}): OwnedConnectorRegistry {
+  const connectors: Connector[] = [];
+  for (const name of config.connectors) {
+    if (name === 'postgres') connectors.push(createEstateConnector({ url: estateUrl(config) }));
+    if (name === 'aws') connectors.push(buildAwsConnector(config, opts.localAws));
+  }
+  return createConnectorRegistry(connectors);
+}
+
+export function buildDependencies(config: Config, logger: Logger, opts: { localAws?: AwsTarget } = {}): BuiltDependencies {
   const pool = createPool(orchestratorDatabaseUrl(config));
-  const connector = createEstateConnector({ url: estateUrl(config) });
+  const connectors = buildConnectors(config, opts);
   const deps: ActivityDeps = {
     pool,
-    connectors: {
-      get(name: string) {
-        if (name !== 'postgres') throw new Error(`no connector named ${name} is configured`);
-        return connector;
-      },
-    },
+    connectors,
     secrets: new SecretStore(pool, secretStoreKey(config)),
     // Loaded and validated at start-up: an invalid policy stops the worker here.
     policy: loadNhiPolicies(path.resolve(projectRoot, config.POLICY_DIR)),
@@ -66,12 +88,19 @@ export function buildDependencies(config: Config, logger: Logger): BuiltDependen
   return {
     deps,
     pool,
-    connector,
+    connectors,
     async close() {
-      await connector.close().catch(() => undefined);
+      await connectors.close();
       await pool.end().catch(() => undefined);
     },
   };
+}
+
+/** Start-up check of every configured connector (checkConnectorSetup each); name → target reached. */
+export async function checkConnectorsSetup(connectors: OwnedConnectorRegistry, logger: Logger): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of connectors.configuredConnectors()) out[name] = await checkConnectorSetup(connectors.get(name), logger);
+  return out;
 }
 
 /**

@@ -93,7 +93,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
   const notifier = new MemoryNotifier();
   const policy = loadNhiPolicies(path.join(projectRoot, 'policies'));
   for (const p of DEMO_PRINCIPALS) await upsertPrincipal(db.pool, { id: p.id, roles: [...p.roles] });
-  const deps: ActivityDeps = { pool: db.pool, connectors: { get: () => connector }, secrets, policy, notifier };
+  const deps: ActivityDeps = { pool: db.pool, connectors: { get: () => connector, configuredConnectors: () => ['postgres'] }, secrets, policy, notifier };
   const env = opts.temporal === 'local' ? await createLocalEnv() : await createTimeSkippingEnv();
   if (opts.temporal === 'local') deps.temporal = { client: env.client, taskQueue: '' };
   const taskQueue = `tq-${prefix}`;

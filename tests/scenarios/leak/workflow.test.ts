@@ -503,7 +503,7 @@ describe('with steps held or broken on purpose', () => {
         return typeof v === 'function' ? v.bind(t) : v;
       },
     });
-    const hooked = createLeakActivities({ ...w.deps, connectors: { get: () => target } });
+    const hooked = createLeakActivities({ ...w.deps, connectors: { get: () => target, configuredConnectors: () => ['postgres'] } });
     worker = await w.createWorker(
       {
         applyLeakCredential: hooked.applyLeakCredential,
