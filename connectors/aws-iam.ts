@@ -316,13 +316,32 @@ export class AwsIamConnector implements Connector {
     return [];
   }
 
+  private async keys(id: IamIdentity): Promise<{ id: string; status: string }[]> {
+    if (id.kind !== 'user') return [];
+    const out = await this.send<{ AccessKeyMetadata?: iam.AccessKeyMetadata[] }>(new iam.ListAccessKeysCommand({ UserName: id.name }), `listing the keys of ${id.name}`);
+    return (out.AccessKeyMetadata ?? []).map((k) => ({ id: k.AccessKeyId!, status: k.Status ?? 'Active' }));
+  }
+
+  /**
+   * Off: the deny-all policy, and (users) every key deactivated. On: keys active again, the policy
+   * removed. Login is on only when both say so, and each call brings both in line.
+   */
   async setLogin(identity: string, enabled: boolean): Promise<{ changed: boolean }> {
     const id = await this.existing(identity);
-    const on = !(await this.inlinePolicies(id)).includes(LOGIN_DISABLED_POLICY);
-    if (on === enabled) return { changed: false };
-    if (enabled) await this.deleteInline(id, LOGIN_DISABLED_POLICY);
-    else await this.putInline(id, LOGIN_DISABLED_POLICY, loginDisabledDocument());
-    return { changed: true };
+    let changed = false;
+    const denied = (await this.inlinePolicies(id)).includes(LOGIN_DISABLED_POLICY);
+    if (!enabled && !denied) {
+      await this.putInline(id, LOGIN_DISABLED_POLICY, loginDisabledDocument());
+      changed = true;
+    }
+    const Status = enabled ? 'Active' : 'Inactive';
+    for (const k of await this.keys(id)) {
+      if (k.status === Status) continue;
+      await this.send(new iam.UpdateAccessKeyCommand({ UserName: id.name, AccessKeyId: k.id, Status }), `setting a key of ${id.name} ${Status}`);
+      changed = true;
+    }
+    if (enabled && denied) changed = (await this.deleteInline(id, LOGIN_DISABLED_POLICY)) || changed;
+    return { changed };
   }
 
   async readAccess(identity: string): Promise<AccessState> {
@@ -331,7 +350,7 @@ export class AwsIamConnector implements Connector {
     const inline = await this.inlinePolicies(id);
     return {
       exists: true,
-      canLogin: !inline.includes(LOGIN_DISABLED_POLICY),
+      canLogin: !inline.includes(LOGIN_DISABLED_POLICY) && (await this.keys(id)).every((k) => k.status === 'Active'),
       connectionLimit: inline.includes(THROTTLE_POLICY) ? await this.throttleLimit(id) : -1,
       entitlements: await this.held(id),
     };
@@ -391,8 +410,13 @@ export class AwsIamConnector implements Connector {
       if (!(await this.inlinePolicies(id)).includes(LOGIN_DISABLED_POLICY)) return { access: 'granted' };
       return { access: 'inconclusive', code: 'login_disabled', credentialAccepted: true, refusedBy: 'login_disabled', detail: `AWS accepted the key; ${LOGIN_DISABLED_POLICY} denies every action` };
     } catch (err) {
-      if (DENIED_KEY.has(errName(err))) return { access: 'denied', code: errName(err), detail: 'AWS refused the key' };
-      throw err;
+      if (!DENIED_KEY.has(errName(err))) throw err;
+      // AWS refuses an inactive key as it refuses an unknown one: ask IAM which it is.
+      const own = id?.kind === 'user' && (await this.exists(id)) ? await this.keys(id) : [];
+      if (own.some((k) => k.id === key.accessKeyId && k.status === 'Inactive')) {
+        return { access: 'inconclusive', code: 'login_disabled', refusedBy: 'login_disabled', detail: 'the key exists at AWS but is inactive (login disabled); AWS does not say whether the secret matches' };
+      }
+      return { access: 'denied', code: errName(err), detail: 'AWS refused the key' };
     } finally {
       sts.destroy();
     }
@@ -431,6 +455,25 @@ export class AwsIamConnector implements Connector {
       if (errName(err) === 'NoSuchEntity') return { removed: false };
       throw err;
     }
+  }
+
+  /** Offboarding: every key of the user deactivated, then deleted (also keys the orchestrator never issued). */
+  async retireAllCredentials(identity: string): Promise<{ removed: string[] }> {
+    const id = parseIdentity(identity);
+    if (!id || !(await this.exists(id))) return { removed: [] };
+    const removed: string[] = [];
+    for (const k of await this.keys(id)) {
+      if (k.status !== 'Inactive') await this.send(new iam.UpdateAccessKeyCommand({ UserName: id.name, AccessKeyId: k.id, Status: 'Inactive' }), `deactivating a key of ${id.name}`);
+      await this.send(new iam.DeleteAccessKeyCommand({ UserName: id.name, AccessKeyId: k.id }), `deleting a key of ${id.name}`);
+      removed.push(k.id);
+    }
+    if (id.kind === 'user') {
+      // A console password is a credential too.
+      await this.send(new iam.DeleteLoginProfileCommand({ UserName: id.name }), `removing the login profile of ${id.name}`).catch((err) => {
+        if (errName(err) !== 'NoSuchEntity') throw err;
+      });
+    }
+    return { removed };
   }
 
   /** Users and roles with their mapped entitlements, and each user's keys with their age and last use. */

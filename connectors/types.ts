@@ -170,6 +170,11 @@ export interface Connector {
   issueCredential?(identity: string, opts: { replacing?: string }): Promise<IssuedCredential>;
   /** capabilities.credentials === 'issued' only: remove a credential from the target (idempotent). */
   retireCredential?(identity: string, secretValue: string): Promise<{ removed: boolean }>;
+  /**
+   * capabilities.credentials === 'issued' only, for offboarding: remove every credential the target
+   * holds for the identity, also those the orchestrator never issued. An identity that is gone has none.
+   */
+  retireAllCredentials?(identity: string): Promise<{ removed: string[] }>;
   close(): Promise<void>;
 }
 

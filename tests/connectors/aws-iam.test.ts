@@ -131,6 +131,26 @@ describe('aws-iam connector, what only AWS has', () => {
     expect((await f.connector.probe(identity, secret)).access).toBe('granted');
   });
 
+  test('login off deactivates the keys (probe: inconclusive, not denied); retireAllCredentials deletes every key and the login profile', async () => {
+    const { identity, secret } = await f.newIdentity();
+    const user = identity.replace(/^user\//, '');
+    await f.admin.send(new iam.CreateLoginProfileCommand({ UserName: user, Password: 'Console-Password-1!' }));
+    await f.connector.setLogin(identity, false);
+    const statuses = (await f.admin.send(new iam.ListAccessKeysCommand({ UserName: user }))).AccessKeyMetadata!.map((k) => k.Status);
+    expect(statuses).toEqual(['Inactive']);
+    expect(await f.connector.probe(identity, secret)).toMatchObject({ access: 'inconclusive', refusedBy: 'login_disabled' });
+    // The deny-all removed by hand is not login on: the keys are still inactive.
+    await f.admin.send(new iam.DeleteUserPolicyCommand({ UserName: user, PolicyName: LOGIN_DISABLED_POLICY }));
+    expect((await f.connector.readAccess(identity)).canLogin).toBe(false);
+
+    expect(await f.connector.retireAllCredentials(identity)).toEqual({ removed: [idOf(secret)] });
+    expect(await keysOf(identity)).toEqual([]);
+    await expect(f.admin.send(new iam.GetLoginProfileCommand({ UserName: user }))).rejects.toMatchObject({ name: expect.stringMatching(/^NoSuchEntity/) });
+    expect(await f.connector.probe(identity, secret)).toMatchObject({ access: 'denied', code: 'InvalidClientTokenId' });
+    expect(await f.connector.retireAllCredentials(identity)).toEqual({ removed: [] });
+    expect(await f.connector.retireAllCredentials('user/ghost-nobody')).toEqual({ removed: [] });
+  });
+
   test("a key that signs as another identity is not this identity's credential", async () => {
     const a = await f.newIdentity();
     const b = await f.newIdentity();

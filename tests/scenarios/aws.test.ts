@@ -1,0 +1,99 @@
+// JIT elevation, anomaly throttling and offboarding through the API on the demo estate's AWS NHIs
+// (the ci-deployer IAM user and the payments-app role on the local AWS endpoint, moto with IAM
+// authentication), a real worker on the Temporal dev server. Every assertion reads IAM itself with
+// the account administrator's key, not the connector. Leak containment: tests/scenarios/leak/aws.test.ts.
+import * as iam from '@aws-sdk/client-iam';
+import { LOGIN_DISABLED_POLICY, THROTTLE_POLICY } from '../../connectors/aws-iam-names';
+import { createApiWorld, type ApiWorld } from '../helpers/api-world';
+import { attachLocalAws, type AwsWorld } from '../helpers/aws-world';
+import { waitFor } from '../helpers/wait';
+
+let api: ApiWorld;
+let aws: AwsWorld;
+
+beforeAll(async () => {
+  api = await createApiWorld({
+    setup: async (w) => {
+      aws = await attachLocalAws(w);
+    },
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await api?.teardown();
+  await aws?.stop();
+});
+
+const USER = 'ci-deployer';
+const ROLE = 'payments-app';
+const send = <T>(c: unknown) => aws.admin.send(c as never) as Promise<T>;
+const groupsOf = async (user: string) => ((await send<iam.ListGroupsForUserCommandOutput>(new iam.ListGroupsForUserCommand({ UserName: user }))).Groups ?? []).map((g) => g.GroupName!).sort();
+const userPolicies = async (user: string) =>
+  ((await send<iam.ListAttachedUserPoliciesCommandOutput>(new iam.ListAttachedUserPoliciesCommand({ UserName: user }))).AttachedPolicies ?? []).map((p) => p.PolicyName!).sort();
+const userInline = async (user: string) => ((await send<iam.ListUserPoliciesCommandOutput>(new iam.ListUserPoliciesCommand({ UserName: user }))).PolicyNames ?? []).sort();
+const rolePolicies = async (role: string) =>
+  ((await send<iam.ListAttachedRolePoliciesCommandOutput>(new iam.ListAttachedRolePoliciesCommand({ RoleName: role }))).AttachedPolicies ?? []).map((p) => p.PolicyName!).sort();
+const roleInline = async (role: string) => ((await send<iam.ListRolePoliciesCommandOutput>(new iam.ListRolePoliciesCommand({ RoleName: role }))).PolicyNames ?? []).sort();
+const until = <T>(what: string, path: string, ok: (b: any) => boolean) =>
+  waitFor(what, async () => {
+    const r = await api.get(path);
+    return r.status === 200 && ok(r.body) ? (r.body as T) : null;
+  }, 60_000);
+
+test('JIT: an IAM managed policy attached for the window after one approval, detached on revoke, read back from IAM', async () => {
+  const res = await api.post('/v1/elevations', 'alice', { nhiId: 'aws-ci-deployer', entitlements: ['aws_s3_write'], justification: 'upload the release artefacts', durationMinutes: 30 });
+  expect(res.status).toBe(202);
+  expect(await userPolicies(USER)).toEqual([]);
+  expect((await api.post(`/v1/elevations/${res.body.id}/approve`, 'bob', {})).status).toBe(200);
+  await until('active', `/v1/elevations/${res.body.id}`, (b) => b.state === 'active');
+  expect(await userPolicies(USER)).toEqual(['nhi-demo-s3-write']);
+  expect(await groupsOf(USER)).toEqual(['nhi-demo-deployers']);
+
+  const done = await api.post(`/v1/elevations/${res.body.id}/revoke`, 'alice', { reason: 'uploaded' });
+  expect(done.status).toBe(200);
+  expect(done.body).toMatchObject({ state: 'revoked' });
+  expect(await userPolicies(USER)).toEqual([]);
+  expect(await groupsOf(USER)).toEqual(['nhi-demo-deployers']);
+});
+
+test('anomaly: the throttle is an inline deny of writes and the read-only group in place of the deployers; clear restores exactly', async () => {
+  const key = await api.w.secrets.reveal((await api.w.secrets.active('aws-ci-deployer'))!.ref);
+  const report = await api.post('/v1/anomalies', 'detector-bot', { nhiId: 'aws-ci-deployer', observedRate: 900, baselineRate: 20, source: 'siem:cloudtrail', detail: 'burst of PutObject' });
+  expect(report.status).toBe(202);
+  await until('throttled', '/v1/anomalies/aws-ci-deployer', (b) => b.state === 'throttled_l1');
+  expect(await userInline(USER)).toEqual([THROTTLE_POLICY]);
+  expect(await groupsOf(USER)).toEqual(['nhi-demo-readers']);
+  // Reads still work with the NHI's own key; the throttle did not touch the key.
+  expect(await aws.callerIdentity(key)).toBe('ok');
+
+  const cleared = await api.post('/v1/anomalies/aws-ci-deployer/clear', 'bob', { reason: 'release day' });
+  expect(cleared.status).toBe(200);
+  expect(cleared.body).toMatchObject({ state: 'cleared', restored: { exact: true } });
+  expect(await userInline(USER)).toEqual([]);
+  expect(await groupsOf(USER)).toEqual(['nhi-demo-deployers']);
+});
+
+test('offboarding a role: policies detached, every action denied, inventory offboarded', async () => {
+  expect(await rolePolicies(ROLE)).toEqual(['nhi-demo-s3-write']);
+  const res = await api.post('/v1/offboardings', 'admin', { nhiId: 'aws-payments-app', reason: 'payments-app moved to another account', graceDays: 0, watchDays: 0 });
+  expect(res.status).toBe(202);
+  const done = await until<{ state: string }>('completed', `/v1/offboardings/${res.body.id}`, (b) => b.state === 'completed');
+  expect(done.state).toBe('completed');
+  expect(await rolePolicies(ROLE)).toEqual([]);
+  expect(await roleInline(ROLE)).toContain(LOGIN_DISABLED_POLICY);
+  expect(await api.w.inventoryStatus('aws-payments-app')).toBe('offboarded');
+});
+
+test('offboarding a user: group removed, keys deleted at AWS (the old key refused), store emptied', async () => {
+  const key = await api.w.secrets.reveal((await api.w.secrets.active('aws-ci-deployer'))!.ref);
+  // A key issued outside the orchestrator goes too.
+  await send(new iam.CreateAccessKeyCommand({ UserName: USER }));
+  const res = await api.post('/v1/offboardings', 'admin', { nhiId: 'aws-ci-deployer', reason: 'CI moved to OIDC federation', graceDays: 0, watchDays: 0 });
+  expect(res.status).toBe(202);
+  await until('completed', `/v1/offboardings/${res.body.id}`, (b) => b.state === 'completed');
+  expect(await groupsOf(USER)).toEqual([]);
+  expect(await aws.accessKeyIds(USER)).toEqual([]);
+  expect(await aws.callerIdentity(key)).toBe('InvalidClientTokenId');
+  expect(await api.w.secrets.active('aws-ci-deployer')).toBeNull();
+  expect(await api.w.inventoryStatus('aws-ci-deployer')).toBe('offboarded');
+});
