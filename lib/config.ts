@@ -67,6 +67,16 @@ export const configSchema = z.object({
     .optional()
     .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1')),
   LOCAL_AWS_PORT: port.default(4566),
+  /** Where issued credentials are kept: the encrypted `secrets` table, or a KV v2 mount of OpenBao / Vault. */
+  SECRET_STORE: z.enum(['table', 'vault']).default('table'),
+  VAULT_ADDR: z.url({ protocol: /^https?$/ }).optional(),
+  VAULT_NAMESPACE: z.string().min(1).optional(),
+  VAULT_TOKEN: z.string().min(1).optional(),
+  /** AppRole login instead of a token: both ids. */
+  VAULT_ROLE_ID: z.string().min(1).optional(),
+  VAULT_SECRET_ID: z.string().min(1).optional(),
+  VAULT_KV_MOUNT: z.string().regex(/^[\w.-]+$/).default('secret'),
+  VAULT_KV_PREFIX: z.string().regex(/^[\w.-]+(\/[\w.-]+)*$/).default('nhi'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Comma-separated URLs that receive HMAC-signed JSON notifications. */
   NOTIFY_WEBHOOK_URLS: z
@@ -155,6 +165,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const c = parsed.data;
+  if (c.SECRET_STORE === 'vault') {
+    const problems = [
+      ...(c.VAULT_ADDR ? [] : ['VAULT_ADDR: required with SECRET_STORE=vault']),
+      ...(c.VAULT_TOKEN || (c.VAULT_ROLE_ID && c.VAULT_SECRET_ID) ? [] : ['VAULT_TOKEN: required with SECRET_STORE=vault, unless VAULT_ROLE_ID and VAULT_SECRET_ID (AppRole) are set']),
+    ];
+    if (problems.length) throw new ConfigError(problems);
+  }
   return {
     ...c,
     dataDir: path.resolve(c.DATA_DIR),

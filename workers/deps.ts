@@ -14,7 +14,9 @@ import type { Logger } from '../lib/logger';
 import { LogNotifier, WebhookNotifier, type Notifier } from '../lib/notifier';
 import { loadNhiPolicies } from '../lib/policy-decisions';
 import { projectRoot } from '../lib/paths';
-import { loadOrCreateKeyFile, SecretStore } from '../lib/secret-store';
+import { loadOrCreateKeyFile, TableSecretStore, type SecretStore } from '../lib/secret-store';
+import { VaultSecretStore } from '../lib/secret-store-vault';
+import { VaultClient } from '../lib/vault';
 
 /** The server the estate lives on when ESTATE_DATABASE_URL is unset: the orchestrator's own. */
 export function estateAdminUrl(config: Config): string {
@@ -35,6 +37,17 @@ export function secretStoreKey(config: Config): Buffer {
   if (config.SECRET_STORE_KEY) return decodeKey(config.SECRET_STORE_KEY)!;
   if (config.NODE_ENV === 'production') throw new Error('SECRET_STORE_KEY is required in production (32 bytes, base64 or hex)');
   return loadOrCreateKeyFile(config.dataDir);
+}
+
+/** SECRET_STORE: the encrypted table (default), or OpenBao / Vault KV v2 with token or AppRole login. */
+export function buildSecretStore(config: Config, pool: Pool): SecretStore {
+  if (config.SECRET_STORE === 'table') return new TableSecretStore(pool, secretStoreKey(config));
+  const vault = new VaultClient({
+    addr: config.VAULT_ADDR!,
+    namespace: config.VAULT_NAMESPACE,
+    auth: config.VAULT_TOKEN ? { token: config.VAULT_TOKEN } : { roleId: config.VAULT_ROLE_ID!, secretId: config.VAULT_SECRET_ID! },
+  });
+  return new VaultSecretStore(pool, vault, { mount: config.VAULT_KV_MOUNT, prefix: config.VAULT_KV_PREFIX });
 }
 
 export function buildNotifier(config: Config, logger: Logger): Notifier {
@@ -80,7 +93,7 @@ export function buildDependencies(config: Config, logger: Logger, opts: { localA
   const deps: ActivityDeps = {
     pool,
     connectors,
-    secrets: new SecretStore(pool, secretStoreKey(config)),
+    secrets: buildSecretStore(config, pool),
     // Loaded and validated at start-up: an invalid policy stops the worker here.
     policy: loadNhiPolicies(path.resolve(projectRoot, config.POLICY_DIR)),
     notifier: buildNotifier(config, logger),

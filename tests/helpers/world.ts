@@ -13,7 +13,7 @@ import { createEstateConnector, ensureConnectorRole, ensureDemoEstate, estateCon
 import { MemoryNotifier } from '../../lib/notifier';
 import { loadNhiPolicies } from '../../lib/policy-decisions';
 import { upsertPrincipal } from '../../lib/principals';
-import { generateCredential, SecretStore } from '../../lib/secret-store';
+import { generateCredential, TableSecretStore, type SecretStore } from '../../lib/secret-store';
 import { projectRoot } from '../../lib/paths';
 import { WORKFLOWS_PATH } from '../../workers/worker';
 import { adminUrl, createTestDatabase, urlFor, type TestDatabase } from './db';
@@ -79,7 +79,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
   const prefix = `w${randomBytes(3).toString('hex')}_`;
   const db = await createTestDatabase();
   const secretKey = randomBytes(32);
-  const secrets = new SecretStore(db.pool, secretKey);
+  const secrets = new TableSecretStore(db.pool, secretKey);
   const connectorRole = `${prefix}connector`;
   const password = randomBytes(18).toString('base64url');
   await ensureConnectorRole(adminUrl(), { role: connectorRole, password });
