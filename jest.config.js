@@ -21,7 +21,7 @@ const NO_DATABASE = [
 ];
 // Suites whose target is not PostgreSQL (AWS on moto, OpenBao): the re-run on another PostgreSQL
 // version adds nothing to them.
-const OTHER_TARGETS = ['/tests/connectors/aws-iam\\.test\\.ts$', '/aws\\.test\\.ts$', '/tests/lib/secret-store-vault\\.test\\.ts$'];
+const OTHER_TARGETS = ['/tests/connectors/aws-iam\\.test\\.ts$', '/aws\\.test\\.ts$', '/tests/lib/secret-store-vault\\.test\\.ts$', '/tests/connectors/openbao-approle\\.test\\.ts$', '/openbao\\.test\\.ts$'];
 
 /** @type {import('jest').Config} */
 module.exports = {

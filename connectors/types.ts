@@ -60,7 +60,10 @@ export interface ProbeResult {
 }
 
 export interface SessionInfo {
+  /** A Postgres backend pid; -1 where sessions have another kind of id (`id`). */
   pid: number;
+  /** The target's id of the session when it is not a pid (a Vault token accessor). */
+  id?: string;
   backendStart: string; // ISO
   state: string | null;
 }

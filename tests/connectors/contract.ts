@@ -361,13 +361,14 @@ export function runConnectorContract(name: string, setup: () => Promise<Contract
     ifSessions('invalidateSessions ends live sessions, keeps newer ones with startedBefore, and is idempotent', async () => {
       const { identity, secret } = await t.newIdentity();
       const older = await open(identity, secret);
-      expect((await c.listSessions(identity)).map((s) => s.pid)).toEqual([older.id]);
+      const idOf = (s: { pid: number; id?: string }) => s.id ?? s.pid;
+      expect((await c.listSessions(identity)).map(idOf)).toEqual([older.id]);
       await sleep(100);
       const cutoff = new Date();
       await sleep(100);
       const newer = await open(identity, secret);
       const listed = await c.listSessions(identity);
-      expect(listed.map((s) => s.pid)).toEqual([older.id, newer.id]);
+      expect(listed.map(idOf)).toEqual([older.id, newer.id]);
       expect(new Date(listed[0].backendStart).getTime()).toBeLessThan(cutoff.getTime());
       expect(new Date(listed[1].backendStart).getTime()).toBeGreaterThan(cutoff.getTime());
 
