@@ -18,9 +18,11 @@ import { connectClient, usesExternalTemporal } from '../lib/temporal-connection'
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../scenarios/anomaly/usage';
 import { startDevServer, type DevServer } from '../temporal-dev/dev-server';
 import { ensureDriftSchedule } from '../enforcement/drift-schedule';
-import { buildDependencies, checkConnectorsSetup, estateAdminUrl } from '../workers/deps';
+import { buildDependencies, buildVaultClient, checkConnectorsSetup, estateAdminUrl } from '../workers/deps';
 import { ensureAwsDemoEstate, type AwsTarget } from '../lib/aws-estate';
 import { startLocalAws } from '../local-servers/moto';
+import { startLocalOpenBao } from '../local-servers/openbao';
+import { ensureOpenBaoDemoEstate } from '../lib/openbao-estate';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from '../workers/worker';
 
 export const DEMO_PRINCIPALS: { id: string; roles: Role[] }[] = [
@@ -154,8 +156,17 @@ async function main() {
     localAws = { endpoint: aws.endpoint, region: aws.region, credentials: aws.admin };
   }
 
+  // 2c. The local OpenBao dev server (in memory) for the openbao connector / SECRET_STORE=vault, unless VAULT_ADDR / LOCAL_OPENBAO=false.
+  let localOpenBao: { addr: string; token: string } | undefined;
+  if ((config.connectors.includes('openbao') || config.SECRET_STORE === 'vault') && config.localOpenBao) {
+    const baoLog = logger.child({ component: 'local-openbao' });
+    const bao = await startLocalOpenBao({ port: config.LOCAL_OPENBAO_PORT, onOutput: (line) => baoLog.debug(line) });
+    stops.push({ name: 'local openbao', stop: () => bao.stop() });
+    localOpenBao = { addr: bao.addr, token: bao.token };
+  }
+
   // 3. Dependencies, migrations, demo estate.
-  const built = buildDependencies(config, logger, { localAws });
+  const built = buildDependencies(config, logger, { localAws, localOpenBao });
   stops.push({ name: 'database pools', stop: () => built.close() });
   const applied = await migrate(built.pool);
   if (applied.length) logger.info({ applied }, 'migrations applied');
@@ -170,6 +181,10 @@ async function main() {
     if (localAws) {
       const aws = await ensureAwsDemoEstate({ aws: localAws, secretStore: built.deps.secrets, orchestratorPool: built.pool });
       logger.info({ created: aws.created, credentialsIssued: aws.credentialsIssued }, 'demo AWS estate ready');
+    }
+    if (localOpenBao && config.connectors.includes('openbao')) {
+      const bao = await ensureOpenBaoDemoEstate({ vault: buildVaultClient(config, localOpenBao), mount: config.VAULT_APPROLE_MOUNT, secretStore: built.deps.secrets, orchestratorPool: built.pool });
+      logger.info({ credentialsIssued: bao.credentialsIssued }, 'demo OpenBao estate ready');
     }
     tokens = await demoTokens(config, built.pool);
   }
@@ -228,6 +243,8 @@ async function main() {
       : `  PostgreSQL     ${pgVersion}, embedded (started here, data in ${path.join(config.dataDir, 'postgres')}): ${pgUrl}`,
     `  Estate         ${estateTarget}${config.ESTATE_DATABASE_URL ? ' (ESTATE_DATABASE_URL)' : ', demo estate'}`,
     ...(targets.aws ? [`  AWS IAM        ${targets.aws}${localAws ? ' (local moto, in memory: recreated on each start)' : ''}`] : []),
+    ...(targets.openbao ? [`  OpenBao        ${targets.openbao}${localOpenBao ? ' (local dev server, in memory: recreated on each start)' : ''}`] : []),
+    `  Secret store   ${config.SECRET_STORE === 'vault' ? `KV v2 ${config.VAULT_KV_MOUNT}/${config.VAULT_KV_PREFIX} at ${localOpenBao?.addr ?? config.VAULT_ADDR}` : 'encrypted table (secrets)'}`,
     `  Data folder    ${config.dataDir}`,
   ];
   if (Object.keys(tokens).length) {

@@ -5,7 +5,9 @@ import type { ActivityDeps } from '../activities';
 import { AwsIamConnector } from '../connectors/aws-iam';
 import { createConnectorRegistry, type OwnedConnectorRegistry } from '../connectors/registry';
 import type { Connector } from '../connectors/types';
+import { AppRoleConnector } from '../connectors/openbao-approle';
 import { AWS_DEMO_ENTITLEMENTS, type AwsTarget } from '../lib/aws-estate';
+import { OPENBAO_DEMO_ENTITLEMENTS } from '../lib/openbao-estate';
 import { decodeKey, type Config } from '../lib/config';
 import { embeddedPostgresUrl, orchestratorDatabaseUrl } from '../lib/config-urls';
 import { createPool } from '../lib/db';
@@ -40,14 +42,9 @@ export function secretStoreKey(config: Config): Buffer {
 }
 
 /** SECRET_STORE: the encrypted table (default), or OpenBao / Vault KV v2 with token or AppRole login. */
-export function buildSecretStore(config: Config, pool: Pool): SecretStore {
+export function buildSecretStore(config: Config, pool: Pool, local?: LocalTargets['localOpenBao']): SecretStore {
   if (config.SECRET_STORE === 'table') return new TableSecretStore(pool, secretStoreKey(config));
-  const vault = new VaultClient({
-    addr: config.VAULT_ADDR!,
-    namespace: config.VAULT_NAMESPACE,
-    auth: config.VAULT_TOKEN ? { token: config.VAULT_TOKEN } : { roleId: config.VAULT_ROLE_ID!, secretId: config.VAULT_SECRET_ID! },
-  });
-  return new VaultSecretStore(pool, vault, { mount: config.VAULT_KV_MOUNT, prefix: config.VAULT_KV_PREFIX });
+  return new VaultSecretStore(pool, buildVaultClient(config, local), { mount: config.VAULT_KV_MOUNT, prefix: config.VAULT_KV_PREFIX });
 }
 
 export function buildNotifier(config: Config, logger: Logger): Notifier {
@@ -78,22 +75,47 @@ export function buildAwsConnector(config: Config, local?: AwsTarget): AwsIamConn
   });
 }
 
-export function buildConnectors(config: Config, opts: { localAws?: AwsTarget } = {}): OwnedConnectorRegistry {
+/** Local servers `npm start` runs in development, in place of the VAULT_* / AWS_* settings. */
+export interface LocalTargets {
+  localAws?: AwsTarget;
+  localOpenBao?: { addr: string; token: string };
+}
+
+/** The Vault the secret store and the openbao connector talk to: VAULT_ADDR with a token or AppRole, or the local dev server. */
+export function buildVaultClient(config: Config, local?: LocalTargets['localOpenBao']): VaultClient {
+  if (local && !config.VAULT_ADDR) return new VaultClient({ addr: local.addr, auth: { token: local.token } });
+  return new VaultClient({
+    addr: config.VAULT_ADDR!,
+    namespace: config.VAULT_NAMESPACE,
+    auth: config.VAULT_TOKEN ? { token: config.VAULT_TOKEN } : { roleId: config.VAULT_ROLE_ID!, secretId: config.VAULT_SECRET_ID! },
+  });
+}
+
+export function buildConnectors(config: Config, opts: LocalTargets = {}): OwnedConnectorRegistry {
   const connectors: Connector[] = [];
   for (const name of config.connectors) {
     if (name === 'postgres') connectors.push(createEstateConnector({ url: estateUrl(config) }));
     if (name === 'aws') connectors.push(buildAwsConnector(config, opts.localAws));
+    if (name === 'openbao') {
+      connectors.push(
+        new AppRoleConnector({
+          vault: buildVaultClient(config, opts.localOpenBao),
+          mount: config.VAULT_APPROLE_MOUNT,
+          entitlements: config.VAULT_ENTITLEMENTS ?? (config.demo ? OPENBAO_DEMO_ENTITLEMENTS : {}),
+        }),
+      );
+    }
   }
   return createConnectorRegistry(connectors);
 }
 
-export function buildDependencies(config: Config, logger: Logger, opts: { localAws?: AwsTarget } = {}): BuiltDependencies {
+export function buildDependencies(config: Config, logger: Logger, opts: LocalTargets = {}): BuiltDependencies {
   const pool = createPool(orchestratorDatabaseUrl(config));
   const connectors = buildConnectors(config, opts);
   const deps: ActivityDeps = {
     pool,
     connectors,
-    secrets: buildSecretStore(config, pool),
+    secrets: buildSecretStore(config, pool, opts.localOpenBao),
     // Loaded and validated at start-up: an invalid policy stops the worker here.
     policy: loadNhiPolicies(path.resolve(projectRoot, config.POLICY_DIR)),
     notifier: buildNotifier(config, logger),
