@@ -56,6 +56,15 @@ async function waitForHttp(url: string, child: ChildProcess, what: string): Prom
   throw new Error(`${what} did not answer at ${url}`);
 }
 
+/** A local server never outlives this process, however it ends (a signal to this process alone, an exit mid-shutdown). */
+export function dieWithParent(child: ChildProcess): void {
+  const kill = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.once('exit', kill);
+  child.once('exit', () => process.removeListener('exit', kill));
+}
+
 export function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
@@ -71,6 +80,7 @@ export async function startLocalAws(opts: { port?: number; onOutput?: (line: str
     env: { ...process.env, INITIAL_NO_AUTH_ACTION_COUNT: String(BOOTSTRAP_ACTIONS), MOTO_IAM_LOAD_MANAGED_POLICIES: 'false' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  dieWithParent(child);
   const forward = (b: Buffer) => opts.onOutput?.(b.toString().trimEnd());
   child.stdout!.on('data', forward);
   child.stderr!.on('data', forward);

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { freePort, stopChild } from './moto';
+import { dieWithParent, freePort, stopChild } from './moto';
 
 export interface LocalOpenBao {
   /** VAULT_ADDR */
@@ -29,6 +29,7 @@ export async function startLocalOpenBao(opts: { port?: number; onOutput?: (line:
     env: { ...process.env, VAULT_TOKEN: '', BAO_TOKEN: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  dieWithParent(child);
   const forward = (b: Buffer) => opts.onOutput?.(b.toString().trimEnd());
   child.stdout!.on('data', forward);
   child.stderr!.on('data', forward);
