@@ -5,10 +5,10 @@
 // read back from the target. AWS has no connection limit: a throttle's limit is recorded in its
 // policy, and writes are denied instead (capabilities.connectionLimit = false).
 import * as iam from '@aws-sdk/client-iam';
-import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { GetCallerIdentityCommand } from '@aws-sdk/client-sts';
+import { AwsIamBase, errName, sortNames, type AwsEntitlement, type AwsIamConnectorOptions } from './aws-iam-base';
 import {
   formatAccessKey,
-  isIamName,
   LOGIN_DISABLED_POLICY,
   loginDisabledDocument,
   parseAccessKey,
@@ -17,7 +17,6 @@ import {
   revokeSessionsDocument,
   THROTTLE_POLICY,
   throttleDocument,
-  throttleLimitOf,
   type IamIdentity,
 } from './aws-iam-names';
 import {
@@ -37,32 +36,12 @@ import {
   type ThrottleLevel,
 } from './types';
 
-/** One entitlement: an IAM group (users only) or a managed policy (name in this account, or an ARN). */
-export interface AwsEntitlement {
-  group?: string;
-  policy?: string;
-  writeCapable?: boolean;
-  /** The logical name of the entitlement with the same reads and no writes. */
-  readOnlyForm?: string;
-}
-
-export interface AwsIamConnectorOptions {
-  name?: string;
-  region: string;
-  /** A local endpoint (moto); unset in production, where the SDK's default endpoint is used. */
-  endpoint?: string;
-  /** Unset in production: the SDK's default credential chain. */
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-  entitlements: Record<string, AwsEntitlement>;
-}
+export type { AwsEntitlement, AwsIamConnectorOptions } from './aws-iam-base';
 
 const GONE: AccessState = { exists: false, canLogin: false, connectionLimit: 0, entitlements: [] };
-const sortNames = (xs: Iterable<string>) => [...new Set(xs)].sort();
-// The SDK names some errors with an `Exception` suffix (NoSuchEntityException): compare without it.
-const errName = (err: unknown) => ((err as { name?: string })?.name ?? '').replace(/Exception$/, '');
 const DENIED_KEY = new Set(['InvalidClientTokenId', 'SignatureDoesNotMatch', 'UnrecognizedClientException']);
 
-export class AwsIamConnector implements Connector {
+export class AwsIamConnector extends AwsIamBase implements Connector {
   readonly name: string;
   readonly capabilities: ConnectorCapabilities = {
     credentials: 'issued',
@@ -71,138 +50,12 @@ export class AwsIamConnector implements Connector {
     connectionLimit: false,
     throttle: true,
   };
-  private readonly iam: iam.IAMClient;
-  private readonly entitlements: Map<string, AwsEntitlement>;
-  private account?: Promise<string>;
 
-  constructor(private readonly options: AwsIamConnectorOptions) {
+  constructor(options: AwsIamConnectorOptions) {
+    super(options);
     this.name = options.name ?? 'aws';
-    this.iam = new iam.IAMClient({ region: options.region, endpoint: options.endpoint, credentials: options.credentials });
-    this.entitlements = new Map(Object.entries(options.entitlements));
-    for (const [logical, e] of this.entitlements) {
-      if (Boolean(e.group) === Boolean(e.policy)) throw new Error(`AWS entitlement ${logical}: give exactly one of group or policy`);
-    }
   }
 
-  private sts(credentials?: { accessKeyId: string; secretAccessKey: string }): STSClient {
-    return new STSClient({ region: this.options.region, endpoint: this.options.endpoint, credentials: credentials ?? this.options.credentials });
-  }
-
-  private accountId(): Promise<string> {
-    this.account ??= (async () => {
-      const sts = this.sts();
-      try {
-        return (await sts.send(new GetCallerIdentityCommand({}))).Account!;
-      } finally {
-        sts.destroy();
-      }
-    })().catch((err) => {
-      this.account = undefined;
-      throw err;
-    });
-    return this.account;
-  }
-
-  private async policyArn(policy: string): Promise<string> {
-    return policy.startsWith('arn:') ? policy : `arn:aws:iam::${await this.accountId()}:policy/${policy}`;
-  }
-
-  // One place maps IAM's refusals to the contract's errors; commands are typed loosely here because
-  // the SDK's union of command types does not fit one parameter.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  private async send<T = any>(command: unknown, what: string): Promise<T> {
-    try {
-      return (await this.iam.send(command as never)) as T;
-    } catch (err) {
-      const n = errName(err);
-      if (n === 'AccessDenied' || n === 'AccessDeniedException') throw new PermanentConnectorError(`${what}: the connector's AWS identity may not do this (${(err as Error).message})`, Code.InsufficientPrivilege);
-      if (n === 'ValidationError') throw new PermanentConnectorError(`${what}: ${(err as Error).message}`, Code.InvalidArgument);
-      throw err;
-    }
-  }
-
-  /** The identity, known to exist; an unknown or impossible name is a permanent error. */
-  private async existing(identity: string): Promise<IamIdentity> {
-    const id = parseIdentity(identity);
-    if (id && (await this.exists(id))) return id;
-    throw new PermanentConnectorError(`AWS IAM ${id?.kind ?? 'identity'} ${JSON.stringify(identity)} does not exist`, Code.UnknownIdentity);
-  }
-
-  private async exists(id: IamIdentity): Promise<boolean> {
-    try {
-      await this.send(id.kind === 'user' ? new iam.GetUserCommand({ UserName: id.name }) : new iam.GetRoleCommand({ RoleName: id.name }), `reading ${id.kind} ${id.name}`);
-      return true;
-    } catch (err) {
-      if (errName(err) === 'NoSuchEntity') return false;
-      throw err;
-    }
-  }
-
-  /** A logical name this connector grants; one that names a real but unmapped group or policy is not grantable. */
-  private async entitlement(logical: string): Promise<AwsEntitlement> {
-    const e = this.entitlements.get(logical);
-    if (e) return e;
-    if (typeof logical === 'string' && isIamName(logical)) {
-      const found = await Promise.all([
-        this.send(new iam.GetGroupCommand({ GroupName: logical }), 'reading a group').then(() => true, () => false),
-        this.policyArn(logical).then((PolicyArn) => this.send(new iam.GetPolicyCommand({ PolicyArn }), 'reading a policy')).then(() => true, () => false),
-      ]);
-      if (found.some(Boolean)) throw new PermanentConnectorError(`${logical} exists in AWS IAM but is not an entitlement this connector is configured to grant`, Code.EntitlementNotGrantable);
-    }
-    throw new PermanentConnectorError(`unknown AWS entitlement ${JSON.stringify(logical)}`, Code.UnknownEntitlement);
-  }
-
-  private async inlinePolicies(id: IamIdentity): Promise<string[]> {
-    const out = await this.send<{ PolicyNames?: string[] }>(
-      id.kind === 'user' ? new iam.ListUserPoliciesCommand({ UserName: id.name }) : new iam.ListRolePoliciesCommand({ RoleName: id.name }),
-      `listing the inline policies of ${id.name}`,
-    );
-    return out.PolicyNames ?? [];
-  }
-
-  private async putInline(id: IamIdentity, PolicyName: string, PolicyDocument: string): Promise<void> {
-    await this.send(
-      id.kind === 'user' ? new iam.PutUserPolicyCommand({ UserName: id.name, PolicyName, PolicyDocument }) : new iam.PutRolePolicyCommand({ RoleName: id.name, PolicyName, PolicyDocument }),
-      `writing ${PolicyName} on ${id.name}`,
-    );
-  }
-
-  private async deleteInline(id: IamIdentity, PolicyName: string): Promise<boolean> {
-    try {
-      await this.send(
-        id.kind === 'user' ? new iam.DeleteUserPolicyCommand({ UserName: id.name, PolicyName }) : new iam.DeleteRolePolicyCommand({ RoleName: id.name, PolicyName }),
-        `removing ${PolicyName} from ${id.name}`,
-      );
-      return true;
-    } catch (err) {
-      if (errName(err) === 'NoSuchEntity') return false;
-      throw err;
-    }
-  }
-
-  private async throttleLimit(id: IamIdentity): Promise<number> {
-    const out = await this.send<{ PolicyDocument?: string }>(
-      id.kind === 'user' ? new iam.GetUserPolicyCommand({ UserName: id.name, PolicyName: THROTTLE_POLICY }) : new iam.GetRolePolicyCommand({ RoleName: id.name, PolicyName: THROTTLE_POLICY }),
-      `reading the throttle of ${id.name}`,
-    );
-    return throttleLimitOf(out.PolicyDocument);
-  }
-
-  /** Mapped entitlements the identity holds, read from the target (unmapped groups and policies are not reported). */
-  private async held(id: IamIdentity): Promise<string[]> {
-    const groups =
-      id.kind === 'user' ? ((await this.send<{ Groups?: { GroupName?: string }[] }>(new iam.ListGroupsForUserCommand({ UserName: id.name }), `listing the groups of ${id.name}`)).Groups ?? []).map((g) => g.GroupName!) : [];
-    const attached = await this.send<{ AttachedPolicies?: { PolicyArn?: string }[] }>(
-      id.kind === 'user' ? new iam.ListAttachedUserPoliciesCommand({ UserName: id.name }) : new iam.ListAttachedRolePoliciesCommand({ RoleName: id.name }),
-      `listing the policies of ${id.name}`,
-    );
-    const arns = new Set((attached.AttachedPolicies ?? []).map((p) => p.PolicyArn!));
-    const out: string[] = [];
-    for (const [logical, e] of this.entitlements) {
-      if (e.group ? groups.includes(e.group) : arns.has(await this.policyArn(e.policy!))) out.push(logical);
-    }
-    return sortNames(out);
-  }
 
   async checkSetup(): Promise<ConnectorSetup> {
     const sts = this.sts();
@@ -316,11 +169,6 @@ export class AwsIamConnector implements Connector {
     return [];
   }
 
-  private async keys(id: IamIdentity): Promise<{ id: string; status: string }[]> {
-    if (id.kind !== 'user') return [];
-    const out = await this.send<{ AccessKeyMetadata?: iam.AccessKeyMetadata[] }>(new iam.ListAccessKeysCommand({ UserName: id.name }), `listing the keys of ${id.name}`);
-    return (out.AccessKeyMetadata ?? []).map((k) => ({ id: k.AccessKeyId!, status: k.Status ?? 'Active' }));
-  }
 
   /**
    * Off: the deny-all policy, and (users) every key deactivated. On: keys active again, the policy
