@@ -210,8 +210,20 @@ export function createRotationActivities(deps: ActivityDeps) {
       const probe = await atTarget(`probing ${nhi.externalRef}`, () => connector.probe(nhi.externalRef, value));
       let outcome: 'discarded' | 'activated_instead';
       if (probe.access === 'denied') {
-        // An issued credential AWS does not (yet) accept may still exist there: remove it before forgetting it.
-        if (connector.capabilities.credentials === 'issued') await atTarget(`removing the staged credential of ${nhi.externalRef}`, () => connector.retireCredential!(nhi.externalRef, value));
+        if (connector.capabilities.credentials === 'issued') {
+          // At the target's limit staging removed the old credential first (the leaked one): if it is
+          // gone too, discarding the staged one would leave the store holding nothing that works.
+          const old = row.old_ref ? await deps.secrets.reveal(row.old_ref).catch(() => undefined) : undefined;
+          const oldProbe = old !== undefined ? await atTarget(`probing ${nhi.externalRef}`, () => connector.probe(nhi.externalRef, old)) : undefined;
+          if (oldProbe?.access === 'denied') {
+            throw ApplicationFailure.nonRetryable(
+              `neither the staged nor the previous credential of ${nhi.externalRef} is accepted by the target: a person must issue one (the staged version is kept for the record)`,
+              ErrorType.VerificationFailed,
+            );
+          }
+          // An issued credential the target does not (yet) accept may still exist there: remove it before forgetting it.
+          await atTarget(`removing the staged credential of ${nhi.externalRef}`, () => connector.retireCredential!(nhi.externalRef, value));
+        }
         await deps.secrets.discard(row.new_ref);
         await deps.pool.query(`UPDATE rotations SET status = 'discarded' WHERE rotation_id = $1`, [a.rotationId]);
         outcome = 'discarded';
