@@ -13,6 +13,7 @@ import { createAnomalyRouter } from '../scenarios/anomaly/routes';
 import { createElevationRouter } from '../scenarios/jit/routes';
 import { createLeakRouter } from '../scenarios/leak/routes';
 import { createOffboardingRouter } from '../scenarios/offboarding/routes';
+import { createConnectorRouter } from './routes/connectors';
 
 export interface ScenarioDeps {
   pool: Pool;
@@ -53,5 +54,6 @@ export function createScenarioRouters(deps: ScenarioDeps): Router[] {
     createLeakRouter(deps),
     createOffboardingRouter(deps),
     createAnomalyRouter(deps),
+    createConnectorRouter(deps),
   ];
 }

@@ -42,6 +42,23 @@ const until = <T>(what: string, path: string, ok: (b: any) => boolean) =>
     return r.status === 200 && ok(r.body) ? (r.body as T) : null;
   }, 60_000);
 
+test('GET /v1/connectors names each configured connector with its capabilities; discovery is for admins and reads AWS', async () => {
+  const list = await api.get('/v1/connectors');
+  expect(list.status).toBe(200);
+  const byName = Object.fromEntries(list.body.items.map((c: { name: string }) => [c.name, c]));
+  expect(byName.aws).toMatchObject({ capabilities: { credentials: 'issued', secondCredentialSlot: true, sessions: 'revoke_issued_before', connectionLimit: false }, grantable: expect.arrayContaining(['aws_s3_write']) });
+  expect(byName.postgres).toMatchObject({ capabilities: { credentials: 'set', sessions: 'terminate', connectionLimit: true } });
+  expect((await api.get('/v1/connectors/aws/identities', 'alice')).status).toBe(403);
+  expect((await api.get('/v1/connectors/nope/identities', 'admin')).status).toBe(404);
+  const found = await api.get('/v1/connectors/aws/identities', 'admin');
+  expect(found.status).toBe(200);
+  const key = (await api.w.secrets.reveal((await api.w.secrets.active('aws-ci-deployer'))!.ref)).split(':');
+  const user = found.body.items.find((d: { identity: string }) => d.identity === `user/${USER}`);
+  expect(user).toMatchObject({ entitlements: ['aws_deployers'], credentials: [{ id: key[0], status: 'Active', createdAt: expect.any(String) }] });
+  expect(found.body.items.map((d: { identity: string }) => d.identity)).toContain(`role/${ROLE}`);
+  expect(found.text).not.toContain(key[1]);
+});
+
 test('JIT: an IAM managed policy attached for the window after one approval, detached on revoke, read back from IAM', async () => {
   const res = await api.post('/v1/elevations', 'alice', { nhiId: 'aws-ci-deployer', entitlements: ['aws_s3_write'], justification: 'upload the release artefacts', durationMinutes: 30 });
   expect(res.status).toBe(202);
