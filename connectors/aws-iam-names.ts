@@ -26,7 +26,8 @@ export function parseIdentity(identity: string): IamIdentity | undefined {
   const m = /^(user|role)\/(.*)$/.exec(identity);
   const kind: IdentityKind = m ? (m[1] as IdentityKind) : 'user';
   const name = m ? m[2] : identity;
-  return IAM_NAME.test(name) && name.length <= (kind === 'user' ? 64 : 64) ? { kind, name } : undefined;
+  // IAM allows 64 characters for user and role names alike.
+  return IAM_NAME.test(name) && name.length <= 64 ? { kind, name } : undefined;
 }
 
 export const isIamName = (name: string) => IAM_NAME.test(name);
