@@ -92,6 +92,29 @@ test('anomaly: the throttle is an inline deny of writes and the read-only group 
   expect(await groupsOf(USER)).toEqual(['nhi-demo-deployers']);
 });
 
+test('JIT × throttle on one IAM user: the throttle swaps the elevated write policy for its read form; clearing gives the live elevation back', async () => {
+  const jit = await api.post('/v1/elevations', 'alice', { nhiId: 'aws-ci-deployer', entitlements: ['aws_s3_write'], justification: 'publish the nightly build', durationMinutes: 60 });
+  expect((await api.post(`/v1/elevations/${jit.body.id}/approve`, 'bob', {})).status).toBe(200);
+  await until('active', `/v1/elevations/${jit.body.id}`, (b) => b.state === 'active');
+  expect(await userPolicies(USER)).toEqual(['nhi-demo-s3-write']);
+
+  const before = (await api.get('/v1/anomalies/aws-ci-deployer')).body.runId;
+  expect((await api.post('/v1/anomalies', 'detector-bot', { nhiId: 'aws-ci-deployer', observedRate: 800, baselineRate: 20, source: 'siem:cloudtrail' })).status).toBe(202);
+  await until('throttled', '/v1/anomalies/aws-ci-deployer', (b) => b.state === 'throttled_l1' && b.runId !== before);
+  expect(await userPolicies(USER)).toEqual(['nhi-demo-s3-read']);
+  expect(await groupsOf(USER)).toEqual(['nhi-demo-readers']);
+  expect(await userInline(USER)).toEqual([THROTTLE_POLICY]);
+
+  expect((await api.post('/v1/anomalies/aws-ci-deployer/clear', 'bob', { reason: 'nightly build' })).body).toMatchObject({ state: 'cleared' });
+  expect(await userPolicies(USER)).toEqual(['nhi-demo-s3-write']);
+  expect(await groupsOf(USER)).toEqual(['nhi-demo-deployers']);
+  expect(await userInline(USER)).toEqual([]);
+
+  expect((await api.post(`/v1/elevations/${jit.body.id}/revoke`, 'alice', { reason: 'published' })).body).toMatchObject({ state: 'revoked' });
+  expect(await userPolicies(USER)).toEqual([]);
+  expect(await groupsOf(USER)).toEqual(['nhi-demo-deployers']);
+});
+
 const NHI = 'aws-ci-deployer';
 const activeKey = async () => api.w.secrets.reveal((await api.w.secrets.active(NHI))!.ref);
 
