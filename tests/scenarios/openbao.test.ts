@@ -72,6 +72,30 @@ test('leak: a new secret-id issued and stored, the leaked one destroyed and refu
   await bao.connector.invalidateSessions(ROLE);
 });
 
+test('offboarding × leak on one AppRole: a leak during grace rotates the secret-id behind the login block, verified up to it; abort lets the new one in', async () => {
+  const leaked = await activeSecretId();
+  const off = await api.post('/v1/offboardings', 'admin', { nhiId: NHI, reason: 'partnership under review', graceDays: 1, watchDays: 1 });
+  expect(off.status).toBe(202);
+  await until('grace', `/v1/offboardings/${off.body.id}`, (b) => b.state === 'grace');
+  expect(await bao.login(ROLE, leaked)).toMatch(/unauthorized by CIDR/);
+
+  const before = (await request(api.app).get(`/v1/leaks/${NHI}`).set(api.as('alice'))).body.runId;
+  expect((await api.post('/v1/leaks', 'detector-bot', { nhiId: NHI, source: 'gitleaks', severity: 'critical' })).status).toBe(202);
+  const s = await until('contained', `/v1/leaks/${NHI}`, (b) => b.state === 'contained' && b.runId !== before);
+  // The new secret-id is valid (Vault checked it before the CIDR block), the leaked one is destroyed.
+  expect(s.verification).toMatchObject({ oldCredential: 'denied', newCredential: 'inconclusive', limitedBy: { restriction: 'login_disabled' } });
+  const fresh = await activeSecretId();
+  expect(await bao.login(ROLE, leaked)).toMatch(/invalid role or secret ID/);
+  expect(await bao.login(ROLE, fresh)).toMatch(/unauthorized by CIDR/);
+
+  const aborted = await api.post(`/v1/offboardings/${off.body.id}/abort`, 'admin', { reason: 'partnership renewed' });
+  expect([200, 202]).toContain(aborted.status);
+  await until('aborted', `/v1/offboardings/${off.body.id}`, (b) => b.state === 'aborted');
+  expect(await bao.login(ROLE, fresh)).toBe('ok');
+  expect(await bao.login(ROLE, leaked)).toMatch(/invalid role or secret ID/);
+  expect(await policies()).toEqual(['nhi-demo-kv-write']);
+});
+
 test('offboarding an AppRole: policies detached, every secret-id destroyed, every token revoked; login by the old secret-id refused', async () => {
   const old = await activeSecretId();
   expect(await bao.login(ROLE, old)).toBe('ok');
