@@ -91,6 +91,8 @@ test('offboarding × leak on one AppRole: a leak during grace rotates the secret
   const aborted = await api.post(`/v1/offboardings/${off.body.id}/abort`, 'admin', { reason: 'partnership renewed' });
   expect([200, 202]).toContain(aborted.status);
   await until('aborted', `/v1/offboardings/${off.body.id}`, (b) => b.state === 'aborted');
+  // The state reads aborted a moment before the workflow closes: the next offboarding waits for it.
+  await api.w.env.client.workflow.getHandle(off.body.id).result();
   expect(await bao.login(ROLE, fresh)).toBe('ok');
   expect(await bao.login(ROLE, leaked)).toMatch(/invalid role or secret ID/);
   expect(await policies()).toEqual(['nhi-demo-kv-write']);
