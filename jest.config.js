@@ -18,6 +18,7 @@ const NO_DATABASE = [
   '/tests/lib/notifier\\.test\\.ts$',
   '/tests/lib/config\\.test\\.ts$',
   '/tests/temporal/',
+  '/tests/connectors/registry\\.test\\.ts$',
 ];
 // Suites whose target is not PostgreSQL (AWS on moto, OpenBao): the re-run on another PostgreSQL
 // version adds nothing to them.
