@@ -26,7 +26,11 @@ const NO_DATABASE = [
   '/tests/console/(client|router)\\.test\\.ts$',
   // The browser suite's Postgres work is the JIT routes' (which run on both servers); once is enough.
   '/tests/console/console\\.browser\\.test\\.ts$',
+  '/tests/connectors/registry\\.test\\.ts$',
 ];
+// Suites whose target is not PostgreSQL (AWS on moto, OpenBao): the re-run on another PostgreSQL
+// version adds nothing to them.
+const OTHER_TARGETS = ['/tests/connectors/aws-iam\\.test\\.ts$', '/aws\\.test\\.ts$', '/tests/lib/secret-store-vault\\.test\\.ts$', '/tests/connectors/openbao-approle\\.test\\.ts$', '/openbao\\.test\\.ts$'];
 
 /** @type {import('jest').Config} */
 module.exports = {
@@ -36,7 +40,7 @@ module.exports = {
   projects: [
     { ...base, ...(external ? { displayName: 'pg-embedded' } : {}) },
     ...(external
-      ? [{ ...base, displayName: 'pg-external', testPathIgnorePatterns: ['/node_modules/', ...NO_DATABASE], setupFiles: ['<rootDir>/tests/helpers/use-external-pg.js'] }]
+      ? [{ ...base, displayName: 'pg-external', testPathIgnorePatterns: ['/node_modules/', ...NO_DATABASE, ...OTHER_TARGETS], setupFiles: ['<rootDir>/tests/helpers/use-external-pg.js'] }]
       : []),
   ],
 };

@@ -1,15 +1,12 @@
 // What activities need, each as an interface; the real dependencies are built in workers/ only.
 import type { Client } from '@temporalio/client';
 import type { Pool } from 'pg';
-import type { Connector } from '../connectors/types';
+import type { ConnectorRegistry } from '../connectors/registry';
 import type { Notifier } from '../lib/notifier';
 import type { PolicyEngine } from '../lib/policy-engine';
 import type { SecretStore } from '../lib/secret-store';
 
-export interface ConnectorRegistry {
-  /** The connector an NHI's inventory record names (e.g. 'postgres'). */
-  get(name: string): Connector;
-}
+export type { ConnectorRegistry } from '../connectors/registry';
 
 export interface ActivityDeps {
   pool: Pool;

@@ -14,6 +14,7 @@ import { createAnomalyRouter } from '../scenarios/anomaly/routes';
 import { createElevationRouter } from '../scenarios/jit/routes';
 import { createLeakRouter } from '../scenarios/leak/routes';
 import { createOffboardingRouter } from '../scenarios/offboarding/routes';
+import { createConnectorRouter } from './routes/connectors';
 
 export interface ScenarioDeps {
   pool: Pool;
@@ -58,5 +59,6 @@ export function createScenarioRouters(deps: ScenarioDeps): Router[] {
     createOffboardingRouter(deps),
     createAnomalyRouter(deps),
     createAccessRouter(deps),
+    createConnectorRouter(deps),
   ];
 }

@@ -13,6 +13,7 @@ import {
   type AccessSnapshot,
   type AccessState,
   type Connector,
+  type ConnectorCapabilities,
   type ConnectorSetup,
   type DiscoveredIdentity,
   type ProbeResult,
@@ -178,6 +179,14 @@ export function resolveEntitlementRoles(
 
 export class PostgresConnector implements Connector {
   readonly name: string;
+  readonly capabilities: ConnectorCapabilities = {
+    credentials: 'set',
+    // One password per role: setting the new one ends the old at once.
+    secondCredentialSlot: false,
+    sessions: 'terminate',
+    connectionLimit: true,
+    throttle: true,
+  };
   /** Logical names. */
   private readonly grantable: ReadonlySet<string>;
   private readonly writeCapable: ReadonlySet<string>;
@@ -710,7 +719,14 @@ export class PostgresConnector implements Connector {
             : accepted === false
               ? 'refused before the password was checked'
               : 'refused; the server did not say at which stage';
-        return { access: 'inconclusive', code, detail: `${message} — ${why}`, ...(accepted !== undefined ? { credentialAccepted: accepted } : {}) };
+        const refusedBy = accepted !== true ? undefined : code === '28000' ? 'login_disabled' : code === '53300' ? 'connection_limit' : undefined;
+        return {
+          access: 'inconclusive',
+          code,
+          detail: `${message} — ${why}`,
+          ...(accepted !== undefined ? { credentialAccepted: accepted } : {}),
+          ...(refusedBy ? { refusedBy } : {}),
+        };
       }
       throw err;
     } finally {

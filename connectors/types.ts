@@ -52,10 +52,18 @@ export interface ProbeResult {
    * role's connection limit and CONNECT). Absent when the connector cannot tell.
    */
   credentialAccepted?: boolean;
+  /**
+   * Inconclusive only, target-neutral: which restriction refused a credential it accepted (login
+   * off, connection limit reached). Absent when the connector cannot tell.
+   */
+  refusedBy?: 'login_disabled' | 'connection_limit';
 }
 
 export interface SessionInfo {
+  /** A Postgres backend pid; -1 where sessions have another kind of id (`id`). */
   pid: number;
+  /** The target's id of the session when it is not a pid (a Vault token accessor). */
+  id?: string;
   backendStart: string; // ISO
   state: string | null;
 }
@@ -73,6 +81,43 @@ export interface DiscoveredIdentity {
   identity: string;
   canLogin: boolean;
   entitlements: string[];
+  /** Long-lived credentials the target holds for it, where the target lists them (AWS access keys). */
+  credentials?: { id: string; status: string; createdAt?: string; lastUsedAt?: string | null }[];
+}
+
+/**
+ * What a connector can do, declared so that scenarios and policies ask the capability, never the
+ * connector's name.
+ */
+export interface ConnectorCapabilities {
+  /**
+   * Who makes a new credential: `set` — the orchestrator generates the value and `setCredential`
+   * puts it at the target (a password); `issued` — the target makes it (`issueCredential`, an AWS
+   * access key) and the old one is removed by `retireCredential`.
+   */
+  credentials: 'set' | 'issued' | 'none';
+  /** The identity can hold a second credential while the first still works (rotation without a gap). */
+  secondCredentialSlot: boolean;
+  /**
+   * `terminate`: live sessions are listed and ended one by one (Postgres backends).
+   * `revoke_issued_before`: no list; tokens issued before a time are refused (an AWS role's sessions).
+   * `none`: nothing to end beyond the credential itself (an AWS user's key: STS credentials already
+   * issued from it live until they expire).
+   */
+  sessions: 'terminate' | 'revoke_issued_before' | 'none';
+  /** The target enforces a connection limit; when false a throttle's limit is recorded, and writes are denied instead. */
+  connectionLimit: boolean;
+  /** A throttle is enforced at the target (write-capable access withheld, or writes denied). */
+  throttle: boolean;
+}
+
+/** What `issueCredential` did: the new value (never logged) and which old credentials went first. */
+export interface IssuedCredential {
+  value: string;
+  /** Target-side id of the new credential (an access key id: not a secret). */
+  id: string;
+  /** Credentials removed before issuing, to stay within the target's limit (e.g. AWS's two keys per user). */
+  removedFirst: string[];
 }
 
 /** What a connector found about its own setup at the target: empty `problems` means ready. */
@@ -87,6 +132,7 @@ export interface ConnectorSetup {
 
 export interface Connector {
   readonly name: string;
+  readonly capabilities: ConnectorCapabilities;
   checkSetup(): Promise<ConnectorSetup>;
   /** Entitlements this connector can grant (e.g. the estate's group roles). */
   listGrantableEntitlements(): Promise<string[]>;
@@ -119,6 +165,19 @@ export interface Connector {
   /** Try to log in with a credential value: granted, denied (wrong credential) or inconclusive, with the target's reason. */
   probe(identity: string, secretValue: string): Promise<ProbeResult>;
   listIdentities(): Promise<DiscoveredIdentity[]>;
+  /**
+   * capabilities.credentials === 'issued' only: have the target make a new credential. `replacing`
+   * is the value being rotated out: when the target's limit is reached, it is removed first (and
+   * the other credential kept); the result says what was removed.
+   */
+  issueCredential?(identity: string, opts: { replacing?: string }): Promise<IssuedCredential>;
+  /** capabilities.credentials === 'issued' only: remove a credential from the target (idempotent). */
+  retireCredential?(identity: string, secretValue: string): Promise<{ removed: boolean }>;
+  /**
+   * capabilities.credentials === 'issued' only, for offboarding: remove every credential the target
+   * holds for the identity, also those the orchestrator never issued. An identity that is gone has none.
+   */
+  retireAllCredentials?(identity: string): Promise<{ removed: string[] }>;
   close(): Promise<void>;
 }
 
@@ -136,6 +195,8 @@ export const ConnectorErrorCode = {
   /** Access that the connector cannot remove (e.g. a membership granted by another administrator). */
   RevokeBlocked: 'revoke_blocked',
   InsufficientPrivilege: 'insufficient_privilege',
+  /** The NHI names a connector this deployment is not configured with. */
+  UnknownConnector: 'unknown_connector',
   /** The connector itself is set up wrongly (e.g. it connects as a superuser). */
   Misconfigured: 'connector_misconfigured',
 } as const;

@@ -9,6 +9,35 @@ const postgresUrl = z
   .url()
   .refine((u) => /^postgres(ql)?:\/\//.test(u), 'must be a postgres:// or postgresql:// URL');
 
+/** A JSON map of logical entitlement names (as policies name them) to what is behind each at the target. */
+const entitlementMap = <T extends z.ZodType>(entry: T, example: string) =>
+  z
+    .string()
+    .transform((s, ctx) => {
+      try {
+        return JSON.parse(s) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `must be JSON: ${example}` });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.record(z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/), entry));
+
+/** AWS_ENTITLEMENTS: logical name → an IAM group or managed policy (connectors/aws-iam.ts). */
+const awsEntitlements = entitlementMap(
+  z
+    .object({ group: z.string().min(1).optional(), policy: z.string().min(1).optional(), writeCapable: z.boolean().optional(), readOnlyForm: z.string().optional() })
+    .strict()
+    .refine((e) => Boolean(e.group) !== Boolean(e.policy), 'give exactly one of group or policy'),
+  '{"logical_name": {"group": "..."} | {"policy": "name or ARN"}, ...}',
+);
+
+/** VAULT_ENTITLEMENTS: logical name → a Vault policy attached to AppRoles (connectors/openbao-approle.ts). */
+const vaultEntitlements = entitlementMap(
+  z.object({ policy: z.string().min(1), writeCapable: z.boolean().optional(), readOnlyForm: z.string().optional() }).strict(),
+  '{"logical_name": {"policy": "..."}, ...}',
+);
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: port.default(3000),
@@ -35,6 +64,41 @@ export const configSchema = z.object({
     .refine((k) => decodeKey(k) !== null, 'must be 32 bytes as base64 or 64 hex characters')
     .optional(),
   POLICY_DIR: z.string().min(1).default('policies'),
+  /** Connectors to configure (postgres, aws, openbao); default postgres, and all three in development (npm start runs local AWS and OpenBao). */
+  CONNECTORS: z
+    .string()
+    .transform((s) => [...new Set(s.split(',').map((c) => c.trim()).filter(Boolean))])
+    .pipe(z.array(z.enum(['postgres', 'aws', 'openbao'])).min(1))
+    .optional(),
+  AWS_REGION: z.string().min(1).default('us-east-1'),
+  /** An AWS endpoint override (a local moto); unset in production. */
+  AWS_ENDPOINT_URL: z.url({ protocol: /^https?$/ }).optional(),
+  AWS_ENTITLEMENTS: awsEntitlements.optional(),
+  /** npm start runs a local AWS endpoint (moto) for the aws connector; default: in development, when AWS_ENDPOINT_URL is unset. */
+  LOCAL_AWS: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1')),
+  LOCAL_AWS_PORT: port.default(4566),
+  /** Where issued credentials are kept: the encrypted `secrets` table, or a KV v2 mount of OpenBao / Vault. */
+  SECRET_STORE: z.enum(['table', 'vault']).default('table'),
+  VAULT_ADDR: z.url({ protocol: /^https?$/ }).optional(),
+  VAULT_NAMESPACE: z.string().min(1).optional(),
+  VAULT_TOKEN: z.string().min(1).optional(),
+  /** AppRole login instead of a token: both ids. */
+  VAULT_ROLE_ID: z.string().min(1).optional(),
+  VAULT_SECRET_ID: z.string().min(1).optional(),
+  VAULT_KV_MOUNT: z.string().regex(/^[\w.-]+$/).default('secret'),
+  VAULT_KV_PREFIX: z.string().regex(/^[\w.-]+(\/[\w.-]+)*$/).default('nhi'),
+  /** The openbao connector: AppRoles under this auth mount, policies by logical names. */
+  VAULT_APPROLE_MOUNT: z.string().regex(/^[\w.-]+$/).default('approle'),
+  VAULT_ENTITLEMENTS: vaultEntitlements.optional(),
+  /** npm start runs a local OpenBao dev server; default: in development, when VAULT_ADDR is unset. */
+  LOCAL_OPENBAO: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1')),
+  LOCAL_OPENBAO_PORT: port.default(8200),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Comma-separated URLs that receive HMAC-signed JSON notifications. */
   NOTIFY_WEBHOOK_URLS: z
@@ -91,6 +155,9 @@ export const configSchema = z.object({
 export type Config = z.infer<typeof configSchema> & {
   dataDir: string;
   demo: boolean;
+  connectors: ('postgres' | 'aws' | 'openbao')[];
+  localAws: boolean;
+  localOpenBao: boolean;
 };
 
 export class ConfigError extends Error {
@@ -121,9 +188,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const c = parsed.data;
+  const localOpenBao = c.LOCAL_OPENBAO ?? (c.NODE_ENV === 'development' && !c.VAULT_ADDR);
+  const connectors = c.CONNECTORS ?? (c.NODE_ENV === 'development' ? ['postgres', 'aws', 'openbao'] : ['postgres']);
+  if ((c.SECRET_STORE === 'vault' || connectors.includes('openbao')) && !localOpenBao) {
+    const problems = [
+      ...(c.VAULT_ADDR ? [] : ['VAULT_ADDR: required with SECRET_STORE=vault or the openbao connector']),
+      ...(c.VAULT_TOKEN || (c.VAULT_ROLE_ID && c.VAULT_SECRET_ID)
+        ? []
+        : ['VAULT_TOKEN: required with SECRET_STORE=vault or the openbao connector, unless VAULT_ROLE_ID and VAULT_SECRET_ID (AppRole) are set']),
+    ];
+    if (problems.length) throw new ConfigError(problems);
+  }
   return {
     ...c,
     dataDir: path.resolve(c.DATA_DIR),
     demo: c.DEMO ?? c.NODE_ENV === 'development',
+    connectors,
+    localAws: c.LOCAL_AWS ?? (c.NODE_ENV === 'development' && !c.AWS_ENDPOINT_URL),
+    localOpenBao,
   };
 }

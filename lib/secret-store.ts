@@ -1,5 +1,7 @@
-// The secret store: issued credentials, encrypted at rest with AES-256-GCM. Only activities call it;
-// everything that leaves it is a reference (the row id) or a fingerprint (sha256 hex), never a value.
+// The secret store: issued credentials. Only activities call it; everything that leaves it is a
+// reference (the row id) or a fingerprint (sha256 hex), never a value. One interface, two
+// implementations: the `secrets` table encrypted with AES-256-GCM (TableSecretStore, the default),
+// and the same ledger with the values in a KV v2 mount of OpenBao / Vault (lib/secret-store-vault.ts).
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -43,10 +45,56 @@ export function loadOrCreateKeyFile(dataDir: string): Buffer {
 type Row = { id: string; nhi_id: string; version: number; fingerprint: string; status: SecretStatus };
 const toRef = (r: Row): SecretRef => ({ ref: r.id, nhiId: r.nhi_id, version: r.version, fingerprint: r.fingerprint, status: r.status });
 
-export class SecretStore {
-  constructor(private readonly pool: Pool, private readonly key: Buffer) {
+export interface SecretStore {
+  /** Store a value as a new pending version. The caller keeps only the returned reference. */
+  putPending(nhiId: string, value: string): Promise<SecretRef>;
+  /** Make a pending version the active one; the previous active version is retired. Idempotent. */
+  activate(ref: string): Promise<SecretRef>;
+  /** Drop a pending version that never made it to the target. Idempotent; never touches an active one. */
+  discard(ref: string): Promise<void>;
+  /** The value of a version. For activities only (set on target, probe); never return it from one. */
+  reveal(ref: string): Promise<string>;
+  active(nhiId: string): Promise<SecretRef | null>;
+  get(ref: string): Promise<SecretRef | null>;
+  list(nhiId: string): Promise<SecretRef[]>;
+  /** Which NHI issued a credential with this fingerprint (any status), newest first. */
+  findByFingerprint(fp: string): Promise<SecretRef[]>;
+  /** Which NHI issued a credential with this HasMySecretLeaked hash (GitGuardian `hmsl_hash`), newest first. */
+  findByHmsl(hash: string): Promise<SecretRef[]>;
+  /** Offboarding: erase every stored value for the NHI, keeping fingerprints for the record. */
+  deleteAll(nhiId: string): Promise<number>;
+}
+
+/** Where a version's value lives; the table's own encrypted columns unless a subclass says otherwise. */
+export interface SealedValue {
+  iv: Buffer;
+  authTag: Buffer;
+  ciphertext: Buffer;
+}
+
+export class TableSecretStore implements SecretStore {
+  constructor(
+    protected readonly pool: Pool,
+    private readonly key: Buffer,
+  ) {
     if (key.length !== 32) throw new Error('secret store key must be 32 bytes');
   }
+
+  /** Keep the value of a new version; null when it is kept outside the table. */
+  protected async seal(nhiId: string, version: number, value: string): Promise<SealedValue | null> {
+    return this.encrypt(value, `${nhiId}:${version}`);
+  }
+
+  /** Read a version's value kept outside the table (the table's own are decrypted in reveal). */
+  protected async unsealExternal(ref: string, _nhiId: string, _version: number): Promise<string> {
+    throw new Error(`secret ${ref} has no stored value (deleted or discarded)`);
+  }
+
+  /** After a version became active (also on a repeated activate): e.g. publish it where workloads read. */
+  protected async published(_ref: SecretRef): Promise<void> {}
+
+  /** After versions' values were erased from the table (discard, deleteAll): erase copies kept elsewhere. */
+  protected async erased(_nhiId: string, _versions: number[], _all: boolean): Promise<void> {}
 
   private encrypt(value: string, aad: string) {
     const iv = randomBytes(12);
@@ -68,12 +116,13 @@ export class SecretStore {
         [nhiId],
       );
       const version = v[0].next;
-      const { iv, ciphertext, authTag } = this.encrypt(value, `${nhiId}:${version}`);
+      // Kept before the row commits: a crash leaves at most a value under a version number the next attempt reuses.
+      const sealed = await this.seal(nhiId, version, value);
       const { rows } = await client.query<Row>(
         `INSERT INTO secrets (nhi_id, version, status, fingerprint, hmsl, iv, auth_tag, ciphertext)
          VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7) RETURNING id, nhi_id, version, fingerprint, status`,
         // The HMSL hash too, so a GitGuardian incident's hmsl_hash can name the credential.
-        [nhiId, version, fingerprint(value), hmslHash(value), iv, authTag, ciphertext],
+        [nhiId, version, fingerprint(value), hmslHash(value), sealed?.iv ?? null, sealed?.authTag ?? null, sealed?.ciphertext ?? null],
       );
       await client.query('COMMIT');
       return toRef(rows[0]);
@@ -94,6 +143,7 @@ export class SecretStore {
       if (!rows[0]) throw new Error(`secret ${ref} not found`);
       if (rows[0].status === 'active') {
         await client.query('COMMIT');
+        await this.published(toRef(rows[0]));
         return toRef(rows[0]);
       }
       if (rows[0].status !== 'pending') throw new Error(`secret ${ref} is ${rows[0].status}, not pending`);
@@ -106,6 +156,7 @@ export class SecretStore {
         [ref],
       );
       await client.query('COMMIT');
+      await this.published(toRef(updated[0]));
       return toRef(updated[0]);
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -117,21 +168,24 @@ export class SecretStore {
 
   /** Drop a pending version that never made it to the target. Idempotent; never touches an active one. */
   async discard(ref: string): Promise<void> {
-    await this.pool.query(
-      `UPDATE secrets SET status = 'discarded', ciphertext = NULL, iv = NULL, auth_tag = NULL WHERE id = $1 AND status = 'pending'`,
+    const { rows } = await this.pool.query<{ nhi_id: string; version: number; status: SecretStatus }>(
+      `UPDATE secrets SET status = 'discarded', ciphertext = NULL, iv = NULL, auth_tag = NULL WHERE id = $1 AND status IN ('pending', 'discarded')
+       RETURNING nhi_id, version, status`,
       [ref],
     );
+    if (rows[0]) await this.erased(rows[0].nhi_id, [rows[0].version], false);
   }
 
   /** Decrypt a version. For activities only (set on target, probe); never return it from one. */
   async reveal(ref: string): Promise<string> {
-    const { rows } = await this.pool.query<{ nhi_id: string; version: number; iv: Buffer | null; auth_tag: Buffer | null; ciphertext: Buffer | null }>(
-      'SELECT nhi_id, version, iv, auth_tag, ciphertext FROM secrets WHERE id = $1',
+    const { rows } = await this.pool.query<{ nhi_id: string; version: number; status: SecretStatus; iv: Buffer | null; auth_tag: Buffer | null; ciphertext: Buffer | null }>(
+      'SELECT nhi_id, version, status, iv, auth_tag, ciphertext FROM secrets WHERE id = $1',
       [ref],
     );
     const r = rows[0];
     if (!r) throw new Error(`secret ${ref} not found`);
-    if (!r.ciphertext || !r.iv || !r.auth_tag) throw new Error(`secret ${ref} has no stored value (deleted or discarded)`);
+    if (r.status === 'deleted' || r.status === 'discarded') throw new Error(`secret ${ref} has no stored value (deleted or discarded)`);
+    if (!r.ciphertext || !r.iv || !r.auth_tag) return this.unsealExternal(ref, r.nhi_id, r.version);
     const decipher = createDecipheriv('aes-256-gcm', this.key, r.iv);
     decipher.setAAD(Buffer.from(`${r.nhi_id}:${r.version}`));
     decipher.setAuthTag(r.auth_tag);
@@ -184,6 +238,9 @@ export class SecretStore {
        WHERE nhi_id = $1 AND status <> 'deleted'`,
       [nhiId],
     );
+    // Every version, also on a retry: copies kept elsewhere are erased until none is left.
+    const { rows } = await this.pool.query<{ version: number }>('SELECT version FROM secrets WHERE nhi_id = $1', [nhiId]);
+    await this.erased(nhiId, rows.map((r) => r.version), true);
     return rowCount ?? 0;
   }
 }

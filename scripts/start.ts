@@ -19,7 +19,11 @@ import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule
 import { startDevServer, type DevServer } from '../temporal-dev/dev-server';
 import { firstHourLines } from './banner';
 import { ensureDriftSchedule } from '../enforcement/drift-schedule';
-import { buildDependencies, checkConnectorSetup, estateAdminUrl } from '../workers/deps';
+import { buildDependencies, buildVaultClient, checkConnectorsSetup, estateAdminUrl } from '../workers/deps';
+import { ensureAwsDemoEstate, type AwsTarget } from '../lib/aws-estate';
+import { startLocalAws } from '../local-servers/moto';
+import { startLocalOpenBao } from '../local-servers/openbao';
+import { ensureOpenBaoDemoEstate } from '../lib/openbao-estate';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from '../workers/worker';
 
 export const DEMO_PRINCIPALS: { id: string; roles: Role[] }[] = [
@@ -144,8 +148,26 @@ async function main() {
     await ensureDatabase(embeddedPostgresUrl(config, 'postgres'), ORCHESTRATOR_DATABASE);
   }
 
+  // 2b. The local AWS endpoint (moto, in memory) for the aws connector, unless AWS_ENDPOINT_URL / LOCAL_AWS=false.
+  let localAws: AwsTarget | undefined;
+  if (config.connectors.includes('aws') && config.localAws) {
+    const awsLog = logger.child({ component: 'local-aws' });
+    const aws = await startLocalAws({ port: config.LOCAL_AWS_PORT, onOutput: (line) => awsLog.debug(line) });
+    stops.push({ name: 'local aws', stop: () => aws.stop() });
+    localAws = { endpoint: aws.endpoint, region: aws.region, credentials: aws.admin };
+  }
+
+  // 2c. The local OpenBao dev server (in memory) for the openbao connector / SECRET_STORE=vault, unless VAULT_ADDR / LOCAL_OPENBAO=false.
+  let localOpenBao: { addr: string; token: string } | undefined;
+  if ((config.connectors.includes('openbao') || config.SECRET_STORE === 'vault') && config.localOpenBao) {
+    const baoLog = logger.child({ component: 'local-openbao' });
+    const bao = await startLocalOpenBao({ port: config.LOCAL_OPENBAO_PORT, onOutput: (line) => baoLog.debug(line) });
+    stops.push({ name: 'local openbao', stop: () => bao.stop() });
+    localOpenBao = { addr: bao.addr, token: bao.token };
+  }
+
   // 3. Dependencies, migrations, demo estate.
-  const built = buildDependencies(config, logger);
+  const built = buildDependencies(config, logger, { localAws, localOpenBao });
   stops.push({ name: 'database pools', stop: () => built.close() });
   const applied = await migrate(built.pool);
   if (applied.length) logger.info({ applied }, 'migrations applied');
@@ -157,10 +179,19 @@ async function main() {
       const estate = await ensureDemoEstate({ adminUrl, secretStore: built.deps.secrets, orchestratorPool: built.pool });
       logger.info({ database: estate.database, nhis: estate.nhis.map((n) => n.id) }, 'demo estate ready');
     }
+    if (localAws) {
+      const aws = await ensureAwsDemoEstate({ aws: localAws, secretStore: built.deps.secrets, orchestratorPool: built.pool });
+      logger.info({ created: aws.created, credentialsIssued: aws.credentialsIssued }, 'demo AWS estate ready');
+    }
+    if (localOpenBao && config.connectors.includes('openbao')) {
+      const bao = await ensureOpenBaoDemoEstate({ vault: buildVaultClient(config, localOpenBao), mount: config.VAULT_APPROLE_MOUNT, secretStore: built.deps.secrets, orchestratorPool: built.pool });
+      logger.info({ credentialsIssued: bao.credentialsIssued }, 'demo OpenBao estate ready');
+    }
     tokens = await demoTokens(config, built.pool);
   }
-  // The connector's own role, on this server's version: what it lacks stops the start here.
-  const estateTarget = await checkConnectorSetup(built.connector, logger);
+  // Each connector's own identity: what it lacks stops the start here.
+  const targets = await checkConnectorsSetup(built.connectors, logger);
+  const estateTarget = targets.postgres ?? 'not configured';
 
   // 4. Worker and API.
   built.deps.temporal = { client, taskQueue: config.TEMPORAL_TASK_QUEUE };
@@ -214,6 +245,9 @@ async function main() {
       ? `  PostgreSQL     ${pgVersion} at ${pgUrl} (DATABASE_URL)`
       : `  PostgreSQL     ${pgVersion}, embedded (started here, data in ${path.join(config.dataDir, 'postgres')}): ${pgUrl}`,
     `  Estate         ${estateTarget}${config.ESTATE_DATABASE_URL ? ' (ESTATE_DATABASE_URL)' : ', demo estate'}`,
+    ...(targets.aws ? [`  AWS IAM        ${targets.aws}${localAws ? ' (local moto, in memory: recreated on each start)' : ''}`] : []),
+    ...(targets.openbao ? [`  OpenBao        ${targets.openbao}${localOpenBao ? ' (local dev server, in memory: recreated on each start)' : ''}`] : []),
+    `  Secret store   ${config.SECRET_STORE === 'vault' ? `KV v2 ${config.VAULT_KV_MOUNT}/${config.VAULT_KV_PREFIX} at ${localOpenBao?.addr ?? config.VAULT_ADDR}` : 'encrypted table (secrets)'}`,
     `  Data folder    ${config.dataDir}`,
   ];
   if (Object.keys(tokens).length) {

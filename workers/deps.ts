@@ -2,7 +2,12 @@
 import path from 'node:path';
 import type { Pool } from 'pg';
 import type { ActivityDeps } from '../activities';
+import { AwsIamConnector } from '../connectors/aws-iam';
+import { createConnectorRegistry, type OwnedConnectorRegistry } from '../connectors/registry';
 import type { Connector } from '../connectors/types';
+import { AppRoleConnector } from '../connectors/openbao-approle';
+import { AWS_DEMO_ENTITLEMENTS, type AwsTarget } from '../lib/aws-estate';
+import { OPENBAO_DEMO_ENTITLEMENTS } from '../lib/openbao-estate';
 import { decodeKey, type Config } from '../lib/config';
 import { embeddedPostgresUrl, orchestratorDatabaseUrl } from '../lib/config-urls';
 import { createPool } from '../lib/db';
@@ -11,7 +16,9 @@ import type { Logger } from '../lib/logger';
 import { LogNotifier, WebhookNotifier, type Notifier } from '../lib/notifier';
 import { loadNhiPolicies } from '../lib/policy-decisions';
 import { projectRoot } from '../lib/paths';
-import { loadOrCreateKeyFile, SecretStore } from '../lib/secret-store';
+import { loadOrCreateKeyFile, TableSecretStore, type SecretStore } from '../lib/secret-store';
+import { VaultSecretStore } from '../lib/secret-store-vault';
+import { VaultClient } from '../lib/vault';
 import { loadOrCreateAuthorityKey } from '../lib/authority';
 
 /** The server the estate lives on when ESTATE_DATABASE_URL is unset: the orchestrator's own. */
@@ -42,6 +49,12 @@ export function authorityKey(config: Config): Buffer {
   return loadOrCreateAuthorityKey(config.dataDir);
 }
 
+/** SECRET_STORE: the encrypted table (default), or OpenBao / Vault KV v2 with token or AppRole login. */
+export function buildSecretStore(config: Config, pool: Pool, local?: LocalTargets['localOpenBao']): SecretStore {
+  if (config.SECRET_STORE === 'table') return new TableSecretStore(pool, secretStoreKey(config));
+  return new VaultSecretStore(pool, buildVaultClient(config, local), { mount: config.VAULT_KV_MOUNT, prefix: config.VAULT_KV_PREFIX });
+}
+
 export function buildNotifier(config: Config, logger: Logger): Notifier {
   if (config.NOTIFY_WEBHOOK_URLS.length) return new WebhookNotifier(config.NOTIFY_WEBHOOK_URLS, config.NOTIFY_WEBHOOK_SECRET);
   const log = logger.child({ component: 'notify' });
@@ -51,22 +64,66 @@ export function buildNotifier(config: Config, logger: Logger): Notifier {
 export interface BuiltDependencies {
   deps: ActivityDeps;
   pool: Pool;
-  connector: Connector;
+  /** Every configured connector (config.connectors), by name. */
+  connectors: OwnedConnectorRegistry;
   close(): Promise<void>;
 }
 
-export function buildDependencies(config: Config, logger: Logger): BuiltDependencies {
+/**
+ * Where the AWS connector acts: AWS_ENDPOINT_URL / AWS_REGION and the SDK's default credential
+ * chain, or (npm start in development) the local endpoint started beside it with its own key.
+ * Entitlements: AWS_ENTITLEMENTS, or the demo estate's in demo mode.
+ */
+export function buildAwsConnector(config: Config, local?: AwsTarget): AwsIamConnector {
+  return new AwsIamConnector({
+    region: local?.region ?? config.AWS_REGION,
+    endpoint: config.AWS_ENDPOINT_URL ?? local?.endpoint,
+    credentials: local?.credentials,
+    entitlements: config.AWS_ENTITLEMENTS ?? (config.demo ? AWS_DEMO_ENTITLEMENTS : {}),
+  });
+}
+
+/** Local servers `npm start` runs in development, in place of the VAULT_* / AWS_* settings. */
+export interface LocalTargets {
+  localAws?: AwsTarget;
+  localOpenBao?: { addr: string; token: string };
+}
+
+/** The Vault the secret store and the openbao connector talk to: VAULT_ADDR with a token or AppRole, or the local dev server. */
+export function buildVaultClient(config: Config, local?: LocalTargets['localOpenBao']): VaultClient {
+  if (local && !config.VAULT_ADDR) return new VaultClient({ addr: local.addr, auth: { token: local.token } });
+  return new VaultClient({
+    addr: config.VAULT_ADDR!,
+    namespace: config.VAULT_NAMESPACE,
+    auth: config.VAULT_TOKEN ? { token: config.VAULT_TOKEN } : { roleId: config.VAULT_ROLE_ID!, secretId: config.VAULT_SECRET_ID! },
+  });
+}
+
+export function buildConnectors(config: Config, opts: LocalTargets = {}): OwnedConnectorRegistry {
+  const connectors: Connector[] = [];
+  for (const name of config.connectors) {
+    if (name === 'postgres') connectors.push(createEstateConnector({ url: estateUrl(config) }));
+    if (name === 'aws') connectors.push(buildAwsConnector(config, opts.localAws));
+    if (name === 'openbao') {
+      connectors.push(
+        new AppRoleConnector({
+          vault: buildVaultClient(config, opts.localOpenBao),
+          mount: config.VAULT_APPROLE_MOUNT,
+          entitlements: config.VAULT_ENTITLEMENTS ?? (config.demo ? OPENBAO_DEMO_ENTITLEMENTS : {}),
+        }),
+      );
+    }
+  }
+  return createConnectorRegistry(connectors);
+}
+
+export function buildDependencies(config: Config, logger: Logger, opts: LocalTargets = {}): BuiltDependencies {
   const pool = createPool(orchestratorDatabaseUrl(config));
-  const connector = createEstateConnector({ url: estateUrl(config) });
+  const connectors = buildConnectors(config, opts);
   const deps: ActivityDeps = {
     pool,
-    connectors: {
-      get(name: string) {
-        if (name !== 'postgres') throw new Error(`no connector named ${name} is configured`);
-        return connector;
-      },
-    },
-    secrets: new SecretStore(pool, secretStoreKey(config)),
+    connectors,
+    secrets: buildSecretStore(config, pool, opts.localOpenBao),
     // Loaded and validated at start-up: an invalid policy stops the worker here.
     policy: loadNhiPolicies(path.resolve(projectRoot, config.POLICY_DIR)),
     notifier: buildNotifier(config, logger),
@@ -75,12 +132,19 @@ export function buildDependencies(config: Config, logger: Logger): BuiltDependen
   return {
     deps,
     pool,
-    connector,
+    connectors,
     async close() {
-      await connector.close().catch(() => undefined);
+      await connectors.close();
       await pool.end().catch(() => undefined);
     },
   };
+}
+
+/** Start-up check of every configured connector (checkConnectorSetup each); name → target reached. */
+export async function checkConnectorsSetup(connectors: OwnedConnectorRegistry, logger: Logger): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of connectors.configuredConnectors()) out[name] = await checkConnectorSetup(connectors.get(name), logger);
+  return out;
 }
 
 /**

@@ -6,7 +6,7 @@ import { ensureSearchAttributes } from '../lib/search-attributes';
 import { connectClient } from '../lib/temporal-connection';
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../scenarios/anomaly/usage';
 import { ensureDriftSchedule } from '../enforcement/drift-schedule';
-import { buildDependencies, checkConnectorSetup } from './deps';
+import { buildDependencies, checkConnectorsSetup } from './deps';
 import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from './worker';
 
 async function main() {
@@ -15,7 +15,7 @@ async function main() {
   installRuntimeLogging(logger);
   const built = buildDependencies(config, logger);
   await migrate(built.pool);
-  logger.info({ estate: await checkConnectorSetup(built.connector, logger) }, 'connector ready');
+  logger.info({ targets: await checkConnectorsSetup(built.connectors, logger) }, 'connectors ready');
   const temporal = await connectClient(config);
   // The workflows cannot start on a namespace without their search attributes.
   const attributes = await ensureSearchAttributes(temporal.connection, { namespace: temporal.namespace, address: temporal.address });

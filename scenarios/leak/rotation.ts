@@ -4,13 +4,13 @@
 // whole verified from the target. Credential values exist only inside these functions.
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Connector, ProbeResult } from '../../connectors/types';
+import type { Connector, IssuedCredential, ProbeResult } from '../../connectors/types';
 import { desiredAccess } from '../../enforcement/desired';
 import { activeIntents } from '../../enforcement/intents';
 import { generateCredential } from '../../lib/secret-store';
 import { ErrorType } from '../../workflows/errors';
 import type { ContainmentVerification, RotationSummary, VerificationLimit } from './contract';
-import { currentWorkflowId, loadNhi } from '../../activities/common';
+import { currentWorkflowId } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
 import { atTarget, leakSupport } from './activity-support';
 
@@ -70,7 +70,7 @@ export function createRotationActivities(deps: ActivityDeps) {
     if (!intents.baseline) return undefined;
     const desired = desiredAccess(intents.baseline, intents.grants, intents.restrictions, connector.entitlementCatalogue());
     const baselineToo = (yes: boolean) => (yes ? ['baseline'] : []);
-    if (!desired.canLogin && p.code === '28000') {
+    if (!desired.canLogin && p.refusedBy === 'login_disabled') {
       const owners = [
         ...intents.restrictions.filter((r) => r.restriction === 'offboarded' || r.restriction === 'login_disabled' || (r.restriction === 'throttle' && r.level === 2)).map((r) => r.owner),
         ...baselineToo(!intents.baseline.canLogin),
@@ -81,7 +81,7 @@ export function createRotationActivities(deps: ActivityDeps) {
         note: `new credential verified only up to the login restriction: the target accepted it and refused the login because login is disabled (held by ${[...new Set(owners)].join(', ')}); that it logs in shows once that restriction is released`,
       };
     }
-    if (desired.connectionLimit >= 0 && p.code === '53300') {
+    if (desired.connectionLimit >= 0 && p.refusedBy === 'connection_limit') {
       const owners = [
         ...intents.restrictions.filter((r) => r.restriction === 'throttle' && r.connectionLimit !== undefined && r.connectionLimit >= 0).map((r) => r.owner),
         ...baselineToo(intents.baseline.connectionLimit >= 0),
@@ -103,9 +103,16 @@ export function createRotationActivities(deps: ActivityDeps) {
     async stageLeakCredential(a: { incidentId: string; nhiId: string; rotationId: string }): Promise<RotationSummary> {
       const existing = await rotationRow(a.rotationId);
       if (existing) return summary(existing);
-      await loadNhi(deps.pool, a.nhiId);
+      const { nhi, connector } = await target(a.nhiId);
       const old = await deps.secrets.active(a.nhiId);
-      const pending = await deps.secrets.putPending(a.nhiId, generateCredential());
+      // A target that issues its credentials (AWS access keys) makes the new one now, beside the old:
+      // at its limit, the leaked one goes first and the other stays (said in the audit).
+      let issued: IssuedCredential | undefined;
+      if (connector.capabilities.credentials === 'issued') {
+        const replacing = old ? await deps.secrets.reveal(old.ref).catch(() => undefined) : undefined;
+        issued = await atTarget(`issuing a credential for ${nhi.externalRef}`, () => connector.issueCredential!(nhi.externalRef, { replacing }));
+      }
+      const pending = await deps.secrets.putPending(a.nhiId, issued?.value ?? generateCredential());
       const { rows } = await deps.pool.query<RotationRow>(
         `INSERT INTO rotations (rotation_id, nhi_id, workflow_id, incident_id, old_ref, new_ref, status)
          VALUES ($1, $2, $3, $4, $5, $6, 'staged') ON CONFLICT (rotation_id) DO NOTHING
@@ -115,6 +122,7 @@ export function createRotationActivities(deps: ActivityDeps) {
       if (!rows[0]) {
         // A concurrent attempt staged first: keep its version, drop ours.
         await deps.secrets.discard(pending.ref);
+        if (issued) await atTarget(`removing a duplicate credential of ${nhi.externalRef}`, async () => connector.retireCredential!(nhi.externalRef, issued.value));
         return summary((await rotationRow(a.rotationId))!);
       }
       const s = await summary(rows[0]);
@@ -122,7 +130,22 @@ export function createRotationActivities(deps: ActivityDeps) {
         nhiId: a.nhiId,
         action: 'credential.stage',
         outcome: 'pending',
-        details: { rotationId: a.rotationId, newRef: s.newRef, newFingerprint: s.newFingerprint, newVersion: s.newVersion, oldRef: s.oldRef, oldFingerprint: s.oldFingerprint },
+        details: {
+          rotationId: a.rotationId,
+          newRef: s.newRef,
+          newFingerprint: s.newFingerprint,
+          newVersion: s.newVersion,
+          oldRef: s.oldRef,
+          oldFingerprint: s.oldFingerprint,
+          ...(issued
+            ? {
+                issuedByTarget: { credentialId: issued.id, removedFirst: issued.removedFirst },
+                note: issued.removedFirst.length
+                  ? `the target allows two credentials: the leaked one (${issued.removedFirst.join(', ')}) was deleted first to make room, the other one was kept`
+                  : 'the target issued the new credential beside the old one',
+              }
+            : {}),
+        },
       });
       return s;
     },
@@ -140,9 +163,19 @@ export function createRotationActivities(deps: ActivityDeps) {
       if (!row) throw ApplicationFailure.nonRetryable(`rotation ${a.rotationId} was never staged`, ErrorType.InvalidRequest);
       if (row.status === 'discarded') throw ApplicationFailure.nonRetryable(`rotation ${a.rotationId} was discarded`, ErrorType.InvalidRequest);
       const { nhi, connector } = await target(a.nhiId);
+      let retired: { removed: boolean } | undefined;
       if (row.status !== 'activated') {
         const value = await deps.secrets.reveal(row.new_ref);
-        await atTarget(`setting the credential of ${nhi.externalRef}`, () => connector.setCredential(nhi.externalRef, value));
+        if (connector.capabilities.credentials === 'issued') {
+          // The target made it at staging: prove it works (signed by the new credential itself), then
+          // delete the old one — an inactive credential is no proof, a deleted one is.
+          const fresh = await atTarget(`probing the new credential of ${nhi.externalRef}`, () => connector.probe(nhi.externalRef, value));
+          if (fresh.access === 'denied') throw ApplicationFailure.retryable(`the new credential of ${nhi.externalRef} is refused (${fresh.code ?? 'denied'}) yet`, ErrorType.EnforcementFailed);
+          const oldValue = row.old_ref ? await deps.secrets.reveal(row.old_ref).catch(() => undefined) : undefined;
+          if (oldValue !== undefined) retired = await atTarget(`deleting the old credential of ${nhi.externalRef}`, () => connector.retireCredential!(nhi.externalRef, oldValue));
+        } else {
+          await atTarget(`setting the credential of ${nhi.externalRef}`, () => connector.setCredential(nhi.externalRef, value));
+        }
         // applied_at, stamped after the target took the value: sessions older than this were opened with the old credential.
         await deps.pool.query(`UPDATE rotations SET status = 'applied', applied_at = COALESCE(applied_at, now()) WHERE rotation_id = $1 AND status = 'staged'`, [a.rotationId]);
         await deps.secrets.activate(row.new_ref);
@@ -154,7 +187,7 @@ export function createRotationActivities(deps: ActivityDeps) {
         action: 'credential.rotate',
         outcome: 'rotated',
         target: { connector: nhi.connector, identity: nhi.externalRef },
-        readback: { credentialSet: true, appliedAt: s.appliedAt },
+        readback: { credentialSet: true, appliedAt: s.appliedAt, ...(retired ? { oldCredentialDeleted: retired.removed } : {}) },
         details: { rotationId: a.rotationId, newRef: s.newRef, newFingerprint: s.newFingerprint, newVersion: s.newVersion, retiredRef: s.oldRef, retiredFingerprint: s.oldFingerprint },
       });
       return s;
@@ -177,6 +210,20 @@ export function createRotationActivities(deps: ActivityDeps) {
       const probe = await atTarget(`probing ${nhi.externalRef}`, () => connector.probe(nhi.externalRef, value));
       let outcome: 'discarded' | 'activated_instead';
       if (probe.access === 'denied') {
+        if (connector.capabilities.credentials === 'issued') {
+          // At the target's limit staging removed the old credential first (the leaked one): if it is
+          // gone too, discarding the staged one would leave the store holding nothing that works.
+          const old = row.old_ref ? await deps.secrets.reveal(row.old_ref).catch(() => undefined) : undefined;
+          const oldProbe = old !== undefined ? await atTarget(`probing ${nhi.externalRef}`, () => connector.probe(nhi.externalRef, old)) : undefined;
+          if (oldProbe?.access === 'denied') {
+            throw ApplicationFailure.nonRetryable(
+              `neither the staged nor the previous credential of ${nhi.externalRef} is accepted by the target: a person must issue one (the staged version is kept for the record)`,
+              ErrorType.VerificationFailed,
+            );
+          }
+          // An issued credential the target does not (yet) accept may still exist there: remove it before forgetting it.
+          await atTarget(`removing the staged credential of ${nhi.externalRef}`, () => connector.retireCredential!(nhi.externalRef, value));
+        }
         await deps.secrets.discard(row.new_ref);
         await deps.pool.query(`UPDATE rotations SET status = 'discarded' WHERE rotation_id = $1`, [a.rotationId]);
         outcome = 'discarded';
@@ -218,7 +265,17 @@ export function createRotationActivities(deps: ActivityDeps) {
         action: 'sessions.invalidate',
         outcome: 'terminated',
         target: { connector: nhi.connector, identity: nhi.externalRef, startedBefore: appliedAt.toISOString() },
-        readback: { terminated, sessionsNow: left.length, preRotationSessions: preRotation },
+        readback: { terminated, sessionsNow: left.length, preRotationSessions: preRotation, how: connector.capabilities.sessions },
+        ...(connector.capabilities.sessions === 'terminate'
+          ? {}
+          : {
+              details: {
+                note:
+                  connector.capabilities.sessions === 'revoke_issued_before'
+                    ? 'the target lists no sessions: tokens issued before the rotation are denied by policy'
+                    : 'the target has no sessions to end: the deleted credential refuses new calls, and temporary credentials already issued from it live until they expire',
+              },
+            }),
       });
       return { terminated };
     },

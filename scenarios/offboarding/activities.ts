@@ -244,7 +244,13 @@ export function createOffboardingActivities(deps: ActivityDeps) {
       });
       if (v.desired.entitlements.length || v.desired.canLogin) throw enforcementFailed(`the desired access of ${a.nhiId} is not empty after finalisation`);
       if (v.observed.exists && (v.observed.canLogin || v.observed.entitlements.length)) throw enforcementFailed(`${v.identity} still has access after finalisation`);
-      const { nhi, identity } = await target(a.nhiId);
+      const { nhi, identity, connector } = await target(a.nhiId);
+      // A target that issues credentials holds them itself (AWS access keys, a console password):
+      // they are deleted there, every one, before the store forgets its copies.
+      const removedAtTarget =
+        connector.capabilities.credentials === 'issued' && connector.retireAllCredentials
+          ? (await atTarget(`deleting the credentials of ${identity}`, { removed: [] as string[] }, () => connector.retireAllCredentials!(identity))).removed
+          : undefined;
       await audit(nhi.id, {
         stepId: `${a.run}:baseline`,
         actor: a.actor,
@@ -269,7 +275,7 @@ export function createOffboardingActivities(deps: ActivityDeps) {
         outcome: 'offboarded',
         target: { connector: nhi.connector, identity, roleKept: v.observed.exists },
         readback: { canLogin: v.observed.canLogin, identityExists: v.observed.exists, credentials, inventoryStatus: updated.status },
-        details: { deletedNow },
+        details: { deletedNow, ...(removedAtTarget ? { credentialsDeletedAtTarget: removedAtTarget } : {}) },
       });
       return { at: now(), deletedNow, credentials, canLogin: v.observed.canLogin };
     },

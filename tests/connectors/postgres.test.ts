@@ -151,8 +151,9 @@ async function createFixture(opts: { logical?: boolean } = {}): Promise<Fixture>
   };
 }
 
-runConnectorContract('postgres', () => createFixture());
-runConnectorContract('postgres (logical entitlement names)', () => createFixture({ logical: true }));
+const PG_CAPABILITIES = { connectionLimit: true, sessions: 'terminate' } as const;
+runConnectorContract('postgres', () => createFixture(), PG_CAPABILITIES);
+runConnectorContract('postgres (logical entitlement names)', () => createFixture({ logical: true }), PG_CAPABILITIES);
 
 describe('postgres connector specifics', () => {
   let f: Fixture;

@@ -14,7 +14,7 @@ import { MemoryNotifier } from '../../lib/notifier';
 import { signAuthority, type Authority, type SignedMessage } from '../../lib/authority';
 import { loadNhiPolicies } from '../../lib/policy-decisions';
 import { upsertPrincipal } from '../../lib/principals';
-import { generateCredential, SecretStore } from '../../lib/secret-store';
+import { generateCredential, TableSecretStore, type SecretStore } from '../../lib/secret-store';
 import { projectRoot } from '../../lib/paths';
 import { WORKFLOWS_PATH } from '../../workers/worker';
 import { adminUrl, createTestDatabase, urlFor, type TestDatabase } from './db';
@@ -82,7 +82,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
   const prefix = `w${randomBytes(3).toString('hex')}_`;
   const db = await createTestDatabase();
   const secretKey = randomBytes(32);
-  const secrets = new SecretStore(db.pool, secretKey);
+  const secrets = new TableSecretStore(db.pool, secretKey);
   const connectorRole = `${prefix}connector`;
   const password = randomBytes(18).toString('base64url');
   await ensureConnectorRole(adminUrl(), { role: connectorRole, password });
@@ -96,7 +96,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
   const notifier = new MemoryNotifier();
   const policy = loadNhiPolicies(path.join(projectRoot, 'policies'));
   for (const p of DEMO_PRINCIPALS) await upsertPrincipal(db.pool, { id: p.id, roles: [...p.roles] });
-  const deps: ActivityDeps = { pool: db.pool, connectors: { get: () => connector }, secrets, policy, notifier, authorityKey: randomBytes(32) };
+  const deps: ActivityDeps = { pool: db.pool, connectors: { get: () => connector, configuredConnectors: () => ['postgres'] }, secrets, policy, notifier, authorityKey: randomBytes(32) };
   const env = opts.temporal === 'local' ? await createLocalEnv() : await createTimeSkippingEnv();
   if (opts.temporal === 'local') deps.temporal = { client: env.client, taskQueue: '' };
   const taskQueue = `tq-${prefix}`;

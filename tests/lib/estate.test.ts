@@ -21,7 +21,7 @@ import {
   probeTargetFromUrl,
   type DemoEstateOptions,
 } from '../../lib/estate';
-import { generateCredential, SecretStore } from '../../lib/secret-store';
+import { generateCredential, TableSecretStore, type SecretStore } from '../../lib/secret-store';
 import { adminUrl, createTestDatabase, urlFor, type TestDatabase } from '../helpers/db';
 
 const prefix = `de${randomBytes(3).toString('hex')}_`;
@@ -80,7 +80,7 @@ async function loginAs(role: string, password: string) {
 
 beforeAll(async () => {
   orch = await createTestDatabase({ prefix: 'orch' });
-  store = new SecretStore(orch.pool, randomBytes(32));
+  store = new TableSecretStore(orch.pool, randomBytes(32));
   await ensureConnectorRole(adminUrl(), { role: connectorRole, password: connectorPassword });
   rs = await detectRoleSystem(orch.pool);
 });
@@ -329,7 +329,7 @@ describe('ensureDemoEstate', () => {
     expect(await connector.probe(roleOf('agent_reports'), oldAgent)).toMatchObject({ access: 'denied', code: '28P01' });
 
     // A new secret-store key makes every stored value unreadable: all active NHIs are re-issued.
-    const rekeyed = new SecretStore(orch.pool, randomBytes(32));
+    const rekeyed = new TableSecretStore(orch.pool, randomBytes(32));
     const result = await ensureDemoEstate(options({ secretStore: rekeyed }));
     expect(result.credentialsIssued).toEqual(['svc_payments', 'ci_deployer', 'agent_reports']);
     for (const id of result.credentialsIssued) {

@@ -1,14 +1,14 @@
 // The secret store on real Postgres: AES-256-GCM at rest, versions, one active, references only.
 import { randomBytes } from 'node:crypto';
-import { fingerprint, generateCredential, SecretStore } from '../../lib/secret-store';
+import { fingerprint, generateCredential, TableSecretStore } from '../../lib/secret-store';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 
 let db: TestDatabase;
-let store: SecretStore;
+let store: TableSecretStore;
 beforeAll(async () => {
   db = await createTestDatabase();
   await db.pool.query("INSERT INTO nhis (id, kind, owner, connector, external_ref) VALUES ('svc_a', 'service_account', 'team', 'postgres', 'svc_a')");
-  store = new SecretStore(db.pool, randomBytes(32));
+  store = new TableSecretStore(db.pool, randomBytes(32));
 });
 afterAll(async () => db?.drop());
 
@@ -44,7 +44,7 @@ test('discard drops a pending value and never touches the active one', async () 
 
 test('another key cannot decrypt; deleteAll erases values but keeps fingerprints', async () => {
   const active = (await store.active('svc_a'))!;
-  await expect(new SecretStore(db.pool, randomBytes(32)).reveal(active.ref)).rejects.toThrow();
+  await expect(new TableSecretStore(db.pool, randomBytes(32)).reveal(active.ref)).rejects.toThrow();
   expect((await store.findByFingerprint(active.fingerprint))[0].ref).toBe(active.ref);
   expect(await store.deleteAll('svc_a')).toBeGreaterThan(0);
   await expect(store.reveal(active.ref)).rejects.toThrow(/no stored value/);

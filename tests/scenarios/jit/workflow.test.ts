@@ -319,7 +319,7 @@ describe('crash between the target and the ledger (issue 9, case 1)', () => {
     expect(await w.roleState(nhi)).toEqual(before);
 
     const state: { crashes: number; presentAtCrash?: boolean } = { crashes: 0 };
-    const real = createActivities(where === 'target' ? { ...w.deps, connectors: { get: () => crashingOnce(state, nhi, 'estate_readonly') } } : w.deps);
+    const real = createActivities(where === 'target' ? { ...w.deps, connectors: { get: () => crashingOnce(state, nhi, 'estate_readonly'), configuredConnectors: () => ['postgres'] } } : w.deps);
     const overrides = {
       async grantEntitlement(g: Parameters<typeof real.grantEntitlement>[0]) {
         const out = await real.grantEntitlement(g);

@@ -279,13 +279,13 @@ const { createPool } = require('./lib/db');
 const { createEstateConnector } = require('./lib/estate');
 const { MemoryNotifier } = require('./lib/notifier');
 const { loadNhiPolicies } = require('./lib/policy-decisions');
-const { SecretStore } = require('./lib/secret-store');
+const { TableSecretStore } = require('./lib/secret-store');
 const { WORKFLOWS_PATH } = require('./workers/worker');
 (async () => {
   const c = JSON.parse(process.env.CRASH_WORKER);
   const pool = createPool(c.dbUrl);
   const connector = createEstateConnector({ url: c.estateUrl, rolePrefix: c.prefix });
-  const real = createActivities({ pool, connectors: { get: () => connector }, secrets: new SecretStore(pool, Buffer.from(c.key, 'base64')), policy: loadNhiPolicies('policies'), notifier: new MemoryNotifier() });
+  const real = createActivities({ pool, connectors: { get: () => connector }, secrets: new TableSecretStore(pool, Buffer.from(c.key, 'base64')), policy: loadNhiPolicies('policies'), notifier: new MemoryNotifier() });
   const worker = await Worker.create({
     connection: await NativeConnection.connect({ address: c.address }),
     namespace: c.namespace, taskQueue: c.taskQueue, maxCachedWorkflows: 0, workflowsPath: WORKFLOWS_PATH,
@@ -508,7 +508,7 @@ describe('with steps held or broken on purpose', () => {
         return typeof v === 'function' ? v.bind(t) : v;
       },
     });
-    const hooked = createLeakActivities({ ...w.deps, connectors: { get: () => target } });
+    const hooked = createLeakActivities({ ...w.deps, connectors: { get: () => target, configuredConnectors: () => ['postgres'] } });
     worker = await w.createWorker(
       {
         applyLeakCredential: hooked.applyLeakCredential,

@@ -239,7 +239,7 @@ test('a connector failure mid-disable is retried and the final state is consiste
       };
     },
   }) as Connector;
-  const crashing = createActivities({ ...w.deps, connectors: { get: () => dropping } });
+  const crashing = createActivities({ ...w.deps, connectors: { get: () => dropping, configuredConnectors: () => ['postgres'] } });
   let calls = 0;
   const queue = `${w.taskQueue}-flaky`;
   const flaky = await w.createWorker(

@@ -1,0 +1,84 @@
+// Crash windows of a rotation at a target that issues its own credentials (AWS access keys on moto
+// with IAM authentication), activity by activity on the real secret store and the real endpoint:
+// a retried staging issues no second key, an apply retried after the old key was already deleted
+// converges, and the compensation never forgets a key AWS accepts. Through the API: tests/scenarios/aws.test.ts.
+import { randomUUID } from 'node:crypto';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createRotationActivities } from '../../../scenarios/leak/rotation';
+import { attachLocalAws, type AwsWorld } from '../../helpers/aws-world';
+import { createTestWorld, type TestWorld } from '../../helpers/world';
+
+let w: TestWorld;
+let aws: AwsWorld;
+const NHI = 'aws-ci-deployer';
+const USER = 'ci-deployer';
+
+beforeAll(async () => {
+  w = await createTestWorld({ temporal: 'time-skipping' });
+  aws = await attachLocalAws(w);
+}, 120_000);
+afterAll(async () => {
+  await w?.teardown();
+  await aws?.stop();
+});
+
+const env = () => new MockActivityEnvironment({ workflowExecution: { workflowId: `leak-${NHI}`, runId: randomUUID() } } as never);
+const acts = () => createRotationActivities(w.deps);
+const run = <A, R>(fn: (a: A) => Promise<R>, a: A): Promise<R> => env().run(fn, a) as Promise<R>;
+const activeKey = async () => w.secrets.reveal((await w.secrets.active(NHI))!.ref);
+const args = () => ({ incidentId: randomUUID(), nhiId: NHI, rotationId: `rot-${randomUUID()}` });
+
+test('a retried staging issues no second key; an apply retried after the old key is already gone converges', async () => {
+  const leaked = await activeKey();
+  const a = args();
+  const staged = await run(acts().stageLeakCredential, a);
+  const again = await run(acts().stageLeakCredential, a);
+  expect(again.newRef).toBe(staged.newRef);
+  expect(await aws.accessKeyIds(USER)).toHaveLength(2);
+
+  // The worker died after AWS deleted the old key and before the ledger said so: the retry finds it gone.
+  await aws.connector.retireCredential(`user/${USER}`, leaked);
+  const applied = await run(acts().applyLeakCredential, a);
+  expect(applied.activated).toBe(true);
+  expect(await run(acts().applyLeakCredential, a)).toMatchObject({ activated: true, newRef: staged.newRef });
+  await run(acts().invalidateLeakedSessions, a);
+  const v = await run(acts().verifyLeakContainment, a);
+  expect(v).toMatchObject({ oldCredential: 'denied', newCredential: 'granted' });
+  const fresh = await activeKey();
+  expect(await aws.callerIdentity(leaked)).toBe('InvalidClientTokenId');
+  expect(await aws.accessKeyIds(USER)).toEqual([fresh.split(':')[0]]);
+});
+
+test('compensation: a staged key AWS accepts is activated instead of forgotten; one AWS refuses is removed and discarded', async () => {
+  const before = await activeKey();
+  const kept = args();
+  const s1 = await run(acts().stageLeakCredential, kept);
+  expect(await run(acts().undoStagedCredential, kept)).toEqual({ outcome: 'activated_instead' });
+  expect((await w.secrets.active(NHI))!.ref).toBe(s1.newRef);
+  // Both keys still work: nothing was deleted, and the store names the newer one.
+  expect(await aws.callerIdentity(before)).toBe('ok');
+  expect(await aws.callerIdentity(await activeKey())).toBe('ok');
+  await aws.connector.retireCredential(`user/${USER}`, before);
+
+  const lost = args();
+  const s2 = await run(acts().stageLeakCredential, lost);
+  const stagedKey = await w.secrets.reveal(s2.newRef);
+  // AWS lost the staged key (deleted outside): the undo proves it refused, discards it, keeps the active one.
+  await aws.connector.retireCredential(`user/${USER}`, stagedKey);
+  expect(await run(acts().undoStagedCredential, lost)).toEqual({ outcome: 'discarded' });
+  expect((await w.secrets.get(s2.newRef))!.status).toBe('discarded');
+  expect((await w.secrets.active(NHI))!.ref).toBe(s1.newRef);
+  expect(await aws.callerIdentity(await activeKey())).toBe('ok');
+});
+
+test('compensation at the two-key limit: the old key went first and the staged one is lost — the undo stops for a person, never "discarded"', async () => {
+  const active = await activeKey();
+  await aws.admin.send(new (await import('@aws-sdk/client-iam')).CreateAccessKeyCommand({ UserName: USER }));
+  const a = args();
+  const staged = await run(acts().stageLeakCredential, a);
+  expect(await aws.callerIdentity(active)).toBe('InvalidClientTokenId');
+  await aws.connector.retireCredential(`user/${USER}`, await w.secrets.reveal(staged.newRef));
+  await expect(run(acts().undoStagedCredential, a)).rejects.toMatchObject({ type: 'VerificationFailed', nonRetryable: true });
+  // Nothing was dropped from the record: the staged version stays pending for whoever issues the next key.
+  expect((await w.secrets.get(staged.newRef))!.status).toBe('pending');
+});
