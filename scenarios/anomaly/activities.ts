@@ -28,8 +28,9 @@ import {
 } from './contract';
 import { ErrorType } from '../../workflows/errors';
 import { statusQuery as leakStatusQuery } from '../leak/contract';
-import { currentWorkflowId, loadNhi, type NhiRecord, principalRoles } from '../../activities/common';
+import { currentWorkflowId, loadNhi, type NhiRecord, principalRoles, verifiedPrincipal } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
+import type { Authority } from '../../lib/authority';
 
 const now = () => new Date().toISOString();
 const sameSet = (a: readonly string[], b: readonly string[]) => [...a].sort().join('\n') === [...b].sort().join('\n');
@@ -78,7 +79,14 @@ export function createAnomalyActivities(deps: ActivityDeps) {
     },
 
     /** May this person approve a throttle, confirm it malicious, or clear it? (Policy: Throttle as that person.) */
-    async checkAnomalyAnalyst(a: { nhiId: string; principal: string }) {
+    /**
+     * May this principal clear, confirm or approve a throttle? Clear and confirm need the principal
+     * signed by the API (clear gives access back; confirm rotates the credential). Approving a
+     * throttle only narrows access: unsigned (the Temporal UI) it is honoured as `temporal-ui`.
+     */
+    async checkAnomalyAnalyst(a: { nhiId: string; principal: string; message?: 'clear' | 'confirm' | 'approveThrottle'; authority?: Authority }): Promise<{ allowed: boolean; reasons: string[]; determiningPolicies: string[]; actor?: string }> {
+      if (a.message === 'approveThrottle' && !a.authority) return { allowed: true, reasons: [`unsigned (claimed by ${a.principal}): a throttle only narrows access`], determiningPolicies: [], actor: 'temporal-ui' };
+      await verifiedPrincipal(deps, a.authority, a.message ?? 'clear', a.principal);
       const nhi = await loadNhi(deps.pool, a.nhiId);
       const d = canConfirmThrottle(deps.policy, { principal: { id: a.principal, roles: await principalRoles(deps.pool, a.principal) }, nhi: nhiFacts(nhi) });
       return { allowed: d.allowed, reasons: d.reasons, determiningPolicies: d.determiningPolicies };

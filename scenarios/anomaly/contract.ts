@@ -4,6 +4,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { AccessState } from '../../connectors/types';
 import type { DetectorSettings } from './detector';
 import type { Progress } from './status';
+import type { Authority } from '../../lib/authority';
 
 export const ANOMALY_WORKFLOW_TYPE = 'anomalyThrottling';
 export const ANOMALY_SCENARIO = 'anomaly';
@@ -191,14 +192,20 @@ export interface AnomalyStatus {
 export interface ClearInput {
   by: string;
   reason: string;
+  /** `by` signed by the API (lib/authority.ts): required, a clear gives access back. */
+  authority?: Authority;
 }
 export interface ConfirmInput {
   by: string;
   comment?: string;
+  /** `by` signed by the API: required, a confirmation rotates the credential. */
+  authority?: Authority;
 }
 export interface ApproveThrottleInput {
   by: string;
   comment?: string;
+  /** `by` signed by the API. Unsigned (the Temporal UI) it is honoured — it only narrows access — as `temporal-ui`. */
+  authority?: Authority;
 }
 /** Plain JSON a person can type in the Temporal UI: {"by": "offboarding", "reason": "…"}. */
 export interface SupersedeInput {

@@ -17,6 +17,7 @@ import {
 } from './contract';
 import type { AnomalyCase } from './case';
 import { iso } from './status';
+import type { Authority } from '../../lib/authority';
 
 const acts = proxyActivities<ReturnType<typeof createActivities>>(fastCall);
 
@@ -55,16 +56,17 @@ export function setAnomalyHandlers({ episode, requests, isFinal, event, publish,
    * server-side by the activity (the `principals` table); nothing in the message payload but the id
    * is used — a `roles` field someone adds in the Temporal UI is never read.
    */
-  async function requireAnalyst(by: string, what: string) {
-    const v = await acts.checkAnomalyAnalyst({ nhiId: episode.nhiId, principal: by });
+  async function requireAnalyst(by: string, what: string, message: 'clear' | 'confirm' | 'approveThrottle', authority?: Authority): Promise<string> {
+    const v = await acts.checkAnomalyAnalyst({ nhiId: episode.nhiId, principal: by, message, ...(authority ? { authority } : {}) });
     if (!v.allowed) throw ApplicationFailure.create({ message: `${by} may not ${what}: ${v.reasons.join('; ') || 'no policy allows it'}`, type: ErrorType.NotAllowed, nonRetryable: true });
+    return v.actor ?? by;
   }
 
   setHandler(
     clearUpdate,
     async (c) => {
       await mutex.runExclusive(async () => {
-        await requireAnalyst(c.by, `clear the anomaly of ${episode.nhiId}`);
+        await requireAnalyst(c.by, `clear the anomaly of ${episode.nhiId}`, 'clear', c.authority);
         if (!ANOMALY_OPEN_STATES.includes(episode.state) || requests.clear || requests.confirm) throw closed(`the anomaly of ${episode.nhiId} is ${episode.state}`);
         requests.clear = { by: c.by, at: iso(Date.now()), reason: c.reason };
         event('clear requested', `${c.by}: ${c.reason}`);
@@ -85,7 +87,7 @@ export function setAnomalyHandlers({ episode, requests, isFinal, event, publish,
     confirmUpdate,
     async (c) => {
       await mutex.runExclusive(async () => {
-        await requireAnalyst(c.by, `confirm the anomaly of ${episode.nhiId}`);
+        await requireAnalyst(c.by, `confirm the anomaly of ${episode.nhiId}`, 'confirm', c.authority);
         if (!ANOMALY_OPEN_STATES.includes(episode.state) || requests.clear || requests.confirm) throw closed(`the anomaly of ${episode.nhiId} is ${episode.state}`);
         requests.confirm = { by: c.by, at: iso(Date.now()), comment: c.comment };
         event('confirmed malicious', [c.by, c.comment].filter(Boolean).join(': '));
@@ -106,11 +108,11 @@ export function setAnomalyHandlers({ episode, requests, isFinal, event, publish,
     approveThrottleUpdate,
     async (a) => {
       await mutex.runExclusive(async () => {
-        await requireAnalyst(a.by, `throttle ${episode.nhiId}`);
+        const by = await requireAnalyst(a.by, `throttle ${episode.nhiId}`, 'approveThrottle', a.authority);
         if (episode.state !== 'awaiting_confirmation' || requests.approve || requests.clear || requests.confirm) throw closed(`the anomaly of ${episode.nhiId} is ${episode.state}, not awaiting confirmation`);
-        requests.approve = { by: a.by, at: iso(Date.now()), comment: a.comment };
+        requests.approve = { by, at: iso(Date.now()), comment: a.comment };
         episode.throttleApproved = requests.approve;
-        event('throttle approved', [a.by, a.comment].filter(Boolean).join(': '));
+        event('throttle approved', [by, a.comment].filter(Boolean).join(': '));
       });
       // Answer once level 1 is verified at the target (or the throttle ended otherwise).
       await condition(() => episode.level > 0 || isFinal());

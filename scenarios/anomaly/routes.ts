@@ -34,6 +34,7 @@ import { defineRoute } from '../../api/route';
 import type { ScenarioDeps } from '../../api/scenarios';
 import { queryInt } from '../../api/validation';
 import { mapUpdateError, requireRunning } from '../../api/workflow-errors';
+import { signAuthority, type SignedMessage } from '../../lib/authority';
 
 const itemErrorSchema = z.strictObject({ index: z.number().int(), path: z.string(), message: z.string() }).meta({ id: 'UsageItemError' });
 
@@ -86,6 +87,7 @@ const usageHistorySchema = z
 const nhiParams = z.strictObject({ nhiId: nhiIdSchema });
 
 export function createAnomalyRouter(deps: ScenarioDeps): Router {
+  const sign = (workflowId: string, message: SignedMessage, principal: string) => signAuthority(deps.authorityKey, { workflowId, message, principal });
   const router = Router();
   const { pool } = deps;
   const { client, taskQueue } = deps.temporal;
@@ -212,7 +214,7 @@ export function createAnomalyRouter(deps: ScenarioDeps): Router {
     handler: async ({ params, body, principal, res }) => {
       const h = await running(params.nhiId);
       try {
-        const update = await h.startUpdate(clearUpdate, { args: [{ by: principal.id, reason: body.reason }], waitForStage: 'ACCEPTED' });
+        const update = await h.startUpdate(clearUpdate, { args: [{ by: principal.id, reason: body.reason, authority: sign(h.workflowId, 'clear', principal.id) }], waitForStage: 'ACCEPTED' });
         const result = await Promise.race([update.result(), new Promise<null>((r) => setTimeout(() => r(null), deps.anomalyUpdateWaitMs ?? 20_000).unref())]);
         if (result) return result;
         res.status(202);
@@ -238,7 +240,7 @@ export function createAnomalyRouter(deps: ScenarioDeps): Router {
     handler: async ({ params, body, principal }) => {
       const h = await running(params.nhiId);
       try {
-        return await h.executeUpdate(confirmUpdate, { args: [{ by: principal.id, comment: body.comment }] });
+        return await h.executeUpdate(confirmUpdate, { args: [{ by: principal.id, comment: body.comment, authority: sign(h.workflowId, 'confirm', principal.id) }] });
       } catch (err) {
         throw mapUpdateError(err);
       }
@@ -260,7 +262,7 @@ export function createAnomalyRouter(deps: ScenarioDeps): Router {
     handler: async ({ params, body, principal }) => {
       const h = await running(params.nhiId);
       try {
-        return await h.executeUpdate(approveThrottleUpdate, { args: [{ by: principal.id, comment: body.comment }] });
+        return await h.executeUpdate(approveThrottleUpdate, { args: [{ by: principal.id, comment: body.comment, authority: sign(h.workflowId, 'approveThrottle', principal.id) }] });
       } catch (err) {
         throw mapUpdateError(err);
       }

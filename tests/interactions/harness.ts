@@ -166,7 +166,7 @@ export function createHarness(w: TestWorld) {
   }
 
   /** An approver's clear: answers once the throttle's intent is released and the read-back checked. */
-  const clearThrottle = (nhiId: string) => client().workflow.getHandle(anomalyWorkflowId(nhiId)).executeUpdate(clearUpdate, { args: [{ by: 'bob', reason: 'false positive' }] });
+  const clearThrottle = (nhiId: string) => client().workflow.getHandle(anomalyWorkflowId(nhiId)).executeUpdate(clearUpdate, { args: [{ by: 'bob', reason: 'false positive', authority: w.sign(anomalyWorkflowId(nhiId), 'clear', 'bob') }] });
 
   // --- leak containment -------------------------------------------------------------------
 
