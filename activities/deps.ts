@@ -9,6 +9,8 @@ import type { SecretStore } from '../lib/secret-store';
 export interface ConnectorRegistry {
   /** The connector an NHI's inventory record names (e.g. 'postgres'). */
   get(name: string): Connector;
+  /** The configured names (registration validates against them; see connectors/registry.ts). */
+  names?(): string[];
 }
 
 export interface ActivityDeps {

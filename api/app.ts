@@ -17,6 +17,7 @@ import type { Client } from '@temporalio/client';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import swaggerUi from 'swagger-ui-express';
+import type { ConnectorRegistry } from '../activities/deps';
 import type { Config } from '../lib/config';
 import { projectRoot } from '../lib/paths';
 import { bearerAuth } from './auth';
@@ -50,6 +51,8 @@ export interface AppDeps {
   logger: Logger;
   /** Routers mounted after the core routes; /v1 paths in them are behind bearer auth. */
   extraRouters?: Router[];
+  /** The configured connectors: registration (POST /v1/nhis) is checked against them. */
+  connectors?: ConnectorRegistry;
   /** Deadline of each /readyz check (default 2000 ms). */
   readyTimeoutMs?: number;
 }
@@ -73,7 +76,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(answerOptions(app));
 
   const health = createHealthRouter({ pool, client: temporal.client, timeoutMs: deps.readyTimeoutMs });
-  const apiRouters = [createMeRouter(), createNhiRouter({ pool, client: temporal.client }), createAuditRouter({ pool }), ...(deps.extraRouters ?? [])];
+  const apiRouters = [createMeRouter(), createNhiRouter({ pool, client: temporal.client, connectors: deps.connectors }), createAuditRouter({ pool }), ...(deps.extraRouters ?? [])];
 
   // Built once, eagerly: a schema the generator can't handle fails at start-up, not on first view.
   const registry = createRegistry();

@@ -119,8 +119,17 @@ export interface Connector {
   /** Try to log in with a credential value: granted, denied (wrong credential) or inconclusive, with the target's reason. */
   probe(identity: string, secretValue: string): Promise<ProbeResult>;
   listIdentities(): Promise<DiscoveredIdentity[]>;
+  /**
+   * Optional: may an NHI be registered for this identity? Refuses what the connector must never
+   * manage as an NHI — administrators (superusers), its own login, group roles behind entitlements,
+   * built-in roles, roles it has no admin rights on. Registration calls it when the connector offers it.
+   */
+  checkRegistrable?(identity: string): Promise<RegistrableVerdict>;
   close(): Promise<void>;
 }
+
+/** checkRegistrable's answer: `ok`, or why an NHI may not be registered for the identity. */
+export type RegistrableVerdict = { ok: true } | { ok: false; reason: string };
 
 /** Codes of PermanentConnectorError, shared by all connectors (activities map them to failure types). */
 export const ConnectorErrorCode = {
@@ -138,6 +147,8 @@ export const ConnectorErrorCode = {
   InsufficientPrivilege: 'insufficient_privilege',
   /** The connector itself is set up wrongly (e.g. it connects as a superuser). */
   Misconfigured: 'connector_misconfigured',
+  /** An inventory record names a connector that is not configured (a bad record, not a target problem). */
+  UnknownConnector: 'unknown_connector',
 } as const;
 export type ConnectorErrorCode = (typeof ConnectorErrorCode)[keyof typeof ConnectorErrorCode];
 

@@ -188,7 +188,7 @@ async function main() {
     const drift = await ensureDriftSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE, intervalMinutes: config.DRIFT_INTERVAL_MINUTES });
     logger.info({ ...drift, everyMinutes: config.DRIFT_INTERVAL_MINUTES }, 'drift check schedule ready');
   }
-  const app = createApp({ pool: built.pool, temporal, config, logger, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors }) });
+  const app = createApp({ pool: built.pool, temporal, config, logger, connectors: built.deps.connectors, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors }) });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.PORT, config.HOST, () => resolve(s));
     s.once('error', reject);

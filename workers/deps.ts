@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { Pool } from 'pg';
 import type { ActivityDeps } from '../activities';
+import { createConnectorRegistry } from '../connectors/registry';
 import type { Connector } from '../connectors/types';
 import { decodeKey, type Config } from '../lib/config';
 import { embeddedPostgresUrl, orchestratorDatabaseUrl } from '../lib/config-urls';
@@ -52,12 +53,7 @@ export function buildDependencies(config: Config, logger: Logger): BuiltDependen
   const connector = createEstateConnector({ url: estateUrl(config) });
   const deps: ActivityDeps = {
     pool,
-    connectors: {
-      get(name: string) {
-        if (name !== 'postgres') throw new Error(`no connector named ${name} is configured`);
-        return connector;
-      },
-    },
+    connectors: createConnectorRegistry([connector]),
     secrets: new SecretStore(pool, secretStoreKey(config)),
     // Loaded and validated at start-up: an invalid policy stops the worker here.
     policy: loadNhiPolicies(path.resolve(projectRoot, config.POLICY_DIR)),
