@@ -468,7 +468,8 @@ export function makeGenericLeakSchema(now: () => Date = () => new Date()) {
         source: rawText('source')
           .min(1, 'source is required')
           .max(64, 'source must be at most 64 characters')
-          .regex(/^(?=.*\S)[^\p{Cc}]+$/u, 'source must be a single line of text'),
+          // No JavaScript regex flags: the pattern is published in the OpenAPI document (C0, DEL and C1 controls are out).
+          .regex(/^(?=.*\S)[^\x00-\x1f\x7f-\x9f]+$/, 'source must be a single line of text'),
         severity: z.enum(SEVERITIES, { error: `severity must be one of ${SEVERITIES.join(', ')}` }),
         evidenceUrl: rawText('evidenceUrl').pipe(httpUrl).optional(),
         detectedAt: z.iso
