@@ -21,6 +21,7 @@ import type { ConnectorRegistry } from '../activities/deps';
 import type { Config } from '../lib/config';
 import { projectRoot } from '../lib/paths';
 import { bearerAuth } from './auth';
+import { docsSecurityHeaders, rateLimits, securityHeaders } from './edges';
 import { errorHandler } from './errors';
 import { createHealthRouter } from './health';
 import { answerOptions, notFoundOrMethodNotAllowed, requireJsonBody } from './middleware';
@@ -72,6 +73,9 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
 
   app.use(requestContext(logger));
+  const limits = rateLimits(config);
+  app.use(securityHeaders);
+  app.use(limits.authFailuresPerIp, limits.writesPerIp);
   // Routes are public knowledge (/openapi.json), so OPTIONS needs no token.
   app.use(answerOptions(app));
 
@@ -96,10 +100,10 @@ export function createApp(deps: AppDeps): express.Express {
     if (req.originalUrl.split('?')[0] === '/docs') return res.redirect(301, '/docs/');
     next();
   });
-  app.use('/docs', swaggerUi.serve, swaggerUi.setup(undefined, { swaggerOptions: { url: '../openapi.json' }, customSiteTitle: 'NHI orchestrator API' }));
+  app.use('/docs', docsSecurityHeaders, swaggerUi.serve, swaggerUi.setup(undefined, { swaggerOptions: { url: '../openapi.json' }, customSiteTitle: 'NHI orchestrator API' }));
 
   // Authenticate before reading any body, so anonymous callers can't make us parse megabytes.
-  app.use(API_PREFIX, bearerAuth(pool));
+  app.use(API_PREFIX, bearerAuth(pool), limits.writesPerPrincipal);
   app.use(requireJsonBody);
   app.use(
     express.json({

@@ -76,6 +76,11 @@ export const configSchema = z.object({
     .default('true')
     .transform((v) => v === 'true' || v === '1'),
   API_BODY_LIMIT: z.string().default('1mb'),
+  /** Rate limits (api/edges.ts), per window: 401s per source IP, writes per principal and per source IP. */
+  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
+  RATE_LIMIT_AUTH_FAILURES: z.coerce.number().int().min(1).default(60),
+  RATE_LIMIT_WRITES_PER_PRINCIPAL: z.coerce.number().int().min(1).default(600),
+  RATE_LIMIT_WRITES_PER_IP: z.coerce.number().int().min(1).default(1200),
   /** Dev mode only: create demo principals, print their tokens, create the demo estate. */
   DEMO: z
     .enum(['true', 'false', '1', '0'])
