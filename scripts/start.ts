@@ -1,7 +1,6 @@
 // `npm start`: the whole orchestrator in one terminal — Temporal dev server (with UI; or the server
 // TEMPORAL_ADDRESS names, where our search attributes are registered if missing), embedded
 // PostgreSQL (or DATABASE_URL), the demo estate, the worker and the HTTP API. Ctrl-C stops it all.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import { Client as PgClient, type Pool } from 'pg';
@@ -12,7 +11,9 @@ import { embeddedPostgresUrl, ORCHESTRATOR_DATABASE, redactUrl } from '../lib/co
 import { migrate } from '../lib/db';
 import { DEFAULT_CONNECTOR_ROLE, ensureConnectorRole, ensureDemoEstate, loadOrCreateConnectorPassword } from '../lib/estate';
 import { createLogger, type Logger } from '../lib/logger';
-import { authenticate, createToken, upsertPrincipal, type Role } from '../lib/principals';
+import { productionProblems, secureDataDir } from '../lib/data-dir';
+import type { Role } from '../lib/principals';
+import { demoTokenLines, demoTokens } from './demo-tokens';
 import { ensureSearchAttributes, type SearchAttributesResult } from '../lib/search-attributes';
 import { connectClient, usesExternalTemporal } from '../lib/temporal-connection';
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../scenarios/anomaly/usage';
@@ -81,20 +82,6 @@ function describeSearchAttributes(r: SearchAttributesResult): string {
   return `${all.join(', ')} present${r.typesChecked ? '' : ' (types unchecked: the operator service refused to list them)'}`;
 }
 
-/** Demo principals keep their tokens across restarts (dev only; the file is 0600 in the data folder). */
-async function demoTokens(config: Config, pool: import('pg').Pool): Promise<Record<string, string>> {
-  const file = path.join(config.dataDir, 'demo-tokens.json');
-  const saved: Record<string, string> = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
-  const tokens: Record<string, string> = {};
-  for (const p of DEMO_PRINCIPALS) {
-    await upsertPrincipal(pool, p);
-    const ok = saved[p.id] && (await authenticate(pool, saved[p.id]))?.id === p.id;
-    tokens[p.id] = ok ? saved[p.id] : await createToken(pool, p.id, 'demo');
-  }
-  writeFileSync(file, JSON.stringify(tokens, null, 2) + '\n', { mode: 0o600 });
-  return tokens;
-}
-
 async function main() {
   let config: Config;
   try {
@@ -106,7 +93,13 @@ async function main() {
   const logger = createLogger(config.LOG_LEVEL, { pretty: process.stdout.isTTY, name: 'nhi' });
   process.once('SIGINT', () => void shutdown(logger, 0));
   process.once('SIGTERM', () => void shutdown(logger, 0));
-  mkdirSync(config.dataDir, { recursive: true });
+  // Private data folder (0700/0600, umask 077 for what the children create); production refuses dev shortcuts.
+  const problems = productionProblems(config);
+  if (problems.length) {
+    process.stderr.write(`refusing to start in production:\n- ${problems.join('\n- ')}\n`);
+    process.exit(1);
+  }
+  secureDataDir(config.dataDir);
   installRuntimeLogging(logger.child({ level: 'warn' }), 'WARN');
 
   // 1. Temporal: the dev server with its UI, unless TEMPORAL_ADDRESS / a profile points elsewhere.
@@ -156,7 +149,7 @@ async function main() {
       const estate = await ensureDemoEstate({ adminUrl, secretStore: built.deps.secrets, orchestratorPool: built.pool });
       logger.info({ database: estate.database, nhis: estate.nhis.map((n) => n.id) }, 'demo estate ready');
     }
-    tokens = await demoTokens(config, built.pool);
+    tokens = await demoTokens(config.dataDir, built.pool, DEMO_PRINCIPALS);
   }
   // The connector's own role, on this server's version: what it lacks stops the start here.
   const estateTarget = await checkConnectorSetup(built.connector, logger);
@@ -213,11 +206,7 @@ async function main() {
     `  Estate         ${estateTarget}${config.ESTATE_DATABASE_URL ? ' (ESTATE_DATABASE_URL)' : ', demo estate'}`,
     `  Data folder    ${config.dataDir}`,
   ];
-  if (Object.keys(tokens).length) {
-    lines.push('', 'Demo principals (Authorization: Bearer <token>):');
-    for (const p of DEMO_PRINCIPALS) lines.push(`  ${p.id.padEnd(13)} ${p.roles.join(',').padEnd(10)} ${tokens[p.id]}`);
-    lines.push('', `Try: curl -H "Authorization: Bearer ${tokens.alice}" ${api}/v1/nhis`);
-  }
+  lines.push(...demoTokenLines({ tokens, principals: DEMO_PRINCIPALS, tty: Boolean(process.stdout.isTTY), dataDir: config.dataDir, api }));
   lines.push('', 'Ctrl-C stops everything.', '');
   process.stdout.write(lines.join('\n') + '\n');
 }
