@@ -21,6 +21,8 @@ import type { ConnectorRegistry } from '../activities/deps';
 import type { Config } from '../lib/config';
 import { projectRoot } from '../lib/paths';
 import { bearerAuth } from './auth';
+import type { PayloadCodec } from '@temporalio/common';
+import { codecCors, createCodecRouter } from './codec';
 import { docsSecurityHeaders, rateLimits, securityHeaders } from './edges';
 import { errorHandler } from './errors';
 import { createHealthRouter } from './health';
@@ -54,6 +56,8 @@ export interface AppDeps {
   extraRouters?: Router[];
   /** The configured connectors: registration (POST /v1/nhis) is checked against them. */
   connectors?: ConnectorRegistry;
+  /** The codec server for the Temporal UI (api/codec.ts), when payloads are encrypted. */
+  codec?: { codec: PayloadCodec; uiKey?: string; uiOrigins: string[] };
   /** Deadline of each /readyz check (default 2000 ms). */
   readyTimeoutMs?: number;
 }
@@ -76,6 +80,7 @@ export function createApp(deps: AppDeps): express.Express {
   const limits = rateLimits(config);
   app.use(securityHeaders);
   app.use(limits.authFailuresPerIp, limits.writesPerIp);
+  if (deps.codec) app.use(codecCors(deps.codec.uiOrigins));
   // Routes are public knowledge (/openapi.json), so OPTIONS needs no token.
   app.use(answerOptions(app));
 
@@ -117,6 +122,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
 
   for (const router of apiRouters) app.use(router);
+  if (deps.codec) app.use(createCodecRouter({ pool, codec: deps.codec.codec, uiKey: deps.codec.uiKey }));
 
   app.use(notFoundOrMethodNotAllowed(app));
   app.use(errorHandler);

@@ -11,7 +11,9 @@ import { embeddedPostgresUrl, ORCHESTRATOR_DATABASE, redactUrl } from '../lib/co
 import { migrate } from '../lib/db';
 import { DEFAULT_CONNECTOR_ROLE, ensureConnectorRole, ensureDemoEstate, loadOrCreateConnectorPassword } from '../lib/estate';
 import { createLogger, type Logger } from '../lib/logger';
+import { randomBytes } from 'node:crypto';
 import { productionProblems, secureDataDir } from '../lib/data-dir';
+import { AesGcmPayloadCodec, payloadKeysFrom, uiOrigins } from '../lib/payload-codec';
 import type { Role } from '../lib/principals';
 import { demoTokenLines, demoTokens } from './demo-tokens';
 import { ensureSearchAttributes, type SearchAttributesResult } from '../lib/search-attributes';
@@ -102,12 +104,17 @@ async function main() {
   secureDataDir(config.dataDir);
   installRuntimeLogging(logger.child({ level: 'warn' }), 'WARN');
 
+  // Payload encryption (on by default: a dev key file in the data folder) and the UI's codec key.
+  const codecKeys = payloadKeysFrom(config);
+  const codecUiKey = config.CODEC_UI_KEY ?? randomBytes(24).toString('base64url');
+
   // 1. Temporal: the dev server with its UI, unless TEMPORAL_ADDRESS / a profile points elsewhere.
   const externalTemporal = usesExternalTemporal(config);
   let dev: DevServer | undefined;
   if (!externalTemporal) {
     const temporalLog = logger.child({ component: 'temporal-server' });
     dev = await startDevServer({
+      codecEndpoint: codecKeys ? `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}/codec/ui/${codecUiKey}` : undefined,
       dataDir: config.dataDir,
       port: config.TEMPORAL_PORT,
       uiPort: config.TEMPORAL_UI_PORT,
@@ -181,7 +188,8 @@ async function main() {
     const drift = await ensureDriftSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE, intervalMinutes: config.DRIFT_INTERVAL_MINUTES });
     logger.info({ ...drift, everyMinutes: config.DRIFT_INTERVAL_MINUTES }, 'drift check schedule ready');
   }
-  const app = createApp({ pool: built.pool, temporal, config, logger, connectors: built.deps.connectors, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors }) });
+  const codec = codecKeys ? { codec: new AesGcmPayloadCodec(codecKeys), uiKey: codecUiKey, uiOrigins: uiOrigins(config, dev?.uiUrl) } : undefined;
+  const app = createApp({ pool: built.pool, temporal, config, logger, connectors: built.deps.connectors, codec, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors }) });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.PORT, config.HOST, () => resolve(s));
     s.once('error', reject);
@@ -205,6 +213,7 @@ async function main() {
       : `  PostgreSQL     ${pgVersion}, embedded (started here, data in ${path.join(config.dataDir, 'postgres')}): ${pgUrl}`,
     `  Estate         ${estateTarget}${config.ESTATE_DATABASE_URL ? ' (ESTATE_DATABASE_URL)' : ', demo estate'}`,
     `  Data folder    ${config.dataDir}`,
+    `  Payloads       ${codecKeys ? `encrypted (AES-256-GCM, key ${codecKeys.current}); UI codec at /codec` : 'not encrypted (PAYLOAD_ENCRYPTION=off or no PAYLOAD_KEYS)'}`,
   ];
   lines.push(...demoTokenLines({ tokens, principals: DEMO_PRINCIPALS, tty: Boolean(process.stdout.isTTY), dataDir: config.dataDir, api }));
   lines.push('', 'Ctrl-C stops everything.', '');
