@@ -18,6 +18,8 @@ const NO_DATABASE = [
   '/tests/lib/notifier\\.test\\.ts$',
   '/tests/lib/config\\.test\\.ts$',
   '/tests/temporal/',
+  // The outside fuzzer tests the HTTP contract, not the PostgreSQL version: once per run (~70 s).
+  '/tests/fuzz/',
 ];
 
 /** @type {import('jest').Config} */
