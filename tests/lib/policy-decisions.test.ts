@@ -438,7 +438,7 @@ describe('decideThrottle', () => {
 
 describe('decideContainment', () => {
   it('lets detectors, admins and the orchestrator contain any NHI', () => {
-    expect(decideContainment(engine, { principal: detectorBot, nhi: criticalSvc })).toMatchObject({ allowed: true, determiningPolicies: ['contain'] });
+    expect(decideContainment(engine, { principal: detectorBot, nhi: criticalSvc })).toMatchObject({ allowed: true, determiningPolicies: ['contain', 'contain-cooldown'] });
     expect(decideContainment(engine, { principal: root, nhi: { ...agent, tags: ['no-auto-throttle'] } }).allowed).toBe(true);
     expect(decideContainment(engine, { principal: alice, nhi: svc })).toMatchObject({
       allowed: false,
