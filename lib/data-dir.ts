@@ -1,18 +1,28 @@
 // The data folder holds what must stay private to the user running the orchestrator: Temporal's
 // temporal.db (workflow histories), PostgreSQL's data, the dev secret-store key, the connector's dev
-// password and the demo tokens. Folders are 0700 and files 0600; the process umask is 077 so files the
-// dev server and PostgreSQL create later are private too. And production refuses the dev shortcuts.
+// password and the demo tokens. Folders are 0700 and files 0600, the dev server starts under umask 077
+// so what it creates later is private too (PostgreSQL's initdb makes its own folder 0700). And
+// production refuses the dev shortcuts.
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { decodeKey, type Config } from './config';
 
 export const DEV_KEY_FILE = 'secret-store.key';
 
-/** Create the folder if needed and make it and everything in it private (symlinks are left alone). Returns what was changed. */
-export function secureDataDir(dir: string, opts: { umask?: boolean } = {}): string[] {
-  if (opts.umask !== false) process.umask(0o077);
+/**
+ * Create the folder if needed and make everything in it private (symlinks are left alone): folders
+ * 0700, files 0600. With `traversable` the folder itself is 0711: as root, the embedded PostgreSQL
+ * runs as the `postgres` OS user, which must pass through it to its own (0700) data folder — it can
+ * list nothing. Returns what was changed.
+ */
+export function secureDataDir(dir: string, opts: { traversable?: boolean } = {}): string[] {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const changed: string[] = [];
+  const top = opts.traversable ? 0o711 : 0o700;
+  if ((lstatSync(dir).mode & 0o777) !== top) {
+    chmodSync(dir, top);
+    changed.push(dir);
+  }
   const walk = (p: string) => {
     const st = lstatSync(p);
     if (st.isSymbolicLink()) return;
@@ -23,8 +33,18 @@ export function secureDataDir(dir: string, opts: { umask?: boolean } = {}): stri
     }
     if (st.isDirectory()) for (const name of readdirSync(p)) walk(path.join(p, name));
   };
-  walk(dir);
+  for (const name of readdirSync(dir)) walk(path.join(dir, name));
   return changed;
+}
+
+/** Run `fn` (which spawns a child) with umask 077, so what the child creates is private too. */
+export async function withPrivateUmask<T>(fn: () => Promise<T>): Promise<T> {
+  const before = process.umask(0o077);
+  try {
+    return await fn();
+  } finally {
+    process.umask(before);
+  }
 }
 
 /**

@@ -12,7 +12,7 @@ import { migrate } from '../lib/db';
 import { DEFAULT_CONNECTOR_ROLE, ensureConnectorRole, ensureDemoEstate, loadOrCreateConnectorPassword } from '../lib/estate';
 import { createLogger, type Logger } from '../lib/logger';
 import { randomBytes } from 'node:crypto';
-import { productionProblems, secureDataDir } from '../lib/data-dir';
+import { productionProblems, secureDataDir, withPrivateUmask } from '../lib/data-dir';
 import { AesGcmPayloadCodec, payloadKeysFrom, uiOrigins } from '../lib/payload-codec';
 import type { Role } from '../lib/principals';
 import { demoTokenLines, demoTokens } from './demo-tokens';
@@ -101,7 +101,8 @@ async function main() {
     process.stderr.write(`refusing to start in production:\n- ${problems.join('\n- ')}\n`);
     process.exit(1);
   }
-  secureDataDir(config.dataDir);
+  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  secureDataDir(config.dataDir, { traversable: asRoot && !config.DATABASE_URL });
   installRuntimeLogging(logger.child({ level: 'warn' }), 'WARN');
 
   // Payload encryption (on by default: a dev key file in the data folder) and the UI's codec key.
@@ -113,14 +114,14 @@ async function main() {
   let dev: DevServer | undefined;
   if (!externalTemporal) {
     const temporalLog = logger.child({ component: 'temporal-server' });
-    dev = await startDevServer({
+    dev = await withPrivateUmask(() => startDevServer({
       codecEndpoint: codecKeys ? `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}/codec/ui/${codecUiKey}` : undefined,
       dataDir: config.dataDir,
       port: config.TEMPORAL_PORT,
       uiPort: config.TEMPORAL_UI_PORT,
       namespace: config.TEMPORAL_NAMESPACE,
       onOutput: (line) => (/level=(ERROR|FATAL)/.test(line) && !stopping ? temporalLog.error(line) : temporalLog.debug(line)),
-    });
+    }));
     const started = dev;
     stops.push({ name: 'temporal dev server', stop: () => started.stop() });
   }
@@ -196,6 +197,8 @@ async function main() {
   });
   stops.push({ name: 'api', stop: () => new Promise((r) => server.close(() => r(undefined))) });
 
+  // What the servers created while starting (Temporal's WAL files, key files) is private too.
+  secureDataDir(config.dataDir, { traversable: asRoot && !config.DATABASE_URL });
   const api = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}`;
   const pgVersion = await serverVersion(built.pool);
   const pgUrl = printableDatabaseUrl(built.pool.options.connectionString ?? '');

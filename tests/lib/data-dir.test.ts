@@ -25,13 +25,16 @@ test('secureDataDir makes a world-readable temporal.db and its folders private',
   writeFileSync(path.join(dir, 'temporal.db'), 'x', { mode: 0o644 });
   writeFileSync(path.join(dir, 'postgres', 'base', '1'), 'x', { mode: 0o640 });
   chmodSync(dir, 0o755);
-  const changed = secureDataDir(dir, { umask: false });
+  const changed = secureDataDir(dir);
   expect(changed.length).toBe(5); // the folder, temporal.db, postgres, postgres/base, its file
   expect(mode(dir)).toBe(0o700);
   expect(mode(path.join(dir, 'temporal.db'))).toBe(0o600);
   expect(mode(path.join(dir, 'postgres'))).toBe(0o700);
   expect(mode(path.join(dir, 'postgres', 'base', '1'))).toBe(0o600);
-  expect(secureDataDir(dir, { umask: false })).toEqual([]); // idempotent
+  expect(secureDataDir(dir)).toEqual([]); // idempotent
+  // As root with the embedded PostgreSQL (run as the postgres user): the top folder only traversable.
+  expect(secureDataDir(dir, { traversable: true })).toEqual([dir]);
+  expect(mode(dir)).toBe(0o711);
 });
 
 test('production refuses the dev key file beside the data, a missing key and demo mode', () => {

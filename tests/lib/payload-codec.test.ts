@@ -9,6 +9,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import pino from 'pino';
 import request from 'supertest';
 import { createApp } from '../../api/app';
+import { redactCodecKey } from '../../api/request-context';
 import { loadConfig } from '../../lib/config';
 import { AesGcmPayloadCodec, dataConverterFor, parsePayloadKeys } from '../../lib/payload-codec';
 import { createToken, upsertPrincipal } from '../../lib/principals';
@@ -83,6 +84,11 @@ test('on: start input and signals are ciphertext in history; the UI codec decode
   // A key no longer configured: a precise 422, never a 500.
   const rotatedOut = new AesGcmPayloadCodec(parsePayloadKeys(`k3:${randomBytes(32).toString('base64')}`));
   await expect(rotatedOut.decode([started])).rejects.toThrow(/key "k2", which is not configured/);
+});
+
+test('the codec key in the UI endpoint\'s path never reaches a log line', () => {
+  expect(redactCodecKey(`/codec/ui/${uiKey}/decode`)).toBe('/codec/ui/***/decode');
+  expect(redactCodecKey('/v1/nhis')).toBe('/v1/nhis');
 });
 
 test('off: without keys outside development (the test suites) or with PAYLOAD_ENCRYPTION=off, the default converter', () => {
