@@ -5,6 +5,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createActivities } from '../../activities';
 import { adminOptionGrantSql } from '../../connectors/postgres-roles';
 import { ConnectorErrorCode } from '../../connectors/types';
+import { checkDrift } from '../../enforcement/drift';
+import { getNhi } from '../../lib/inventory';
 import type { UsageCollectorResult } from '../../scenarios/anomaly/contract';
 import { createApiWorld, type ApiWorld } from '../helpers/api-world';
 import { waitFor } from '../helpers/wait';
@@ -63,6 +65,12 @@ describe('one bad inventory record stops nothing else', () => {
     expect(r.samples.map((s) => s.nhiId)).toEqual(expect.arrayContaining(['agent_burst', 'svc_payments']));
   });
 
+  test('the drift check reports it and goes on with the others', async () => {
+    const orphan = (await getNhi(a.w.db.pool, 'svc_orphan'))!;
+    expect(await checkDrift(a.w.deps, orphan, 'drift-issue-13')).toMatchObject({ outcome: 'error', error: expect.stringMatching(/no connector named "f"/) });
+    expect((await checkDrift(a.w.deps, (await getNhi(a.w.db.pool, 'agent_burst'))!, 'drift-issue-13')).outcome).not.toBe('error');
+  });
+
   test('steps on it fail at once, non-retryable and clearly named; the API answers 409, not 500', async () => {
     const env = new MockActivityEnvironment();
     await expect(env.run(createActivities(a.w.deps).disableLogin, { nhiId: 'svc_orphan', run: 't', step: 'disable' })).rejects.toMatchObject({
@@ -99,10 +107,19 @@ describe('a detector\'s report', () => {
     for (const extra of [{}, { detectedAt: new Date().toISOString() }]) {
       const again = await report(extra);
       expect(again.status).toBe(202);
-      expect(again.body).toMatchObject({ outcome: 'already_contained', alreadyContained: [{ nhiId, reason: expect.stringMatching(/cool-down/) }] });
+      // Joined as evidence while the containment is still closing, else recorded as contained.
+      if (again.body.outcome === 'containment') expect(again.body.containments).toEqual([expect.objectContaining({ nhiId, workflowId: `leak-${nhiId}` })]);
+      else expect(again.body).toMatchObject({ outcome: 'already_contained', alreadyContained: [{ nhiId, reason: expect.stringMatching(/cool-down/) }] });
     }
+    const { rows: merged } = await a.w.db.pool.query<{ outcome: string }>(
+      `SELECT outcome FROM audit_events WHERE nhi_id = $1 AND action = 'leak.alert' AND outcome IN ('merged', 'already_contained') ORDER BY seq`,
+      [nhiId],
+    );
+    expect(merged).toHaveLength(2);
     expect(await rotations()).toBe(before + 1);
 
+    // A fingerprint of the current credential once that containment has closed: a new leak, contained again.
+    await waitFor('containment closed', async () => ((await a.w.env.client.workflow.getHandle(`leak-${nhiId}`).describe()).status.name === 'RUNNING' ? null : true), 30_000);
     const { createHash } = await import('node:crypto');
     const current = createHash('sha256').update(await a.w.activePassword(nhiId)).digest('hex');
     expect((await report({ nhiId: undefined, fingerprint: current })).body.outcome).toBe('containment');
