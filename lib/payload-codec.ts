@@ -71,13 +71,17 @@ export class AesGcmPayloadCodec implements PayloadCodec {
   }
 }
 
-/** The keys from PAYLOAD_KEYS, else (development only) a key file generated in the data folder; null when off. */
-export function payloadKeysFrom(config: Pick<Config, 'PAYLOAD_ENCRYPTION' | 'PAYLOAD_KEYS' | 'NODE_ENV' | 'dataDir'>): PayloadKeys | null {
+/**
+ * The keys from PAYLOAD_KEYS, else (development only) the key file in the data folder — generated
+ * only with `create` (npm start), so a CLI run elsewhere never leaves one behind; null when off.
+ */
+export function payloadKeysFrom(config: Pick<Config, 'PAYLOAD_ENCRYPTION' | 'PAYLOAD_KEYS' | 'NODE_ENV' | 'dataDir'>, opts: { create?: boolean } = {}): PayloadKeys | null {
   if (config.PAYLOAD_ENCRYPTION === 'off') return null;
   if (config.PAYLOAD_KEYS) return parsePayloadKeys(config.PAYLOAD_KEYS);
   if (config.NODE_ENV !== 'development') return null;
   const file = path.join(config.dataDir, DEV_PAYLOAD_KEYS_FILE);
   if (!existsSync(file)) {
+    if (!opts.create) return null;
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     writeFileSync(file, `dev1:${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
   }

@@ -106,7 +106,7 @@ async function main() {
   installRuntimeLogging(logger.child({ level: 'warn' }), 'WARN');
 
   // Payload encryption (on by default: a dev key file in the data folder) and the UI's codec key.
-  const codecKeys = payloadKeysFrom(config);
+  const codecKeys = payloadKeysFrom(config, { create: true });
   const codecUiKey = config.CODEC_UI_KEY ?? randomBytes(24).toString('base64url');
 
   // 1. Temporal: the dev server with its UI, unless TEMPORAL_ADDRESS / a profile points elsewhere.

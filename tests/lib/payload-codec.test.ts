@@ -3,6 +3,8 @@
 // CORS for the UI's origin only. A real (time-skipping) Temporal server; no worker is needed: the
 // start input and a signal are in the history as the client encoded them.
 import { randomBytes } from 'node:crypto';
+import { existsSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -11,7 +13,8 @@ import request from 'supertest';
 import { createApp } from '../../api/app';
 import { redactCodecKey } from '../../api/request-context';
 import { loadConfig } from '../../lib/config';
-import { AesGcmPayloadCodec, dataConverterFor, parsePayloadKeys } from '../../lib/payload-codec';
+import { AesGcmPayloadCodec, dataConverterFor, parsePayloadKeys, payloadKeysFrom } from '../../lib/payload-codec';
+import { projectRoot } from '../../lib/paths';
 import { createToken, upsertPrincipal } from '../../lib/principals';
 import { abortUpdate } from '../../scenarios/offboarding/contract';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
@@ -95,4 +98,19 @@ test('off: without keys outside development (the test suites) or with PAYLOAD_EN
   expect(dataConverterFor(loadConfig({ NODE_ENV: 'test' }))).toEqual({});
   expect(dataConverterFor(loadConfig({ NODE_ENV: 'test', PAYLOAD_ENCRYPTION: 'off', PAYLOAD_KEYS: `k1:${k1}` }))).toEqual({});
   expect(() => loadConfig({ PAYLOAD_KEYS: 'k1:short' })).toThrow(/PAYLOAD_KEYS/);
+});
+
+test('development: npm start creates the dev key file (0600); other processes only read it, never leave one behind', () => {
+  const dir = path.join(projectRoot, `.data-test-${randomBytes(4).toString('hex')}`);
+  try {
+    const dev = loadConfig({ NODE_ENV: 'development', DATA_DIR: dir });
+    expect(payloadKeysFrom(dev)).toBeNull();
+    expect(existsSync(dir)).toBe(false);
+    const created = payloadKeysFrom(dev, { create: true })!;
+    expect(created.current).toBe('dev1');
+    expect(statSync(path.join(dir, 'payload-codec.keys')).mode & 0o777).toBe(0o600);
+    expect(payloadKeysFrom(dev)!.keys.get('dev1')).toEqual(created.keys.get('dev1'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
