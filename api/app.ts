@@ -1,5 +1,6 @@
-// The HTTP API. createApp only wires: request context, probes, docs, JSON body parsing, bearer
-// auth on /v1, the core routers, the routers scenarios add, then 404/405 and the one error shape.
+// The HTTP API. createApp only wires: request context, security headers and rate limits (edges.ts),
+// probes, docs, JSON body parsing, bearer auth on /v1, the core routers, the routers scenarios add,
+// the Temporal UI's codec server (codec.ts), then 404/405 and the one error shape.
 //
 // A scenario router plugs in like this (see api/route.ts):
 //   export function createJitRouter({ client, config }: …): Router {
@@ -14,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import express, { type Router } from 'express';
 import type { Client } from '@temporalio/client';
+import type { PayloadCodec } from '@temporalio/common';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import swaggerUi from 'swagger-ui-express';
@@ -21,7 +23,6 @@ import type { ConnectorRegistry } from '../activities/deps';
 import type { Config } from '../lib/config';
 import { projectRoot } from '../lib/paths';
 import { bearerAuth } from './auth';
-import type { PayloadCodec } from '@temporalio/common';
 import { codecCors, createCodecRouter } from './codec';
 import { docsSecurityHeaders, rateLimits, securityHeaders } from './edges';
 import { errorHandler } from './errors';
