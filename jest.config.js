@@ -27,6 +27,8 @@ const NO_DATABASE = [
   // The browser suite's Postgres work is the JIT routes' (which run on both servers); once is enough.
   '/tests/console/console\\.browser\\.test\\.ts$',
   '/tests/connectors/registry\\.test\\.ts$',
+  // The outside fuzzer tests the HTTP contract, not the PostgreSQL version: once per run (~70 s).
+  '/tests/fuzz/',
 ];
 // Suites whose target is not PostgreSQL (AWS on moto, OpenBao): the re-run on another PostgreSQL
 // version adds nothing to them.

@@ -1,5 +1,6 @@
-// The HTTP API. createApp only wires: request context, probes, docs, JSON body parsing, bearer
-// auth on /v1, the core routers, the routers scenarios add, then 404/405 and the one error shape.
+// The HTTP API. createApp only wires: request context, security headers and rate limits (edges.ts),
+// probes, docs, JSON body parsing, bearer auth on /v1, the core routers, the routers scenarios add,
+// the Temporal UI's codec server (codec.ts), then 404/405 and the one error shape.
 //
 // A scenario router plugs in like this (see api/route.ts):
 //   export function createJitRouter({ client, config }: …): Router {
@@ -14,13 +15,17 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import express, { type Router } from 'express';
 import type { Client } from '@temporalio/client';
+import type { PayloadCodec } from '@temporalio/common';
 import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import swaggerUi from 'swagger-ui-express';
+import type { ConnectorRegistry } from '../activities/deps';
 import type { Config } from '../lib/config';
 import { projectRoot } from '../lib/paths';
 import { bearerAuth } from './auth';
 import { createConsoleRouter, type ConsoleOptions } from './console';
+import { codecCors, createCodecRouter } from './codec';
+import { docsSecurityHeaders, rateLimits, securityHeaders } from './edges';
 import { errorHandler } from './errors';
 import { createHealthRouter } from './health';
 import { answerOptions, notFoundOrMethodNotAllowed, requireJsonBody } from './middleware';
@@ -51,6 +56,10 @@ export interface AppDeps {
   logger: Logger;
   /** Routers mounted after the core routes; /v1 paths in them are behind bearer auth. */
   extraRouters?: Router[];
+  /** The configured connectors: registration (POST /v1/nhis) is checked against them. */
+  connectors?: ConnectorRegistry;
+  /** The codec server for the Temporal UI (api/codec.ts), when payloads are encrypted. */
+  codec?: { codec: PayloadCodec; uiKey?: string; uiOrigins: string[] };
   /** Deadline of each /readyz check (default 2000 ms). */
   readyTimeoutMs?: number;
   /** The operations console at /console (Temporal UI links, dev sign-in picker). */
@@ -72,11 +81,15 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
 
   app.use(requestContext(logger));
+  const limits = rateLimits(config);
+  app.use(securityHeaders);
+  app.use(limits.authFailuresPerIp, limits.writesPerIp);
+  if (deps.codec) app.use(codecCors(deps.codec.uiOrigins));
   // Routes are public knowledge (/openapi.json), so OPTIONS needs no token.
   app.use(answerOptions(app));
 
   const health = createHealthRouter({ pool, client: temporal.client, timeoutMs: deps.readyTimeoutMs });
-  const apiRouters = [createMeRouter(), createNhiRouter({ pool, client: temporal.client }), createAuditRouter({ pool }), ...(deps.extraRouters ?? [])];
+  const apiRouters = [createMeRouter(), createNhiRouter({ pool, client: temporal.client, connectors: deps.connectors }), createAuditRouter({ pool }), ...(deps.extraRouters ?? [])];
 
   // Built once, eagerly: a schema the generator can't handle fails at start-up, not on first view.
   const registry = createRegistry();
@@ -96,12 +109,12 @@ export function createApp(deps: AppDeps): express.Express {
     if (req.originalUrl.split('?')[0] === '/docs') return res.redirect(301, '/docs/');
     next();
   });
-  app.use('/docs', swaggerUi.serve, swaggerUi.setup(undefined, { swaggerOptions: { url: '../openapi.json' }, customSiteTitle: 'NHI orchestrator API' }));
+  app.use('/docs', docsSecurityHeaders, swaggerUi.serve, swaggerUi.setup(undefined, { swaggerOptions: { url: '../openapi.json' }, customSiteTitle: 'NHI orchestrator API' }));
 
   app.use(createConsoleRouter(deps.console));
 
   // Authenticate before reading any body, so anonymous callers can't make us parse megabytes.
-  app.use(API_PREFIX, bearerAuth(pool));
+  app.use(API_PREFIX, bearerAuth(pool), limits.writesPerPrincipal);
   app.use(requireJsonBody);
   app.use(
     express.json({
@@ -115,6 +128,7 @@ export function createApp(deps: AppDeps): express.Express {
   );
 
   for (const router of apiRouters) app.use(router);
+  if (deps.codec) app.use(createCodecRouter({ pool, codec: deps.codec.codec, uiKey: deps.codec.uiKey }));
 
   app.use(notFoundOrMethodNotAllowed(app));
   app.use(errorHandler);

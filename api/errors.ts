@@ -139,6 +139,7 @@ const BUSINESS_ERRORS: Record<ErrorType, { status: number; code: ErrorCode; mess
   [ErrorType.AccessWithheld]: { status: 409, code: 'access_withheld' },
   [ErrorType.SecretMissing]: { status: 409, code: 'secret_missing' },
   [ErrorType.EntitlementUnknown]: { status: 422, code: 'entitlement_unknown' },
+  [ErrorType.UnknownConnector]: { status: 409, code: 'unknown_connector' },
   [ErrorType.PermanentConnector]: { status: 502, code: 'target_refused', message: 'The target system refused the change; details are in the server log under the request id' },
   [ErrorType.VerificationFailed]: { status: 503, code: 'not_converged', message: 'The target has not reached the requested state yet; retry later', headers: { 'Retry-After': '5' } },
   [ErrorType.EnforcementFailed]: { status: 503, code: 'not_converged', message: 'The target has not reached the requested state yet; retry later', headers: { 'Retry-After': '5' } },
@@ -182,6 +183,10 @@ export function toHttpError(err: unknown): { status: number; code: string; messa
   }
   if (err instanceof WorkflowExecutionAlreadyStartedError || name === 'WorkflowExecutionAlreadyStartedError') {
     return { status: 409, code: 'conflict', message: 'A workflow with this id is already running', issues: [], headers: {} };
+  }
+  // A bad inventory record (connectors/registry.ts): the caller's NHI cannot be acted on, nothing is broken.
+  if (name === 'PermanentConnectorError' && (err as { code?: string }).code === 'unknown_connector') {
+    return { status: 409, code: 'unknown_connector', message: (err as Error).message, issues: [], headers: {} };
   }
   const business = businessError(err);
   if (business) return { status: business.status, code: business.code, message: business.message, issues: [], headers: business.headers };

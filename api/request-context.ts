@@ -38,7 +38,7 @@ export function requestContext(logger: Logger): RequestHandler {
       const level = status >= 500 ? 'error' : status >= 400 ? 'warn' : quiet ? 'debug' : 'info';
       req.log[level](
         {
-          req: { method: req.method, url: req.originalUrl, remoteAddress: req.socket.remoteAddress },
+          req: { method: req.method, url: redactCodecKey(req.originalUrl), remoteAddress: req.socket.remoteAddress },
           res: { statusCode: status, contentLength: res.getHeader('content-length') },
           responseTimeMs: Math.round(ms * 10) / 10,
         },
@@ -48,3 +48,6 @@ export function requestContext(logger: Logger): RequestHandler {
     next();
   };
 }
+
+/** The Temporal UI's codec key travels in the path (/codec/ui/<key>/decode): never into a log line. */
+export const redactCodecKey = (url: string) => url.replace(/^\/codec\/ui\/[^/?]+/, '/codec/ui/***');

@@ -10,7 +10,7 @@ import { createPool } from '../lib/db';
 import { closeChangeWindow } from '../scenarios/jit/change-windows';
 import { connectClient } from '../lib/temporal-connection';
 import type { Client } from '@temporalio/client';
-import { createToken, listPrincipals, listTokens, parseRoles, principalIdSchema, revokeToken, upsertPrincipal } from '../lib/principals';
+import { createToken, DEFAULT_TOKEN_TTL_SECONDS, listPrincipals, listTokens, parseRoles, parseTtl, principalIdSchema, revokeToken, upsertPrincipal } from '../lib/principals';
 
 export interface CliIo {
   out(line: string): void;
@@ -82,6 +82,14 @@ const principalOption = (value: string) => {
   return value;
 };
 
+const ttlOption = (value: string): number => {
+  try {
+    return parseTtl(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+
 export const tokenCommands: CommandGroup = (program, ctx) => {
   const token = program.command('token').description('API tokens');
 
@@ -91,12 +99,13 @@ export const tokenCommands: CommandGroup = (program, ctx) => {
     .requiredOption('--principal <id>', 'principal id, e.g. alice or deploy-bot', principalOption)
     .requiredOption('--roles <r1,r2>', 'comma-separated roles: requester, approver, deployer, detector, admin', rolesOption)
     .option('--label <text>', 'a note stored with the token (where it is used)')
-    .action(async (opts: { principal: string; roles: ReturnType<typeof parseRoles>; label?: string }) => {
+    .option('--ttl <duration>', 'how long the token is valid: e.g. 90d, 12h, 30m (1 minute to 730 days)', ttlOption, DEFAULT_TOKEN_TTL_SECONDS)
+    .action(async (opts: { principal: string; roles: ReturnType<typeof parseRoles>; label?: string; ttl: number }) => {
       const pool = ctx.pool();
       const principal = await upsertPrincipal(pool, { id: opts.principal, roles: opts.roles });
-      const secret = await createToken(pool, principal.id, opts.label);
+      const secret = await createToken(pool, principal.id, opts.label, { ttlSeconds: opts.ttl });
       ctx.out(secret);
-      if (process.stderr.isTTY) ctx.err(`token for ${principal.id} (roles: ${principal.roles.join(', ')}); it is shown only once`);
+      if (process.stderr.isTTY) ctx.err(`token for ${principal.id} (roles: ${principal.roles.join(', ')}), valid for ${Math.round(opts.ttl / 3600)} hour(s); it is shown only once`);
     });
 
   token
@@ -107,7 +116,7 @@ export const tokenCommands: CommandGroup = (program, ctx) => {
     .action(async (opts: { principal?: string; json?: boolean }) => {
       const tokens = await listTokens(ctx.pool(), opts.principal);
       if (opts.json) return ctx.out(JSON.stringify(tokens, null, 2));
-      printTable(ctx, ['ID', 'PRINCIPAL', 'LABEL', 'CREATED', 'LAST USED', 'REVOKED'], tokens.map((t) => [t.id, t.principalId, t.label ?? '', t.createdAt, t.lastUsedAt ?? '', t.revokedAt ?? '']));
+      printTable(ctx, ['ID', 'PRINCIPAL', 'LABEL', 'CREATED', 'LAST USED', 'REVOKED', 'EXPIRES'], tokens.map((t) => [t.id, t.principalId, t.label ?? '', t.createdAt, t.lastUsedAt ?? '', t.revokedAt ?? '', t.expiresAt]));
     });
 
   token

@@ -10,6 +10,7 @@ import { adminOptionGrantSql, detectRoleSystem, unsupportedVersionMessage, type 
 import {
   ConnectorErrorCode,
   PermanentConnectorError,
+  type RegistrableVerdict,
   type AccessSnapshot,
   type AccessState,
   type Connector,
@@ -757,6 +758,35 @@ export class PostgresConnector implements Connector {
       return rows
         .map((r) => ({ identity: r.rolname, canLogin: r.rolcanlogin, entitlements: sortNames(r.entitlements.map((e) => this.entitlementFor(e))) }))
         .sort((a, b) => (a.identity < b.identity ? -1 : a.identity > b.identity ? 1 : 0));
+    });
+  }
+
+  /** Registration guard: only a role this connector administers that is an identity, not a group or an administrator. */
+  async checkRegistrable(identity: string): Promise<RegistrableVerdict> {
+    try {
+      checkName('identity', identity);
+    } catch (err) {
+      return { ok: false, reason: (err as Error).message };
+    }
+    if (this.roleOf.has(identity) || this.entitlementOf.has(identity)) return { ok: false, reason: `${JSON.stringify(identity)} is an entitlement (a group role), not an identity` };
+    return this.read(async (q) => {
+      const { rows } = await q.query<{ rolsuper: boolean; is_self: boolean; builtin: boolean; managed: boolean; members: number; createrole: boolean }>(
+        `SELECT r.rolsuper, r.rolname = current_user AS is_self, r.rolname LIKE 'pg\\_%' AS builtin, r.rolcreaterole AS createrole,
+                pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION') AS managed,
+                (SELECT count(*)::int FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member
+                  WHERE m.roleid = r.oid AND u.rolname <> current_user) AS members
+           FROM pg_roles r WHERE r.rolname = $1`,
+        [identity],
+      );
+      const r = rows[0];
+      if (!r) return { ok: false, reason: `no role ${JSON.stringify(identity)} exists at the target` };
+      if (r.is_self) return { ok: false, reason: `${JSON.stringify(identity)} is the connector's own role` };
+      if (r.rolsuper) return { ok: false, reason: `${JSON.stringify(identity)} is a superuser: the connector does not administer it` };
+      if (r.builtin) return { ok: false, reason: `${JSON.stringify(identity)} is a built-in role` };
+      if (r.createrole) return { ok: false, reason: `${JSON.stringify(identity)} has CREATEROLE: an administrator, not an identity the connector manages` };
+      if (!r.managed) return { ok: false, reason: `the connector has no ADMIN OPTION on ${JSON.stringify(identity)}: it does not administer it` };
+      if (r.members > 0) return { ok: false, reason: `${JSON.stringify(identity)} is a group role (it has members)` };
+      return { ok: true };
     });
   }
 

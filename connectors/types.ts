@@ -178,8 +178,17 @@ export interface Connector {
    * holds for the identity, also those the orchestrator never issued. An identity that is gone has none.
    */
   retireAllCredentials?(identity: string): Promise<{ removed: string[] }>;
+  /**
+   * Optional: may an NHI be registered for this identity? Refuses what the connector must never
+   * manage as an NHI — administrators (superusers), its own login, group roles behind entitlements,
+   * built-in roles, roles it has no admin rights on. Registration calls it when the connector offers it.
+   */
+  checkRegistrable?(identity: string): Promise<RegistrableVerdict>;
   close(): Promise<void>;
 }
+
+/** checkRegistrable's answer: `ok`, or why an NHI may not be registered for the identity. */
+export type RegistrableVerdict = { ok: true } | { ok: false; reason: string };
 
 /** Codes of PermanentConnectorError, shared by all connectors (activities map them to failure types). */
 export const ConnectorErrorCode = {

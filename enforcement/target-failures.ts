@@ -27,13 +27,15 @@ export const isIdentityGone = (err: unknown) =>
   (err instanceof PermanentConnectorError && err.code === ConnectorErrorCode.UnknownIdentity) ||
   (err instanceof ReconcileError && err.code === ConnectorErrorCode.UnknownIdentity);
 
+/** A bad inventory record (its connector is not configured): no step on it can ever succeed. */
+export const isUnknownConnector = (err: unknown) =>
+  (err instanceof PermanentConnectorError || err instanceof ReconcileError) && err.code === ConnectorErrorCode.UnknownConnector;
+
 export function targetFailure(what: string, err: unknown, onPermanent: OnPermanent): ApplicationFailure {
   if (err instanceof ApplicationFailure) return err;
   if (err instanceof ReconcileError && err.code === 'nhi_not_found') return ApplicationFailure.nonRetryable(err.message, ErrorType.NhiNotFound);
   // A connector the deployment does not have: no retry helps until the configuration changes.
-  if (err instanceof PermanentConnectorError && err.code === ConnectorErrorCode.UnknownConnector) {
-    return ApplicationFailure.create({ message: `${what}: ${message(err)}`, type: ErrorType.PermanentConnector, nonRetryable: true, details: [{ code: err.code }] });
-  }
+  if (isUnknownConnector(err)) return ApplicationFailure.nonRetryable(`${what}: ${message(err)}`, ErrorType.UnknownConnector);
   const permanent = err instanceof PermanentConnectorError || (err instanceof ReconcileError && err.permanent);
   if (permanent && onPermanent === 'stop-on-permanent') {
     const code = (err as PermanentConnectorError | ReconcileError).code;

@@ -145,6 +145,22 @@ export const configSchema = z.object({
     .default('true')
     .transform((v) => v === 'true' || v === '1'),
   API_BODY_LIMIT: z.string().default('1mb'),
+  /** Workflow payloads encrypted at rest in Temporal (lib/payload-codec.ts): on when keys exist (PAYLOAD_KEYS, or a dev key file). */
+  PAYLOAD_ENCRYPTION: z.enum(['on', 'off']).default('on'),
+  /** "id:key,id:key": 32-byte AES-256-GCM keys; the first encrypts, all decrypt (rotation). */
+  PAYLOAD_KEYS: z
+    .string()
+    .refine((s) => s.split(',').every((p) => /^[A-Za-z0-9_.-]{1,64}:([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)$/.test(p.trim())), 'must be id:key[,id:key…] with 32-byte keys (base64 or 64 hex)')
+    .optional(),
+  /** The key in the UI's codec endpoint path (/codec/ui/<key>); in dev a random one per start. */
+  CODEC_UI_KEY: z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, 'must be 32-128 characters: letters, digits, _ or -').optional(),
+  /** Origins of the Temporal UI allowed to call the codec server (/codec); default the local dev UI. */
+  TEMPORAL_UI_ORIGINS: z.string().optional(),
+  /** Rate limits (api/edges.ts), per window: 401s per source IP, writes per principal and per source IP. */
+  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
+  RATE_LIMIT_AUTH_FAILURES: z.coerce.number().int().min(1).default(60),
+  RATE_LIMIT_WRITES_PER_PRINCIPAL: z.coerce.number().int().min(1).default(600),
+  RATE_LIMIT_WRITES_PER_IP: z.coerce.number().int().min(1).default(1200),
   /** Dev mode only: create demo principals, print their tokens, create the demo estate. */
   DEMO: z
     .enum(['true', 'false', '1', '0'])

@@ -75,7 +75,7 @@ export function loadNhiPolicies(dir: string, options?: PolicyEngineOptions): Pol
   return engine;
 }
 
-const NUMERIC_ANNOTATIONS: Record<string, number> = { approvals: 1, maxMinutes: 1, graceDays: 0, watchDays: 0, quietMinutes: 1 };
+const NUMERIC_ANNOTATIONS: Record<string, number> = { approvals: 1, maxMinutes: 1, graceDays: 0, watchDays: 0, quietMinutes: 1, minGraceDays: 0, secondPerson: 0, cooldownMinutes: 0 };
 const REQUIRED_ON_PERMITS: [PolicyAction, string[]][] = [
   [PolicyAction.RequestElevation, ['approvals']],
   [PolicyAction.Offboard, ['graceDays', 'watchDays']],

@@ -38,6 +38,7 @@ export interface TokenInfo {
   createdAt: string;
   lastUsedAt: string | null;
   revokedAt: string | null;
+  expiresAt: string;
 }
 
 export const TOKEN_PREFIX = 'nhi_';
@@ -112,7 +113,7 @@ export async function getPrincipal(pool: Pool, id: string): Promise<Principal | 
 export async function listPrincipals(pool: Pool): Promise<PrincipalSummary[]> {
   const { rows } = await pool.query<{ id: string; roles: Role[]; created_at: Date; active_tokens: string; last_used_at: Date | null }>(
     `SELECT p.id, p.roles, p.created_at,
-            count(t.id) FILTER (WHERE t.revoked_at IS NULL) AS active_tokens,
+            count(t.id) FILTER (WHERE t.revoked_at IS NULL AND t.expires_at > now()) AS active_tokens,
             max(t.last_used_at) AS last_used_at
        FROM principals p LEFT JOIN api_tokens t ON t.principal_id = p.id
       GROUP BY p.id ORDER BY p.id`,
@@ -126,12 +127,31 @@ export async function listPrincipals(pool: Pool): Promise<PrincipalSummary[]> {
   }));
 }
 
-/** Issue a new token for an existing principal. The returned string is the only copy. */
-export async function createToken(pool: Pool, principalId: string, label?: string): Promise<string> {
+/** How long a token lives unless its creator says otherwise. */
+export const DEFAULT_TOKEN_TTL_SECONDS = 90 * 24 * 3600;
+export const MAX_TOKEN_TTL_SECONDS = 730 * 24 * 3600;
+
+/** "90d", "12h", "30m" or "45s" → seconds; throws with the rule when it is not one of those or out of range. */
+export function parseTtl(text: string): number {
+  const m = /^([1-9][0-9]{0,6})([smhd])$/.exec(text.trim());
+  const seconds = m ? Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'] : NaN;
+  if (!(seconds >= 60 && seconds <= MAX_TOKEN_TTL_SECONDS)) throw new Error('must be a duration like 90d, 12h or 30m, from 1 minute to 730 days');
+  return seconds;
+}
+
+/** Issue a new token for an existing principal. The returned string is the only copy. It expires (default 90 days). */
+export async function createToken(pool: Pool, principalId: string, label?: string, opts: { ttlSeconds?: number } = {}): Promise<string> {
   if (label !== undefined && (label.length > 200 || label.includes('\u0000'))) throw new Error('token label must be at most 200 characters without NUL');
+  const ttl = opts.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS;
+  if (!(Number.isInteger(ttl) && ttl > 0 && ttl <= MAX_TOKEN_TTL_SECONDS)) throw new Error(`token ttl must be a whole number of seconds from 1 to ${MAX_TOKEN_TTL_SECONDS}`);
   const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
   try {
-    await pool.query('INSERT INTO api_tokens (principal_id, token_sha256, label) VALUES ($1, $2, $3)', [principalId, hashToken(token), label ?? null]);
+    await pool.query('INSERT INTO api_tokens (principal_id, token_sha256, label, expires_at) VALUES ($1, $2, $3, now() + make_interval(secs => $4))', [
+      principalId,
+      hashToken(token),
+      label ?? null,
+      ttl,
+    ]);
   } catch (err) {
     if ((err as { code?: string }).code === '23503') throw new UnknownPrincipalError(principalId);
     throw err;
@@ -149,7 +169,7 @@ export async function authenticate(pool: Pool, token: string): Promise<Principal
     `WITH hit AS (
        SELECT t.id AS token_id, t.last_used_at, p.id, p.roles
          FROM api_tokens t JOIN principals p ON p.id = t.principal_id
-        WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL
+        WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
      ), touched AS (
        UPDATE api_tokens SET last_used_at = now()
         WHERE id IN (SELECT token_id FROM hit
@@ -169,8 +189,9 @@ export async function listTokens(pool: Pool, principalId?: string): Promise<Toke
     created_at: Date;
     last_used_at: Date | null;
     revoked_at: Date | null;
+    expires_at: Date;
   }>(
-    `SELECT id, principal_id, label, created_at, last_used_at, revoked_at FROM api_tokens
+    `SELECT id, principal_id, label, created_at, last_used_at, revoked_at, expires_at FROM api_tokens
       WHERE $1::text IS NULL OR principal_id = $1 ORDER BY created_at, id`,
     [principalId ?? null],
   );
@@ -181,6 +202,7 @@ export async function listTokens(pool: Pool, principalId?: string): Promise<Toke
     createdAt: r.created_at.toISOString(),
     lastUsedAt: r.last_used_at?.toISOString() ?? null,
     revokedAt: r.revoked_at?.toISOString() ?? null,
+    expiresAt: r.expires_at.toISOString(),
   }));
 }
 

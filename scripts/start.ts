@@ -1,7 +1,6 @@
 // `npm start`: the whole orchestrator in one terminal — Temporal dev server (with UI; or the server
 // TEMPORAL_ADDRESS names, where our search attributes are registered if missing), embedded
 // PostgreSQL (or DATABASE_URL), the demo estate, the worker and the HTTP API. Ctrl-C stops it all.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import path from 'node:path';
 import { Client as PgClient, type Pool } from 'pg';
@@ -12,7 +11,11 @@ import { embeddedPostgresUrl, ORCHESTRATOR_DATABASE, redactUrl } from '../lib/co
 import { migrate } from '../lib/db';
 import { DEFAULT_CONNECTOR_ROLE, ensureConnectorRole, ensureDemoEstate, loadOrCreateConnectorPassword } from '../lib/estate';
 import { createLogger, type Logger } from '../lib/logger';
-import { authenticate, createToken, upsertPrincipal, type Role } from '../lib/principals';
+import { randomBytes } from 'node:crypto';
+import { productionProblems, secureDataDir, withPrivateUmask } from '../lib/data-dir';
+import { AesGcmPayloadCodec, payloadKeysFrom, uiOrigins } from '../lib/payload-codec';
+import type { Role } from '../lib/principals';
+import { demoTokenLines, demoTokens } from './demo-tokens';
 import { ensureSearchAttributes, type SearchAttributesResult } from '../lib/search-attributes';
 import { connectClient, usesExternalTemporal } from '../lib/temporal-connection';
 import { anomalySettingsFrom, detectorSettingsFrom, ensureUsageCollectorSchedule } from '../scenarios/anomaly/usage';
@@ -86,20 +89,6 @@ function describeSearchAttributes(r: SearchAttributesResult): string {
   return `${all.join(', ')} present${r.typesChecked ? '' : ' (types unchecked: the operator service refused to list them)'}`;
 }
 
-/** Demo principals keep their tokens across restarts (dev only; the file is 0600 in the data folder). */
-async function demoTokens(config: Config, pool: import('pg').Pool): Promise<Record<string, string>> {
-  const file = path.join(config.dataDir, 'demo-tokens.json');
-  const saved: Record<string, string> = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
-  const tokens: Record<string, string> = {};
-  for (const p of DEMO_PRINCIPALS) {
-    await upsertPrincipal(pool, p);
-    const ok = saved[p.id] && (await authenticate(pool, saved[p.id]))?.id === p.id;
-    tokens[p.id] = ok ? saved[p.id] : await createToken(pool, p.id, 'demo');
-  }
-  writeFileSync(file, JSON.stringify(tokens, null, 2) + '\n', { mode: 0o600 });
-  return tokens;
-}
-
 async function main() {
   let config: Config;
   try {
@@ -111,21 +100,33 @@ async function main() {
   const logger = createLogger(config.LOG_LEVEL, { pretty: process.stdout.isTTY, name: 'nhi' });
   process.once('SIGINT', () => void shutdown(logger, 0));
   process.once('SIGTERM', () => void shutdown(logger, 0));
-  mkdirSync(config.dataDir, { recursive: true });
+  // Private data folder (0700/0600, umask 077 for what the children create); production refuses dev shortcuts.
+  const problems = productionProblems(config);
+  if (problems.length) {
+    process.stderr.write(`refusing to start in production:\n- ${problems.join('\n- ')}\n`);
+    process.exit(1);
+  }
+  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  secureDataDir(config.dataDir, { traversable: asRoot && !config.DATABASE_URL });
   installRuntimeLogging(logger.child({ level: 'warn' }), 'WARN');
+
+  // Payload encryption (on by default: a dev key file in the data folder) and the UI's codec key.
+  const codecKeys = payloadKeysFrom(config, { create: true });
+  const codecUiKey = config.CODEC_UI_KEY ?? randomBytes(24).toString('base64url');
 
   // 1. Temporal: the dev server with its UI, unless TEMPORAL_ADDRESS / a profile points elsewhere.
   const externalTemporal = usesExternalTemporal(config);
   let dev: DevServer | undefined;
   if (!externalTemporal) {
     const temporalLog = logger.child({ component: 'temporal-server' });
-    dev = await startDevServer({
+    dev = await withPrivateUmask(() => startDevServer({
+      codecEndpoint: codecKeys ? `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}/codec/ui/${codecUiKey}` : undefined,
       dataDir: config.dataDir,
       port: config.TEMPORAL_PORT,
       uiPort: config.TEMPORAL_UI_PORT,
       namespace: config.TEMPORAL_NAMESPACE,
       onOutput: (line) => (/level=(ERROR|FATAL)/.test(line) && !stopping ? temporalLog.error(line) : temporalLog.debug(line)),
-    });
+    }));
     const started = dev;
     stops.push({ name: 'temporal dev server', stop: () => started.stop() });
   }
@@ -187,7 +188,7 @@ async function main() {
       const bao = await ensureOpenBaoDemoEstate({ vault: buildVaultClient(config, localOpenBao), mount: config.VAULT_APPROLE_MOUNT, secretStore: built.deps.secrets, orchestratorPool: built.pool });
       logger.info({ credentialsIssued: bao.credentialsIssued }, 'demo OpenBao estate ready');
     }
-    tokens = await demoTokens(config, built.pool);
+    tokens = await demoTokens(config.dataDir, built.pool, DEMO_PRINCIPALS);
   }
   // Each connector's own identity: what it lacks stops the start here.
   const targets = await checkConnectorsSetup(built.connectors, logger);
@@ -220,15 +221,18 @@ async function main() {
     const drift = await ensureDriftSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE, intervalMinutes: config.DRIFT_INTERVAL_MINUTES });
     logger.info({ ...drift, everyMinutes: config.DRIFT_INTERVAL_MINUTES }, 'drift check schedule ready');
   }
+  const codec = codecKeys ? { codec: new AesGcmPayloadCodec(codecKeys), uiKey: codecUiKey, uiOrigins: uiOrigins(config, dev?.uiUrl) } : undefined;
   // The console's dev sign-in picker offers the demo principals (loopback callers only).
   const consoleOptions = { temporalUiUrl: dev?.uiUrl, namespace, demoPrincipals: config.demo ? () => DEMO_PRINCIPALS.map((p) => ({ ...p, token: tokens[p.id] })) : undefined };
-  const app = createApp({ pool: built.pool, temporal, config, logger, console: consoleOptions, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors, authorityKey: built.deps.authorityKey }) });
+  const app = createApp({ pool: built.pool, temporal, config, logger, console: consoleOptions, connectors: built.deps.connectors, codec, extraRouters: createScenarioRouters({ pool: built.pool, temporal, config, policy: built.deps.policy, connectors: built.deps.connectors, authorityKey: built.deps.authorityKey }) });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.PORT, config.HOST, () => resolve(s));
     s.once('error', reject);
   });
   stops.push({ name: 'api', stop: () => new Promise((r) => server.close(() => r(undefined))) });
 
+  // What the servers created while starting (Temporal's WAL files, key files) is private too.
+  secureDataDir(config.dataDir, { traversable: asRoot && !config.DATABASE_URL });
   const api = `http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}`;
   const pgVersion = await serverVersion(built.pool);
   const pgUrl = printableDatabaseUrl(built.pool.options.connectionString ?? '');
@@ -249,12 +253,9 @@ async function main() {
     ...(targets.openbao ? [`  OpenBao        ${targets.openbao}${localOpenBao ? ' (local dev server, in memory: recreated on each start)' : ''}`] : []),
     `  Secret store   ${config.SECRET_STORE === 'vault' ? `KV v2 ${config.VAULT_KV_MOUNT}/${config.VAULT_KV_PREFIX} at ${localOpenBao?.addr ?? config.VAULT_ADDR}` : 'encrypted table (secrets)'}`,
     `  Data folder    ${config.dataDir}`,
+    `  Payloads       ${codecKeys ? `encrypted (AES-256-GCM, key ${codecKeys.current}); UI codec at /codec` : 'not encrypted (PAYLOAD_ENCRYPTION=off or no PAYLOAD_KEYS)'}`,
   ];
-  if (Object.keys(tokens).length) {
-    lines.push('', 'Demo principals (Authorization: Bearer <token>):');
-    for (const p of DEMO_PRINCIPALS) lines.push(`  ${p.id.padEnd(13)} ${p.roles.join(',').padEnd(10)} ${tokens[p.id]}`);
-    lines.push('', `Try: curl -H "Authorization: Bearer ${tokens.alice}" ${api}/v1/nhis`);
-  }
+  lines.push(...demoTokenLines({ tokens, principals: DEMO_PRINCIPALS, tty: Boolean(process.stdout.isTTY), dataDir: config.dataDir, api }));
   lines.push(...firstHourLines({ api, config, temporalUiUrl: dev?.uiUrl, namespace }));
   lines.push('', 'Ctrl-C stops everything.', '');
   process.stdout.write(lines.join('\n') + '\n');

@@ -13,7 +13,7 @@ export const DEV_SERVER_DYNAMIC_CONFIG = [
   'frontend.workerVersioningWorkflowAPIs=true',
 ];
 
-export function devServerArgs(opts: { dataDir: string; port: number; uiPort: number; ip?: string; namespace?: string }): string[] {
+export function devServerArgs(opts: { dataDir: string; port: number; uiPort: number; ip?: string; namespace?: string; codecEndpoint?: string }): string[] {
   const args = [
     'server',
     'start-dev',
@@ -28,6 +28,8 @@ export function devServerArgs(opts: { dataDir: string; port: number; uiPort: num
   if (opts.namespace && opts.namespace !== 'default') args.push('--namespace', opts.namespace);
   for (const key of ALL_SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
   for (const kv of DEV_SERVER_DYNAMIC_CONFIG) args.push('--dynamic-config-value', kv);
+  // The UI decodes encrypted payloads through the API's codec server (api/codec.ts).
+  if (opts.codecEndpoint) args.push('--ui-codec-endpoint', opts.codecEndpoint);
   return args;
 }
 
@@ -49,6 +51,7 @@ export interface DevServer {
 }
 
 export async function startDevServer(opts: {
+  codecEndpoint?: string;
   dataDir: string;
   port: number;
   uiPort: number;

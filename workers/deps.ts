@@ -10,6 +10,7 @@ import { AWS_DEMO_ENTITLEMENTS, type AwsTarget } from '../lib/aws-estate';
 import { OPENBAO_DEMO_ENTITLEMENTS } from '../lib/openbao-estate';
 import { decodeKey, type Config } from '../lib/config';
 import { embeddedPostgresUrl, orchestratorDatabaseUrl } from '../lib/config-urls';
+import { productionProblems } from '../lib/data-dir';
 import { createPool } from '../lib/db';
 import { createEstateConnector, DEFAULT_CONNECTOR_ROLE, DEFAULT_ESTATE_DATABASE, estateConnectorUrl, loadOrCreateConnectorPassword } from '../lib/estate';
 import type { Logger } from '../lib/logger';
@@ -37,6 +38,8 @@ export function estateUrl(config: Config): string {
 }
 
 export function secretStoreKey(config: Config): Buffer {
+  const problems = productionProblems(config);
+  if (problems.length) throw new Error(`refusing to start in production: ${problems.join('; ')}`);
   if (config.SECRET_STORE_KEY) return decodeKey(config.SECRET_STORE_KEY)!;
   if (config.NODE_ENV === 'production') throw new Error('SECRET_STORE_KEY is required in production (32 bytes, base64 or hex)');
   return loadOrCreateKeyFile(config.dataDir);

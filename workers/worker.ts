@@ -2,6 +2,7 @@
 import { bundleWorkflowCode, NativeConnection, Runtime, DefaultLogger, Worker, type LogLevel, type WorkerOptions } from '@temporalio/worker';
 import type { Logger } from '../lib/logger';
 import type { Config } from '../lib/config';
+import { dataConverterFor } from '../lib/payload-codec';
 import { temporalTarget } from '../lib/temporal-connection';
 import { createActivities, type ActivityDeps } from '../activities';
 
@@ -46,6 +47,8 @@ export async function buildWorker(
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     activities: createActivities(deps),
+    // The same converter as the process's clients: encrypted payloads in, encrypted payloads out.
+    dataConverter: dataConverterFor(config),
     // Short connector calls dominate: many concurrent slots are cheap.
     maxConcurrentActivityTaskExecutions: 200,
     maxConcurrentLocalActivityExecutions: 200,

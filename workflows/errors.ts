@@ -17,6 +17,8 @@ export const ErrorType = {
   EnforcementFailed: 'EnforcementFailed',
   /** A restriction (throttle, quarantine, offboarding) withholds what a step would grant: retrying cannot help. */
   AccessWithheld: 'AccessWithheld',
+  /** The inventory record names a connector that is not configured: a bad record, never retried. */
+  UnknownConnector: 'UnknownConnector',
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -30,6 +32,7 @@ export const NON_RETRYABLE: string[] = [
   ErrorType.InvalidRequest,
   ErrorType.SecretMissing,
   ErrorType.AccessWithheld,
+  ErrorType.UnknownConnector,
 ];
 
 /** What went wrong, for timelines and audit: an activity failure's own message (its cause), else the error's. */

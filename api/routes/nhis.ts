@@ -18,6 +18,8 @@ import {
   nhiStatusSchema,
   text,
 } from '../../lib/inventory';
+import type { ConnectorRegistry } from '../../activities/deps';
+import { ConnectorErrorCode, PermanentConnectorError, type Connector } from '../../connectors/types';
 import { visibilityLiteral } from '../../lib/visibility';
 import { ChangeIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
 import { ApiError } from '../errors';
@@ -72,9 +74,31 @@ export async function listOpenWorkflows(client: Client, nhiId: string, opts: { m
 export interface NhiRouterDeps {
   pool: Pool;
   client: Client;
+  /** When given, registration checks the connector and the identity against it (the start script always gives it). */
+  connectors?: ConnectorRegistry;
 }
 
-export function createNhiRouter({ pool, client }: NhiRouterDeps): Router {
+/**
+ * A record the system could not act on never enters the inventory: its connector must be configured,
+ * and the connector must say the identity is one it administers (never a superuser, its own role or
+ * a group role) when it can tell (Connector.checkRegistrable).
+ */
+async function checkRegistration(connectors: ConnectorRegistry, body: { connector: string; externalRef: string }): Promise<void> {
+  let connector: Connector;
+  try {
+    connector = connectors.get(body.connector);
+  } catch (err) {
+    if (err instanceof PermanentConnectorError && err.code === ConnectorErrorCode.UnknownConnector) {
+      const names = connectors.configuredConnectors();
+      throw ApiError.validation([{ path: 'body.connector', message: `no connector named ${JSON.stringify(body.connector)} is configured${names.length ? ` (configured: ${names.join(', ')})` : ''}` }]);
+    }
+    throw err;
+  }
+  const verdict = await connector.checkRegistrable?.(body.externalRef);
+  if (verdict && !verdict.ok) throw ApiError.validation([{ path: 'body.externalRef', message: `${connector.name} will not manage this identity: ${verdict.reason}` }]);
+}
+
+export function createNhiRouter({ pool, client, connectors }: NhiRouterDeps): Router {
   const router = Router();
 
   defineRoute(router, {
@@ -101,10 +125,12 @@ export function createNhiRouter({ pool, client }: NhiRouterDeps): Router {
     roles: ['admin'],
     body: newNhiSchema,
     responses: {
-      201: { description: 'Registered', schema: nhiSchema },
+      201: { description: 'Registered (status active)', schema: nhiSchema },
+      400: { description: 'Invalid, an unconfigured connector, or an identity the connector does not administer (superuser, its own role, a group role)' },
       409: { description: 'The id, or the connector identity, is already registered' },
     },
     handler: async ({ body, res }) => {
+      if (connectors) await checkRegistration(connectors, body);
       try {
         const nhi = await createNhi(pool, body);
         res.location(`/v1/nhis/${nhi.id}`);

@@ -159,6 +159,7 @@ export function createAnomalyRouter(deps: ScenarioDeps): Router {
     method: 'post',
     path: '/v1/anomalies',
     summary: 'Report an anomaly found by an external detector (starts or joins the NHI\'s throttle)',
+    description: 'observedRate must exceed baselineRate and be at least the anomaly floor (ANOMALY_MIN_RATE, default 10 per minute); otherwise 400 and nothing starts.',
     tags: ['anomaly'],
     roles: ['detector'],
     body: anomalyReportSchema,
@@ -167,6 +168,13 @@ export function createAnomalyRouter(deps: ScenarioDeps): Router {
       409: { description: 'The NHI is being (or has been) offboarded' },
     },
     handler: async ({ body, principal, res }) => {
+      // A report that shows no excess is not an anomaly: it would throttle any NHI on a detector's word.
+      if (!(body.observedRate > body.baselineRate)) {
+        throw ApiError.validation([{ path: 'body.observedRate', message: `observedRate (${body.observedRate}) must exceed baselineRate (${body.baselineRate})` }]);
+      }
+      if (body.observedRate < detector.minRate) {
+        throw ApiError.validation([{ path: 'body.observedRate', message: `observedRate (${body.observedRate}) is below the anomaly floor of ${detector.minRate} events per minute (ANOMALY_MIN_RATE)` }]);
+      }
       const nhi = await getNhi(pool, body.nhiId);
       if (!nhi) throw ApiError.validation([{ path: 'body.nhiId', message: `unknown NHI ${body.nhiId}` }]);
       if (nhi.status === 'offboarding' || nhi.status === 'offboarded') throw ApiError.conflict(`${body.nhiId} is ${nhi.status}: the offboarding owns its access`);

@@ -11,6 +11,8 @@ import { bindIncident, createIncident, unbindIncident, type Incident } from '../
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
 import { alertLabel, alertSignal, LEAK_SCENARIO, LEAK_WORKFLOW_TYPE, leakSummary, leakWorkflowId, type LeakAlert, type LeakContainmentInput } from './contract';
 import type { NormalizedAlert } from './intake';
+import { inCooldown } from './cooldown';
+import type { PolicyEngine } from '../../lib/policy-engine';
 import { contractMatch, resolveTargets, type FingerprintVia, type Match } from './matching';
 
 export const containmentRefSchema = z
@@ -66,7 +68,7 @@ function toLeakAlert(a: NormalizedAlert, receivedAt: Date, matchedBy: Match, ext
   };
 }
 
-export function createAlertDispatch(deps: { pool: Pool; client: Client; taskQueue: string }) {
+export function createAlertDispatch(deps: { pool: Pool; client: Client; taskQueue: string; /** Enables the rotation cool-down (policy contain-cooldown). */ policy?: PolicyEngine }) {
   const { pool, client, taskQueue } = deps;
 
   async function startOrJoin(nhiId: string, alert: LeakAlert, matchedBy: Match = alert.matchedBy): Promise<ContainmentRef> {
@@ -89,6 +91,17 @@ export function createAlertDispatch(deps: { pool: Pool; client: Client; taskQueu
       ],
     });
     return { nhiId, workflowId, matchedBy, statusUrl: `/v1/leaks/${nhiId}` };
+  }
+
+  /** Evidence for the open containment, if one runs (never a start): false when there is none. */
+  async function joinRunning(nhiId: string, alert: LeakAlert): Promise<boolean> {
+    try {
+      await client.workflow.getHandle(leakWorkflowId(nhiId)).signal(alertSignal, alert);
+      return true;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return false;
+      throw err;
+    }
   }
 
   const auditAlert = (workflowId: string, nhiId: string | null, actor: string, outcome: string, alert: NormalizedAlert, extra: Record<string, unknown> = {}) =>
@@ -141,8 +154,23 @@ export function createAlertDispatch(deps: { pool: Pool; client: Client; taskQueu
     }
 
     for (const t of targets) {
+      const leakAlert = () => toLeakAlert(alert, receivedAt, t.matchedBy, actor.startsWith('webhook:') ? {} : { reportedBy: actor });
+      // Without a fingerprint, an alert from the source whose alert just rotated this NHI is merged.
+      const cooldown = t.verdict === 'contain' && contractMatch(t.matchedBy) !== 'fingerprint' && deps.policy
+        ? await inCooldown(pool, deps.policy, { nhiId: t.nhiId, source: alert.source, actor })
+        : undefined;
+      if (cooldown && (await joinRunning(t.nhiId, leakAlert()))) {
+        const ref = { nhiId: t.nhiId, workflowId: leakWorkflowId(t.nhiId), matchedBy: t.matchedBy, statusUrl: `/v1/leaks/${t.nhiId}` };
+        result.containments.push(ref);
+        await auditAlert(ref.workflowId, t.nhiId, actor, 'merged', alert, { matchedBy: t.matchedBy, reason: cooldown });
+        continue;
+      }
+      if (cooldown) {
+        t.verdict = 'already_contained';
+        t.reason = cooldown;
+      }
       if (t.verdict === 'contain') {
-        const ref = await startOrJoin(t.nhiId, toLeakAlert(alert, receivedAt, t.matchedBy, actor.startsWith('webhook:') ? {} : { reportedBy: actor }), t.matchedBy);
+        const ref = await startOrJoin(t.nhiId, leakAlert(), t.matchedBy);
         result.containments.push(ref);
         await auditAlert(ref.workflowId, t.nhiId, actor, 'containment', alert, { matchedBy: t.matchedBy });
       } else {

@@ -468,9 +468,11 @@ export function makeGenericLeakSchema(now: () => Date = () => new Date()) {
         source: rawText('source')
           .min(1, 'source is required')
           .max(64, 'source must be at most 64 characters')
-          .regex(/^(?=.*\S)[^\p{Cc}]+$/u, 'source must be a single line of text'),
+          // No JavaScript regex flags: the pattern is published in the OpenAPI document (C0, DEL and C1 controls are out).
+          .regex(/^(?=.*\S)[^\x00-\x1f\x7f-\x9f]+$/, 'source must be a single line of text'),
         severity: z.enum(SEVERITIES, { error: `severity must be one of ${SEVERITIES.join(', ')}` }),
-        evidenceUrl: rawText('evidenceUrl').pipe(httpUrl).optional(),
+        // The documented form (OpenAPI: uri, http(s), at most 2048); the pipe checks the same.
+        evidenceUrl: rawText('evidenceUrl').max(2048, 'evidenceUrl must be at most 2048 characters').pipe(httpUrl).optional().meta({ type: 'string', format: 'uri', pattern: '^https?://[^\\s]+$', maxLength: 2048 }),
         detectedAt: z.iso
           .datetime({ offset: true, error: 'detectedAt must be an ISO 8601 date-time with a zone, e.g. 2026-11-20T09:14:03Z' })
           .refine((s) => !(Date.parse(s) > now().getTime() + FUTURE_SKEW_MS), 'detectedAt must not be in the future')

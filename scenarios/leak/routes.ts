@@ -64,7 +64,7 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
   const { pool } = deps;
   const { client, taskQueue } = deps.temporal;
 
-  const { handleAlert, once, bindAndContain } = createAlertDispatch({ pool, client, taskQueue });
+  const { handleAlert, once, bindAndContain } = createAlertDispatch({ pool, client, taskQueue, policy: deps.policy });
 
   const ignoredResult = (r: Ignored): LeakIntakeResult => emptyResult({ outcome: 'ignored', reason: r.reason });
   const send = (res: Response, r: LeakIntakeResult) => res.status(r.duplicate ? 200 : 202).json(r);

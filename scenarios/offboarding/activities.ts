@@ -10,7 +10,7 @@ import type { Baseline } from '../../enforcement/desired';
 import { activeIntents, commitIntent, intentsOf, releaseIntents, setBaseline } from '../../enforcement/intents';
 import { enforcementFailed } from '../../enforcement/target-failures';
 import { updateStatus } from '../../lib/inventory';
-import { decideOffboard } from './policy';
+import { decideOffboard, graceTooShort } from './policy';
 import { ErrorType } from '../../workflows/errors';
 import { type DriftEvent, type NhiInventoryStatus, type OffboardPolicyEvidence, type StepReadback, type WatchCheckResult } from './contract';
 import { currentWorkflowId, loadNhi, principalRoles } from '../../activities/common';
@@ -33,6 +33,19 @@ async function replacedBaseline(q: Pool | PoolClient, nhiId: string): Promise<Ba
 export function createOffboardingActivities(deps: ActivityDeps) {
   const { target, audit, reconcileStep } = offboardingSupport(deps);
 
+  /**
+   * Policy as of now: does finalising this NHI need a second person? Asked as an admin, so a requester
+   * who lost a role since the start cannot turn the safeguard off by it.
+   */
+  async function secondPersonRequired(nhiId: string, requestedBy: string): Promise<boolean> {
+    const nhi = await loadNhi(deps.pool, nhiId);
+    const d = decideOffboard(deps.policy, {
+      principal: { id: requestedBy, roles: ['admin'] },
+      nhi: { id: nhi.id, kind: nhi.kind, owner: nhi.owner, criticality: nhi.criticality, tags: nhi.tags },
+    });
+    return d.secondPersonRequired;
+  }
+
   return {
     /** Cedar decides (Offboard), as the requester; recorded with its policies. No change anywhere. */
     async evaluateOffboard(a: { nhiId: string; run: string; requestedBy: string; reason: string; ticket?: string; graceDays?: number; watchDays?: number }) {
@@ -48,10 +61,17 @@ export function createOffboardingActivities(deps: ActivityDeps) {
         policySetHash: d.policySetHash,
         defaultGraceDays: d.defaultGraceDays,
         defaultWatchDays: d.defaultWatchDays,
+        minGraceDays: d.minGraceDays,
+        secondPersonRequired: d.secondPersonRequired,
       };
+      const tooShort = graceTooShort(d, nhi.id, a.graceDays);
       if (nhi.status !== 'active' && nhi.status !== 'throttled') {
         evidence.allowed = false;
         evidence.reasons = [`${nhi.id} is ${nhi.status} already`];
+      } else if (d.allowed && tooShort) {
+        // Also for a workflow started directly (Temporal UI, CLI): the API refuses it before starting.
+        evidence.allowed = false;
+        evidence.reasons = [tooShort];
       }
       await audit(nhi.id, {
         stepId: `${a.run}:policy`,
@@ -105,8 +125,12 @@ export function createOffboardingActivities(deps: ActivityDeps) {
      */
     async checkOffboardingActor(a: { nhiId: string; run: string; step: string; principal: string; action: 'abort' | 'confirm'; requestedBy: string; claimedRoles?: unknown }) {
       const roles = await principalRoles(deps.pool, a.principal);
-      const allowed = roles.includes('admin') || (a.action === 'confirm' && a.principal === a.requestedBy);
-      const reasons = allowed ? [] : [a.action === 'abort' ? 'only an admin can abort an offboarding' : 'only the requester or an admin can confirm an offboarding'];
+      let allowed = roles.includes('admin') || (a.action === 'confirm' && a.principal === a.requestedBy);
+      let reasons = allowed ? [] : [a.action === 'abort' ? 'only an admin can abort an offboarding' : 'only the requester or an admin can confirm an offboarding'];
+      if (allowed && a.action === 'confirm' && a.principal === a.requestedBy && (await secondPersonRequired(a.nhiId, a.requestedBy))) {
+        allowed = false;
+        reasons = [`policy requires a second person: an admin other than ${a.requestedBy} must confirm`];
+      }
       if (!allowed) {
         await audit(a.nhiId, {
           stepId: `${a.run}:${a.step}`,

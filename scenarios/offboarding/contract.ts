@@ -73,6 +73,9 @@ export interface OffboardPolicyEvidence {
   policySetHash: string;
   defaultGraceDays: number | null;
   defaultWatchDays: number | null;
+  /** Safeguards of high and critical NHIs (absent in histories from before them). */
+  minGraceDays?: number;
+  secondPersonRequired?: boolean;
 }
 
 /** A credential the secret store holds for the NHI: reference and fingerprint, never the value. */
@@ -189,6 +192,8 @@ export interface OffboardingStatus {
   attestation?: Attestation;
   graceEndsAt?: string;
   confirmedBy?: string;
+  /** Grace is over; a second person's confirmation (policy) is awaited before finalising. */
+  awaitingSecondPerson?: boolean;
   abort?: { by: string; at: string; reason: string };
   /** After an abort: the target's read-back, which is what the other intents and the baseline want. */
   restored?: AccessState;

@@ -5,7 +5,7 @@ import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Workf
 import { Router } from 'express';
 import { z } from 'zod';
 import { getNhi, nhiIdSchema, text } from '../../lib/inventory';
-import { decideOffboard } from './policy';
+import { decideOffboard, graceTooShort } from './policy';
 import { getPrincipal } from '../../lib/principals';
 import {
   abortUpdate,
@@ -94,7 +94,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
     path: '/v1/offboardings',
     summary: 'Offboard an NHI: disable, revoke, end sessions, prove, then grace and watch',
     description:
-      'Policy decides who may (an admin, or the owner of an integration) and the default grace and watch periods. One offboarding per NHI at a time: a second request answers 409 with the running one\'s id.',
+      'Policy decides who may (an admin, or the owner of an integration), the default grace and watch periods, and for high and critical NHIs a minimum grace period (a shorter graceDays is a 400) and a second person: finalisation waits for the confirmation of an admin other than the requester. One offboarding per NHI at a time: a second request answers 409 with the running one\'s id.',
     tags: ['offboarding'],
     body: offboardingRequestSchema,
     responses: {
@@ -116,13 +116,15 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
         nhi: { id: nhi.id, kind: nhi.kind, owner: nhi.owner, criticality: nhi.criticality, tags: nhi.tags, status: nhi.status },
       });
       if (!d.allowed) throw ApiError.forbidden(`${principal.id} may not offboard ${nhi.id}: ${d.reasons.join('; ') || 'no policy allows it'}`);
+      const tooShort = graceTooShort(d, nhi.id, body.graceDays);
+      if (tooShort) throw ApiError.validation([{ path: 'body.graceDays', message: tooShort }]);
 
       const input: OffboardingInput = {
         version: 1,
         nhiId: nhi.id,
         reason: body.reason,
         ticket: body.ticket,
-        graceDays: body.graceDays ?? d.defaultGraceDays ?? undefined,
+        graceDays: body.graceDays ?? (d.defaultGraceDays === null ? undefined : Math.max(d.defaultGraceDays, d.minGraceDays)),
         watchDays: body.watchDays ?? d.defaultWatchDays ?? undefined,
         requestedBy: principal.id,
         requestedAt: new Date().toISOString(),

@@ -66,6 +66,7 @@ export function statusDetails(status: OffboardingStatus): string {
     `by ${status.requestedBy}${status.ticket ? ` [${status.ticket}]` : ''}: ${status.reason}`,
   ];
   if (status.state === 'grace') lines.push(`grace until ${status.graceEndsAt}: abort (admin) releases the offboarding and restores what the other intents want, confirm finalises now`);
+  if (status.awaitingSecondPerson) lines.push(`awaiting a second person: an admin other than ${status.requestedBy} must confirm before finalising (or abort)`);
   if (status.attestation) lines.push(`attestation: ${status.attestation.outcome} (${status.attestation.checks.length} checks, ${status.attestation.dependents.length} dependent(s) affected)`);
   if (status.state === 'watching') {
     lines.push(`watching until ${status.watch.endsAt}; next check ${status.watch.nextCheckAt ?? '—'}`);

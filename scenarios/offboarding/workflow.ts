@@ -13,6 +13,7 @@ import {
   ContinueAsNew,
   continueAsNew,
   isCancellation,
+  patched,
   proxyActivities,
   setCurrentDetails,
   sleep,
@@ -35,6 +36,7 @@ import {
   type WatchCheckResult,
 } from './contract';
 import { setOffboardingHandlers, type Requests } from './handlers';
+import { awaitSecondPerson, SAFEGUARDS_PATCH } from './safeguards';
 import { checkInput, DAY, describeAccess, DRIFT_MAX, initialStatus, iso, MINUTE, statusDetails, TIMELINE_CARRIED, TIMELINE_MAX } from './status';
 import { Saga } from '../../workflows/saga';
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
@@ -220,6 +222,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       transition('grace', `until ${status.graceEndsAt}`);
       await condition(() => requests.abort !== undefined || requests.confirm !== undefined, graceMs); // durable timer
     }
+    if (patched(SAFEGUARDS_PATCH)) await awaitSecondPerson({ status, requests, event, refresh: refreshDetails });
   }
 
   /** Baseline emptied, `offboarded` kept, credentials erased: from here there is nothing to restore. */

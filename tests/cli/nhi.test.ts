@@ -86,3 +86,14 @@ test('token list shows ids, never tokens; token revoke by id stops the token', a
   expect(again.code).toBe(1);
   expect(again.stderr).toContain('no active token matches');
 });
+
+test('issue 13: token create --ttl sets the expiry; a bad --ttl is refused and creates nothing', async () => {
+  const r = await nhi(['token', 'create', '--principal', 'ttl-bot', '--roles', 'detector', '--ttl', '12h', '--label', 'ttl'], { DATABASE_URL: db.url });
+  expect(r.code).toBe(0);
+  const { rows } = await db.pool.query<{ hours: number }>(`SELECT round(extract(epoch FROM expires_at - created_at) / 3600)::int AS hours FROM api_tokens WHERE label = 'ttl'`);
+  expect(rows).toEqual([{ hours: 12 }]);
+  const bad = await nhi(['token', 'create', '--principal', 'ttl-bot2', '--roles', 'detector', '--ttl', 'forever'], { DATABASE_URL: db.url });
+  expect(bad.code).not.toBe(0);
+  expect(bad.stderr).toMatch(/duration like 90d/);
+  expect((await db.pool.query("SELECT 1 FROM principals WHERE id = 'ttl-bot2'")).rowCount).toBe(0);
+});

@@ -433,5 +433,14 @@ export function runConnectorContract(name: string, setup: () => Promise<Contract
       const names = found.map((d) => d.identity);
       for (const ent of await c.listGrantableEntitlements()) expect(names).not.toContain(ent);
     });
+
+    // Optional (issue 13): what registration asks before an NHI enters the inventory.
+    test('checkRegistrable, where offered: a managed identity yes; an entitlement or a missing identity no, with a reason', async () => {
+      if (!c.checkRegistrable) return;
+      expect(await c.checkRegistrable((await t.newIdentity()).identity)).toEqual({ ok: true });
+      for (const name of [t.entitlements.readOnly, t.entitlements.writeCapable, `missing_${Date.now()}`]) {
+        expect(await c.checkRegistrable(name)).toEqual({ ok: false, reason: expect.any(String) });
+      }
+    });
   });
 }

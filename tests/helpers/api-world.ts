@@ -40,6 +40,7 @@ export async function createApiWorld(
     temporal,
     config,
     logger: opts.logger ?? pino({ level: 'silent' }),
+    connectors: w.deps.connectors,
     extraRouters: createScenarioRouters({ pool: w.db.pool, temporal, config, policy: w.deps.policy, connectors: w.deps.connectors, authorityKey: w.deps.authorityKey, ...opts.scenario }),
   });
   const tokens: Record<string, string> = {};

@@ -7,6 +7,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { Client } from 'pg';
 import { createActivities, type ActivityDeps } from '../../activities';
+import { createConnectorRegistry } from '../../connectors/registry';
 import { scramSha256Verifier, type PostgresConnector } from '../../connectors/postgres';
 import { adminOptionGrantSql, detectRoleSystem, membershipOptionColumns, type RoleSystem } from '../../connectors/postgres-roles';
 import { createEstateConnector, ensureConnectorRole, ensureDemoEstate, estateConnectorUrl, probeTargetFromUrl, type DemoEstateResult } from '../../lib/estate';
@@ -29,6 +30,8 @@ export const DEMO_PRINCIPALS = [
   { id: 'deploy-bot', roles: ['deployer'] as const },
   { id: 'detector-bot', roles: ['detector'] as const },
   { id: 'admin', roles: ['admin'] as const },
+  // The second person that policy asks for before a high or critical NHI is finalised.
+  { id: 'admin-2', roles: ['admin'] as const },
 ];
 
 export interface TestWorld {
@@ -96,7 +99,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
   const notifier = new MemoryNotifier();
   const policy = loadNhiPolicies(path.join(projectRoot, 'policies'));
   for (const p of DEMO_PRINCIPALS) await upsertPrincipal(db.pool, { id: p.id, roles: [...p.roles] });
-  const deps: ActivityDeps = { pool: db.pool, connectors: { get: () => connector, configuredConnectors: () => ['postgres'] }, secrets, policy, notifier, authorityKey: randomBytes(32) };
+  const deps: ActivityDeps = { pool: db.pool, connectors: createConnectorRegistry([connector]), secrets, policy, notifier, authorityKey: randomBytes(32) };
   const env = opts.temporal === 'local' ? await createLocalEnv() : await createTimeSkippingEnv();
   if (opts.temporal === 'local') deps.temporal = { client: env.client, taskQueue: '' };
   const taskQueue = `tq-${prefix}`;

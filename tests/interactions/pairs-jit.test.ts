@@ -190,8 +190,10 @@ describe('JIT × offboarding', () => {
     await h.expectTarget(nhiId, { groups: none, login: false, limit: -1 });
     expect((await jit.h.query(jitStatusQuery)).state).toBe('revoked');
 
-    const watching = await off.executeUpdate(confirmUpdate, { args: [{ by: 'admin', comment: 'go' }] });
-    expect(watching).toMatchObject({ state: 'watching', confirmedBy: 'admin', intents: { restrictions: ['offboarded'] } });
+    // A high NHI: policy wants a second person, an admin other than the requester (admin).
+    await expect(off.executeUpdate(confirmUpdate, { args: [{ by: 'admin', comment: 'go' }] })).rejects.toMatchObject({ cause: { type: 'NotAllowed' } });
+    const watching = await off.executeUpdate(confirmUpdate, { args: [{ by: 'admin-2', comment: 'go' }] });
+    expect(watching).toMatchObject({ state: 'watching', confirmedBy: 'admin-2', intents: { restrictions: ['offboarded'] } });
     await h.expectTarget(nhiId, { groups: none, login: false, limit: -1 });
     await h.expectLogins(nhiId, [[password, '28000']]);
     expect((await activeIntents(w.db.pool, nhiId)).baseline).toEqual({ entitlements: [], canLogin: false, connectionLimit: -1 });

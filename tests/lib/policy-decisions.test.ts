@@ -6,7 +6,7 @@ import { checkPolicyConventions, loadNhiPolicies, type NhiFacts, type Principal 
 import { canConfirmThrottle, decideThrottle } from '../../scenarios/anomaly/policy';
 import { canApprove, decideElevation, SELF_APPROVAL_REASON, type ElevationInput } from '../../scenarios/jit/policy';
 import { decideContainment } from '../../scenarios/leak/policy';
-import { decideOffboard } from '../../scenarios/offboarding/policy';
+import { decideOffboard, graceTooShort } from '../../scenarios/offboarding/policy';
 import { PolicyLoadError } from '../../lib/policy-engine';
 
 const POLICIES = path.join(projectRoot, 'policies');
@@ -351,8 +351,18 @@ describe('decideOffboard', () => {
       allowed: true,
       defaultGraceDays: 14,
       defaultWatchDays: 90,
-      determiningPolicies: ['offboard-defaults', 'offboard-critical-defaults'],
+      determiningPolicies: ['offboard-defaults', 'offboard-critical-defaults', 'offboard-important-safeguards'],
     });
+  });
+
+  it('keeps a minimum grace period and a second person for high and critical NHIs only (finding: one admin call finalised a critical NHI in 0.7 s)', () => {
+    expect(decideOffboard(engine, { principal: root, nhi: criticalSvc })).toMatchObject({ minGraceDays: 1, secondPersonRequired: true });
+    expect(decideOffboard(engine, { principal: root, nhi: { ...svc, criticality: 'high' } })).toMatchObject({ minGraceDays: 1, secondPersonRequired: true, defaultGraceDays: 7 });
+    expect(decideOffboard(engine, { principal: root, nhi: partner })).toMatchObject({ minGraceDays: 0, secondPersonRequired: false });
+    const critical = decideOffboard(engine, { principal: root, nhi: criticalSvc });
+    expect(graceTooShort(critical, criticalSvc.id, 0)).toMatch(/at least 1 day/);
+    expect(graceTooShort(critical, criticalSvc.id, 1)).toBeUndefined();
+    expect(graceTooShort(critical, criticalSvc.id, undefined)).toBeUndefined();
   });
 
   it('lets the owner offboard their integration, and nothing else', () => {
@@ -428,7 +438,7 @@ describe('decideThrottle', () => {
 
 describe('decideContainment', () => {
   it('lets detectors, admins and the orchestrator contain any NHI', () => {
-    expect(decideContainment(engine, { principal: detectorBot, nhi: criticalSvc })).toMatchObject({ allowed: true, determiningPolicies: ['contain'] });
+    expect(decideContainment(engine, { principal: detectorBot, nhi: criticalSvc })).toMatchObject({ allowed: true, determiningPolicies: ['contain', 'contain-cooldown'] });
     expect(decideContainment(engine, { principal: root, nhi: { ...agent, tags: ['no-auto-throttle'] } }).allowed).toBe(true);
     expect(decideContainment(engine, { principal: alice, nhi: svc })).toMatchObject({
       allowed: false,

@@ -8,6 +8,7 @@ import {
   listPrincipals,
   listTokens,
   parseRoles,
+  parseTtl,
   PrincipalExistsError,
   revokeToken,
   UnknownPrincipalError,
@@ -100,4 +101,23 @@ test('roles: admin implies every role; parseRoles names bad roles', () => {
   expect(parseRoles(' approver,requester ,approver')).toEqual(['requester', 'approver']);
   expect(() => parseRoles('approver,boss')).toThrow(/unknown role "boss"; valid roles: requester, approver, deployer, detector, admin/);
   expect(() => parseRoles(' , ')).toThrow(/no roles/);
+});
+
+test('issue 13: tokens expire — 90 days by default, --ttl sets it; an expired token no longer authenticates', async () => {
+  await createPrincipal(db.pool, { id: 'ttl-user', roles: ['detector'] });
+  const normal = await createToken(db.pool, 'ttl-user', 'default');
+  const short = await createToken(db.pool, 'ttl-user', 'short', { ttlSeconds: 120 });
+  const [d, s] = await listTokens(db.pool, 'ttl-user');
+  const days = (t: { createdAt: string; expiresAt: string }) => (Date.parse(t.expiresAt) - Date.parse(t.createdAt)) / 86_400_000;
+  expect(Math.round(days(d))).toBe(90);
+  expect(Math.round(days(s) * 86_400)).toBe(120);
+  expect(await authenticate(db.pool, short)).not.toBeNull();
+  // Its end has come (the database's clock decides): refused like a revoked one.
+  await db.pool.query(`UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE label = 'short'`);
+  expect(await authenticate(db.pool, short)).toBeNull();
+  expect(await authenticate(db.pool, normal)).not.toBeNull();
+  await expect(createToken(db.pool, 'ttl-user', undefined, { ttlSeconds: 0 })).rejects.toThrow(/ttl/);
+  expect(parseTtl('90d')).toBe(90 * 86_400);
+  expect(parseTtl('30m')).toBe(1800);
+  for (const bad of ['0d', '10s', '731d', '1y', '-5m', '']) expect(() => parseTtl(bad)).toThrow(/duration/);
 });

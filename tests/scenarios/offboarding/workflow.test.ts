@@ -485,3 +485,36 @@ test('abort and confirm take no authority from the message: forged roles are ref
   expect(await w.roleState(nhi)).toEqual(before);
   expect(await w.login(nhi, password)).toBe('ok');
 });
+
+test('issue 13: a high NHI needs a minimum grace and a second person — too short a grace is denied, the requester\'s own confirm is refused, and after the grace it waits for another admin', async () => {
+  const nhi = 'svc_important';
+  await w.addNhi({ id: nhi, kind: 'service_account', criticality: 'high' });
+  await grantByConnector(nhi, 'estate_readonly');
+
+  // Started directly (as from the Temporal UI) with no grace: denied by policy, nothing changes.
+  const denied = await (await start({ nhiId: nhi, graceDays: 0 })).result();
+  expect(denied).toMatchObject({ state: 'denied', decision: { allowed: false, reasons: [expect.stringMatching(/at least 1 day\(s\) of grace/)] } });
+  expect((await roleRow(nhi)).rolcanlogin).toBe(true);
+
+  const handle = await start({ nhiId: nhi, graceDays: 1, watchDays: 1 });
+  const grace = await untilState(handle, 'grace');
+  expect(grace.decision).toMatchObject({ minGraceDays: 1, secondPersonRequired: true });
+  await expect(handle.executeUpdate(confirmUpdate, { args: [{ by: 'admin', comment: 'me again' }] })).rejects.toMatchObject({
+    cause: { type: 'NotAllowed', message: expect.stringMatching(/second person/) },
+  });
+
+  await w.env.sleep('25 hours'); // the grace is over: still not finalised
+  const waiting = await waitFor('awaiting a second person', async () => {
+    const s = await handle.query(statusQuery);
+    return s.awaitingSecondPerson ? s : null;
+  }, 30_000);
+  expect(waiting.state).toBe('grace');
+  expect(waiting.confirmedBy).toBeUndefined();
+  expect(waiting.finalisedAt).toBeUndefined();
+  expect((await w.db.pool.query('SELECT count(*)::int AS n FROM secrets WHERE nhi_id = $1 AND status = $2', [nhi, 'deleted'])).rows[0].n).toBe(0);
+
+  const watching = await handle.executeUpdate(confirmUpdate, { args: [{ by: 'admin-2', comment: 'second pair of eyes' }] });
+  expect(watching).toMatchObject({ state: 'watching', confirmedBy: 'admin-2', awaitingSecondPerson: false });
+  expect(await w.inventoryStatus(nhi)).toBe('offboarded');
+  await handle.cancel();
+});
