@@ -17,6 +17,8 @@ export const PATCHES = {
   anomalyBoundedHistory: 'anomaly-bounded-history',
   /** JIT: an active window continues as new after many extensions (or when Temporal suggests it). */
   jitContinueAsNew: 'jit-continue-as-new',
+  /** Offboarding: a high or critical NHI waits after grace for a second person's confirmation. */
+  offboardingSecondPerson: 'offboarding-second-person-v1',
 } as const;
 
 /**

@@ -7,8 +7,9 @@
 import { condition } from '@temporalio/workflow';
 import type { OffboardingStatus } from './contract';
 import type { Requests } from './handlers';
+import { PATCHES } from '../../workflows/versioning';
 
-export const SAFEGUARDS_PATCH = 'offboarding-second-person-v1';
+export const SAFEGUARDS_PATCH = PATCHES.offboardingSecondPerson;
 
 export async function awaitSecondPerson(a: { status: OffboardingStatus; requests: Requests; event(name: string, detail?: string): void; refresh(): void }): Promise<void> {
   const { status, requests, event } = a;

@@ -346,16 +346,19 @@ test('level 2 then clear: login and connection limit back exactly; a forged role
   await expect(session.query('SELECT 1')).rejects.toThrow();
   await session.end().catch(() => undefined);
 
-  // A forged roles field in the Update, from principals that hold no such role: refused by policy
-  // on the roles the server knows; nothing changes at the target.
+  // Straight to Temporal (what the Temporal UI does), unsigned and with a forged roles field: refused
+  // for want of the API's signature (issue 13 finding 1); signed for a principal without the role:
+  // refused by policy on the roles the server knows. Nothing changes at the target.
   for (const forged of [
-    { update: clearUpdate, args: { by: 'alice', reason: 'forged admin clear', roles: ['admin'] } },
-    { update: clearUpdate, args: { by: 'nobody-known', reason: 'forged admin clear', roles: ['admin', 'approver'] } },
-    { update: confirmUpdate, args: { by: 'detector-bot', roles: ['admin'] } },
+    { update: clearUpdate, args: { by: 'admin', reason: 'forged admin clear', roles: ['admin'] }, message: /clear refused: clear needs a signed principal/ },
+    { update: confirmUpdate, args: { by: 'admin', roles: ['admin'] }, message: /confirm refused: confirm needs a signed principal/ },
+    { update: clearUpdate, args: { by: 'alice', reason: 'forged admin clear', roles: ['admin'], authority: w.sign(handle.workflowId, 'clear', 'alice') }, message: /^alice may not/ },
+    { update: confirmUpdate, args: { by: 'detector-bot', roles: ['admin'], authority: w.sign(handle.workflowId, 'confirm', 'detector-bot') }, message: /^detector-bot may not/ },
   ]) {
-    const err = await handle.executeUpdate(forged.update as typeof clearUpdate, { args: [forged.args as never] }).then(() => null, (e: unknown) => e as { cause?: { type?: string; message?: string } });
-    expect(err?.cause).toMatchObject({ type: 'NotAllowed' });
-    expect(err?.cause?.message).toMatch(new RegExp(`^${forged.args.by} may not`));
+    const err = await handle.executeUpdate(forged.update as typeof clearUpdate, { args: [forged.args as never] }).then(() => null, (e: unknown) => e as { cause?: { type?: string; message?: string; cause?: { type?: string; message?: string } } });
+    const failure = err?.cause?.cause ?? err?.cause;
+    expect(failure).toMatchObject({ type: 'NotAllowed' });
+    expect(failure?.message).toMatch(forged.message);
   }
   const still = await handle.query(statusQuery);
   expect(still).toMatchObject({ state: 'throttled_l2', level: 2 });
