@@ -3,7 +3,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Pool } from 'pg';
 import { appendAudit, type AuditEventInput } from '../lib/audit';
-import { checkSignature, useNonce, type Authority, type SignedMessage } from '../lib/authority';
+import { checkSignature, useNonce, type Authority, type AuthorityCheck, type SignedMessage } from '../lib/authority';
 import { getNhi, type Nhi } from '../lib/inventory';
 import { getPrincipal } from '../lib/principals';
 import type { Notification } from '../lib/notifier';
@@ -41,17 +41,20 @@ export function currentWorkflowId(): string {
  * a non-retryable NotAllowed naming what is wrong — the message is not honoured.
  */
 export async function verifiedPrincipal(deps: Pick<ActivityDeps, 'pool' | 'authorityKey'>, authority: Authority | undefined, message: SignedMessage, claimed?: string): Promise<string> {
+  const check = await signedPrincipal(deps, authority, message, claimed);
+  if (!check.ok) throw ApplicationFailure.create({ message: `${message} refused: ${check.reason}`, type: ErrorType.NotAllowed, nonRetryable: true });
+  return check.principal;
+}
+
+/** verifiedPrincipal's check, as an answer rather than a failure (for steps that record refusals). */
+export async function signedPrincipal(deps: Pick<ActivityDeps, 'pool' | 'authorityKey'>, authority: Authority | undefined, message: SignedMessage, claimed?: string): Promise<AuthorityCheck> {
   const info = Context.current().info;
   const execution = info.workflowExecution;
   if (!execution) throw new Error('this activity must run on behalf of a workflow');
-  const workflowId = execution.workflowId;
-  const refuse = (reason: string) => ApplicationFailure.create({ message: `${message} refused: ${reason}`, type: ErrorType.NotAllowed, nonRetryable: true });
-  const check = checkSignature(deps.authorityKey, authority, { workflowId, message });
-  if (!check.ok) throw refuse(check.reason);
-  if (claimed !== undefined && claimed !== check.principal) throw refuse(`signed by ${check.principal}, but the message names ${claimed}`);
-  const used = await useNonce(deps.pool, authority!, `${execution.runId}:${info.activityId}`);
-  if (!used.ok) throw refuse(used.reason);
-  return check.principal;
+  const check = checkSignature(deps.authorityKey, authority, { workflowId: execution.workflowId, message });
+  if (!check.ok) return check;
+  if (claimed !== undefined && claimed !== check.principal) return { ok: false, reason: `signed by ${check.principal}, but the message names ${claimed}` };
+  return useNonce(deps.pool, authority!, `${execution.runId}:${info.activityId}`);
 }
 
 export type AuditStep = Omit<AuditEventInput, 'workflowId'>;

@@ -49,9 +49,9 @@ export async function withPrivateUmask<T>(fn: () => Promise<T>): Promise<T> {
 
 /**
  * What stops a production start: the dev secret-store key file beside the data it protects (or
- * SECRET_STORE_KEY equal to it), no SECRET_STORE_KEY at all, and demo principals.
+ * SECRET_STORE_KEY equal to it), no SECRET_STORE_KEY or AUTHORITY_KEY at all, and demo principals.
  */
-export function productionProblems(config: Pick<Config, 'NODE_ENV' | 'SECRET_STORE_KEY' | 'dataDir' | 'demo'>): string[] {
+export function productionProblems(config: Pick<Config, 'NODE_ENV' | 'SECRET_STORE_KEY' | 'AUTHORITY_KEY' | 'dataDir' | 'demo'>): string[] {
   if (config.NODE_ENV !== 'production') return [];
   const problems: string[] = [];
   const devKey = path.join(config.dataDir, DEV_KEY_FILE);
@@ -62,6 +62,7 @@ export function productionProblems(config: Pick<Config, 'NODE_ENV' | 'SECRET_STO
       `${devKey} is the dev secret-store key${same ? ', and SECRET_STORE_KEY is that key' : ''}: a production key never sits beside the data it protects — re-encrypt with a new SECRET_STORE_KEY and delete the file`,
     );
   }
+  if (!config.AUTHORITY_KEY) problems.push('AUTHORITY_KEY is required in production (32 bytes, base64 or hex): the API signs principals with it and the workers verify them, so both get the same key');
   if (config.demo) problems.push('DEMO must be off in production (demo principals and their printed tokens are for local use only)');
   return problems;
 }

@@ -13,11 +13,12 @@ import { updateStatus } from '../../lib/inventory';
 import { decideOffboard, graceTooShort } from './policy';
 import { ErrorType } from '../../workflows/errors';
 import { type DriftEvent, type NhiInventoryStatus, type OffboardPolicyEvidence, type StepReadback, type WatchCheckResult } from './contract';
-import { currentWorkflowId, loadNhi, principalRoles } from '../../activities/common';
+import { currentWorkflowId, loadNhi, principalRoles, signedPrincipal } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
 import { atTarget, credentialRecords, message, now, offboardingSupport } from './activity-support';
 import { createProofActivities } from './proof';
 import { createStopScenariosActivities } from './stop-scenarios';
+import type { Authority } from '../../lib/authority';
 
 export { dependentImpacts } from './proof';
 
@@ -48,8 +49,10 @@ export function createOffboardingActivities(deps: ActivityDeps) {
 
   return {
     /** Cedar decides (Offboard), as the requester; recorded with its policies. No change anywhere. */
-    async evaluateOffboard(a: { nhiId: string; run: string; requestedBy: string; reason: string; ticket?: string; graceDays?: number; watchDays?: number }) {
+    async evaluateOffboard(a: { nhiId: string; run: string; requestedBy: string; reason: string; ticket?: string; graceDays?: number; watchDays?: number; authority?: Authority }) {
       const nhi = await loadNhi(deps.pool, a.nhiId);
+      // requestedBy must be the principal the API signed for this start (not a name typed in the Temporal UI).
+      const signed = await signedPrincipal(deps, a.authority, 'start', a.requestedBy);
       const d = decideOffboard(deps.policy, {
         principal: { id: a.requestedBy, roles: await principalRoles(deps.pool, a.requestedBy) },
         nhi: { id: nhi.id, kind: nhi.kind, owner: nhi.owner, criticality: nhi.criticality, tags: nhi.tags, status: nhi.status },
@@ -65,7 +68,10 @@ export function createOffboardingActivities(deps: ActivityDeps) {
         secondPersonRequired: d.secondPersonRequired,
       };
       const tooShort = graceTooShort(d, nhi.id, a.graceDays);
-      if (nhi.status !== 'active' && nhi.status !== 'throttled') {
+      if (!signed.ok) {
+        evidence.allowed = false;
+        evidence.reasons = [`start refused: ${signed.reason}`];
+      } else if (nhi.status !== 'active' && nhi.status !== 'throttled') {
         evidence.allowed = false;
         evidence.reasons = [`${nhi.id} is ${nhi.status} already`];
       } else if (d.allowed && tooShort) {
@@ -123,10 +129,12 @@ export function createOffboardingActivities(deps: ActivityDeps) {
      * Who may abort (an admin) or confirm (the requester or an admin) an offboarding: the roles come
      * from the principals table, never from the message. A refusal is audited (claimed roles included).
      */
-    async checkOffboardingActor(a: { nhiId: string; run: string; step: string; principal: string; action: 'abort' | 'confirm'; requestedBy: string; claimedRoles?: unknown }) {
-      const roles = await principalRoles(deps.pool, a.principal);
-      let allowed = roles.includes('admin') || (a.action === 'confirm' && a.principal === a.requestedBy);
-      let reasons = allowed ? [] : [a.action === 'abort' ? 'only an admin can abort an offboarding' : 'only the requester or an admin can confirm an offboarding'];
+    async checkOffboardingActor(a: { nhiId: string; run: string; step: string; principal: string; action: 'abort' | 'confirm'; requestedBy: string; claimedRoles?: unknown; authority?: Authority }) {
+      // Abort gives access back, confirm erases the credential: both need the API's signature.
+      const signed = await signedPrincipal(deps, a.authority, a.action, a.principal);
+      const roles = signed.ok ? await principalRoles(deps.pool, a.principal) : [];
+      let allowed = signed.ok && (roles.includes('admin') || (a.action === 'confirm' && a.principal === a.requestedBy));
+      let reasons = allowed ? [] : !signed.ok ? [signed.reason] : [a.action === 'abort' ? 'only an admin can abort an offboarding' : 'only the requester or an admin can confirm an offboarding'];
       if (allowed && a.action === 'confirm' && a.principal === a.requestedBy && (await secondPersonRequired(a.nhiId, a.requestedBy))) {
         allowed = false;
         reasons = [`policy requires a second person: an admin other than ${a.requestedBy} must confirm`];
@@ -134,11 +142,12 @@ export function createOffboardingActivities(deps: ActivityDeps) {
       if (!allowed) {
         await audit(a.nhiId, {
           stepId: `${a.run}:${a.step}`,
-          actor: a.principal,
+          // Unsigned, the name is only a claim: the actor is the Temporal UI/CLI, the claim a detail.
+          actor: signed.ok ? a.principal : 'temporal-ui',
           action: `offboarding.${a.action}`,
           outcome: 'refused',
           decision: { allowed, reasons, roles },
-          details: { claimedRoles: Array.isArray(a.claimedRoles) ? a.claimedRoles.filter((r) => typeof r === 'string').slice(0, 10) : null },
+          details: { claimedBy: a.principal, claimedRoles: Array.isArray(a.claimedRoles) ? a.claimedRoles.filter((r) => typeof r === 'string').slice(0, 10) : null },
         });
       }
       return { allowed, roles, reasons };

@@ -1,6 +1,7 @@
 // The offboarding contract: what the API, the CLI and tests import (never the workflow body).
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { AccessState } from '../../connectors/types';
+import type { Authority } from '../../lib/authority';
 
 export const OFFBOARDING_WORKFLOW_TYPE = 'offboarding';
 export const OFFBOARDING_SCENARIO = 'offboarding';
@@ -34,6 +35,8 @@ export interface OffboardingInput {
   watchDays?: number;
   /** The authenticated principal; never taken from a request body. */
   requestedBy: string;
+  /** requestedBy signed by the API for this start: without it the offboarding is denied. */
+  authority?: Authority;
   requestedAt: string;
   /**
    * Short id of this offboarding. The workflow id is reused after an abort, so audit step ids start
@@ -225,6 +228,8 @@ export interface AbortInput {
   reason: string;
   /** Ignored: never an authority. */
   roles?: string[];
+  /** `by` signed by the API (lib/authority.ts): required, an abort gives access back. */
+  authority?: Authority;
 }
 
 /** The requester or an admin (roles looked up server-side, as for abort). */
@@ -233,6 +238,8 @@ export interface ConfirmInput {
   comment?: string;
   /** Ignored: never an authority. */
   roles?: string[];
+  /** `by` signed by the API: required, a confirmation finalises (the credential is erased). */
+  authority?: Authority;
 }
 
 /** Release this offboarding's intents and reconcile; answers once the read-back is verified (state `aborted`). */

@@ -7,6 +7,7 @@ import { fastCall } from '../../workflows/activity-presets';
 import { ErrorType } from '../../workflows/errors';
 import { abortUpdate, confirmUpdate, FINALISED_STATES, statusQuery, type OffboardingStatus } from './contract';
 import { iso } from './status';
+import type { Authority } from '../../lib/authority';
 
 const acts = proxyActivities<ReturnType<typeof createActivities>>(fastCall);
 
@@ -42,15 +43,15 @@ export function setOffboardingHandlers(a: { status: OffboardingStatus; requests:
     return undefined;
   };
   /** The principal's roles come from the server (principals table), never from the message. */
-  async function authorize(action: 'abort' | 'confirm', by: string, claimedRoles: unknown) {
-    const v = await acts.checkOffboardingActor({ nhiId, run, step: `refused:${++refusals}`, principal: by, action, requestedBy: status.requestedBy, claimedRoles });
+  async function authorize(action: 'abort' | 'confirm', by: string, claimedRoles: unknown, authority?: Authority) {
+    const v = await acts.checkOffboardingActor({ nhiId, run, step: `refused:${++refusals}`, principal: by, action, requestedBy: status.requestedBy, claimedRoles, ...(authority ? { authority } : {}) });
     if (!v.allowed) throw ApplicationFailure.create({ message: `${by} may not ${action} this offboarding: ${v.reasons.join('; ')}`, type: ErrorType.NotAllowed, nonRetryable: true });
   }
 
   setHandler(
     abortUpdate,
     async (u) => {
-      await authorize('abort', u.by, u.roles);
+      await authorize('abort', u.by, u.roles, u.authority);
       // The flow may have moved on while the roles were looked up.
       const no = abortClosed();
       if (no) throw no;
@@ -71,7 +72,7 @@ export function setOffboardingHandlers(a: { status: OffboardingStatus; requests:
   setHandler(
     confirmUpdate,
     async (c) => {
-      await authorize('confirm', c.by, c.roles);
+      await authorize('confirm', c.by, c.roles, c.authority);
       const no = confirmClosed();
       if (no) throw no;
       if (!requests.confirm) {

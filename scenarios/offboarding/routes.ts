@@ -27,6 +27,7 @@ import { ApiError, errorResponseSchema } from '../../api/errors';
 import { defineRoute } from '../../api/route';
 import type { ScenarioDeps } from '../../api/scenarios';
 import { mapUpdateError, requireRunning } from '../../api/workflow-errors';
+import { signAuthority } from '../../lib/authority';
 
 export const offboardingRequestSchema = z
   .strictObject({
@@ -127,6 +128,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
         graceDays: body.graceDays ?? (d.defaultGraceDays === null ? undefined : Math.max(d.defaultGraceDays, d.minGraceDays)),
         watchDays: body.watchDays ?? d.defaultWatchDays ?? undefined,
         requestedBy: principal.id,
+        authority: signAuthority(deps.authorityKey, { workflowId, message: 'start', principal: principal.id }),
         requestedAt: new Date().toISOString(),
         requestId: randomBytes(4).toString('hex'),
         settings,
@@ -273,7 +275,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
     },
     handler: ({ params, body, principal, res }) =>
       // Only who is asking: the workflow looks the roles up itself.
-      update(params.id, (h) => h.startUpdate(abortUpdate, { args: [{ by: principal.id, reason: body.reason }], waitForStage: 'ACCEPTED' }), res),
+      update(params.id, (h) => h.startUpdate(abortUpdate, { args: [{ by: principal.id, reason: body.reason, authority: signAuthority(deps.authorityKey, { workflowId: h.workflowId, message: 'abort', principal: principal.id }) }], waitForStage: 'ACCEPTED' }), res),
   });
 
   defineRoute(router, {
@@ -290,7 +292,7 @@ export function createOffboardingRouter(deps: ScenarioDeps): Router {
       409: { description: 'Already finalised, being aborted, or finished', schema: errorResponseSchema },
     },
     handler: ({ params, body, principal, res }) =>
-      update(params.id, (h) => h.startUpdate(confirmUpdate, { args: [{ by: principal.id, comment: body.comment }], waitForStage: 'ACCEPTED' }), res),
+      update(params.id, (h) => h.startUpdate(confirmUpdate, { args: [{ by: principal.id, comment: body.comment, authority: signAuthority(deps.authorityKey, { workflowId: h.workflowId, message: 'confirm', principal: principal.id }) }], waitForStage: 'ACCEPTED' }), res),
   });
 
   return router;

@@ -103,7 +103,7 @@ export async function offboarding(input: OffboardingInput): Promise<OffboardingS
       return await finish();
     }
     refreshDetails();
-    const d = await acts.evaluateOffboard({ nhiId, run, requestedBy: input.requestedBy, reason: input.reason, ticket: input.ticket, graceDays: input.graceDays, watchDays: input.watchDays });
+    const d = await acts.evaluateOffboard({ nhiId, run, requestedBy: input.requestedBy, reason: input.reason, ticket: input.ticket, graceDays: input.graceDays, watchDays: input.watchDays, authority: input.authority });
     status.decision = d.evidence;
     status.connector = d.connector;
     status.identity = d.identity;

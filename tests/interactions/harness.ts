@@ -232,7 +232,7 @@ export function createHarness(w: TestWorld) {
     return client().workflow.start(OFFBOARDING_WORKFLOW_TYPE, {
       taskQueue: w.taskQueue,
       workflowId: offboardingWorkflowId(nhiId),
-      args: [input],
+      args: [{ ...input, authority: w.sign(offboardingWorkflowId(nhiId), 'start', input.requestedBy) }],
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
       workflowIdConflictPolicy: 'FAIL',
       typedSearchAttributes: [
@@ -252,7 +252,7 @@ export function createHarness(w: TestWorld) {
     }, WAIT_MS);
   }
 
-  const abortOffboarding = (h: WorkflowHandle) => h.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'wrong NHI' }] });
+  const abortOffboarding = (h: WorkflowHandle) => h.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'wrong NHI', authority: w.sign(h.workflowId, 'abort', 'admin') }] });
 
   // --- sessions ---------------------------------------------------------------------------
 

@@ -191,8 +191,8 @@ describe('JIT × offboarding', () => {
     expect((await jit.h.query(jitStatusQuery)).state).toBe('revoked');
 
     // A high NHI: policy wants a second person, an admin other than the requester (admin).
-    await expect(off.executeUpdate(confirmUpdate, { args: [{ by: 'admin', comment: 'go' }] })).rejects.toMatchObject({ cause: { type: 'NotAllowed' } });
-    const watching = await off.executeUpdate(confirmUpdate, { args: [{ by: 'admin-2', comment: 'go' }] });
+    await expect(off.executeUpdate(confirmUpdate, { args: [{ by: 'admin', comment: 'go', authority: w.sign(off.workflowId, 'confirm', 'admin') }] })).rejects.toMatchObject({ cause: { type: 'NotAllowed' } });
+    const watching = await off.executeUpdate(confirmUpdate, { args: [{ by: 'admin-2', comment: 'go', authority: w.sign(off.workflowId, 'confirm', 'admin-2') }] });
     expect(watching).toMatchObject({ state: 'watching', confirmedBy: 'admin-2', intents: { restrictions: ['offboarded'] } });
     await h.expectTarget(nhiId, { groups: none, login: false, limit: -1 });
     await h.expectLogins(nhiId, [[password, '28000']]);

@@ -41,9 +41,11 @@ test('production refuses the dev key file beside the data, a missing key and dem
   const dir = freshDir();
   mkdirSync(dir);
   const key = randomBytes(32).toString('base64');
-  const prod = (env: Record<string, string>) => loadConfig({ NODE_ENV: 'production', DATA_DIR: dir, ...env });
+  const authority = randomBytes(32).toString('base64');
+  const prod = (env: Record<string, string>) => loadConfig({ NODE_ENV: 'production', DATA_DIR: dir, AUTHORITY_KEY: authority, ...env });
   expect(productionProblems(prod({ SECRET_STORE_KEY: key }))).toEqual([]);
   expect(productionProblems(prod({}))).toEqual([expect.stringMatching(/SECRET_STORE_KEY is required/)]);
+  expect(productionProblems(prod({ SECRET_STORE_KEY: key, AUTHORITY_KEY: '' }))).toEqual([expect.stringMatching(/AUTHORITY_KEY is required in production/)]);
   writeFileSync(path.join(dir, 'secret-store.key'), key + '\n', { mode: 0o600 });
   expect(productionProblems(prod({ SECRET_STORE_KEY: key }))).toEqual([expect.stringMatching(/secret-store\.key is the dev secret-store key, and SECRET_STORE_KEY is that key/)]);
   expect(productionProblems(prod({ SECRET_STORE_KEY: randomBytes(32).toString('hex'), DEMO: 'true' }))).toEqual([

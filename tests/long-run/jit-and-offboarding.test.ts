@@ -81,7 +81,7 @@ test('an offboarding watched for 400 days: each run under the budget; it complet
     graceDays: 1,
     watchDays: 400,
   };
-  const handle = await w.env.client.workflow.start('offboarding', { taskQueue: w.taskQueue, workflowId: offboardingWorkflowId(nhiId), args: [input] });
+  const handle = await w.env.client.workflow.start('offboarding', { taskQueue: w.taskQueue, workflowId: offboardingWorkflowId(nhiId), args: [{ ...input, authority: w.sign(offboardingWorkflowId(nhiId), 'start', 'admin') }] });
   const end: OffboardingStatus = await w.env.client.workflow.getHandle(handle.workflowId).result();
   expect(end.state).toBe('completed');
   expect(end.watch.checks).toBe(400);

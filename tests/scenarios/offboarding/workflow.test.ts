@@ -42,7 +42,9 @@ function input(over: Partial<OffboardingInput>): OffboardingInput {
 
 async function start(over: Partial<OffboardingInput>, taskQueue = w.taskQueue) {
   const i = input(over);
-  return w.env.client.workflow.start(offboarding, { taskQueue, workflowId: offboardingWorkflowId(i.nhiId), args: [i] });
+  const workflowId = offboardingWorkflowId(i.nhiId);
+  // As the API starts it: requestedBy signed for this start.
+  return w.env.client.workflow.start(offboarding, { taskQueue, workflowId, args: [{ authority: w.sign(workflowId, 'start', i.requestedBy), ...i }] });
 }
 
 async function untilState(handle: Awaited<ReturnType<typeof start>>, state: OffboardingState) {
@@ -382,7 +384,7 @@ describe('issue 9 case 3: offboarding a throttled NHI, then abort', () => {
     await asOwner('anomaly-test', nhi, 'release');
     expect(await w.roleState(nhi)).toEqual({ rolcanlogin: false, rolconnlimit: -1, memberships: [] });
 
-    const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'wrong NHI' }] });
+    const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', authority: w.sign(handle.workflowId, 'abort', 'admin'), reason: 'wrong NHI' }] });
     expect(aborted).toMatchObject({ state: 'aborted', restored: { canLogin: true, connectionLimit: -1, entitlements: ['estate_readonly', 'estate_writer'] } });
     expect(await w.roleState(nhi)).toEqual(before);
     expect(await w.login(nhi, password)).toBe('ok');
@@ -405,7 +407,7 @@ describe('issue 9 case 3: offboarding a throttled NHI, then abort', () => {
     await untilState(handle, 'grace');
     expect(await w.roleState(nhi)).toEqual({ rolcanlogin: false, rolconnlimit: 2, memberships: [] });
 
-    const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'wrong NHI' }] });
+    const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', authority: w.sign(handle.workflowId, 'abort', 'admin'), reason: 'wrong NHI' }] });
     expect(aborted.state).toBe('aborted');
     // Exactly the throttled state: read access (L1), connection limit 2, login on. And it is owned.
     expect(await w.roleState(nhi)).toEqual(throttled);
@@ -439,7 +441,7 @@ test('abort during grace never cuts what others want: a live JIT grant comes bac
   ]);
   expect(grace.attestation?.dependents).toEqual([]);
 
-  const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'still needed' }] });
+  const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', authority: w.sign(handle.workflowId, 'abort', 'admin'), reason: 'still needed' }] });
   expect(aborted.state).toBe('aborted');
   expect(await w.roleState(nhi)).toEqual(elevated);
   await keepHistory(w.env.client, 'offboarding-aborted-in-grace', handle.workflowId);
@@ -455,6 +457,19 @@ test('abort during grace never cuts what others want: a live JIT grant comes bac
   expect(await w.roleState(nhi)).toEqual(baseline);
 });
 
+test('issue 13 finding 1: an offboarding started straight on Temporal with requestedBy "admin" and no signature is denied; nothing changes', async () => {
+  await w.addNhi({ id: 'svc_unsigned', kind: 'service_account' });
+  await grantByConnector('svc_unsigned', 'estate_readonly');
+  const i = input({ nhiId: 'svc_unsigned', requestedBy: 'admin' });
+  const handle = await w.env.client.workflow.start(offboarding, { taskQueue: w.taskQueue, workflowId: offboardingWorkflowId(i.nhiId), args: [i] });
+  const result = await handle.result();
+  expect(result.state).toBe('denied');
+  expect(result.decision?.reasons.join(' ')).toMatch(/start refused: start needs a signed principal/);
+  expect(await w.memberships('svc_unsigned')).toEqual([w.ent('estate_readonly')]);
+  expect((await roleRow('svc_unsigned')).rolcanlogin).toBe(true);
+  expect(await w.inventoryStatus('svc_unsigned')).toBe('active');
+});
+
 test('abort and confirm take no authority from the message: forged roles are refused and audited', async () => {
   const nhi = 'svc_forged';
   const password = await nhiWith(nhi, ['estate_readonly']);
@@ -462,8 +477,9 @@ test('abort and confirm take no authority from the message: forged roles are ref
   const handle = await start({ nhiId: nhi, graceDays: 5, watchDays: 5 });
   const grace = await untilState(handle, 'grace');
 
-  // issue 13: mallory is no principal at all, alice only a requester; both claim admin.
-  for (const by of ['mallory', 'alice']) {
+  // issue 13: mallory is no principal at all, alice only a requester; both claim admin. 'admin' is
+  // an admin, but these come straight to Temporal (the Temporal UI, the CLI): nobody signed them.
+  for (const by of ['mallory', 'alice', 'admin']) {
     await expect(handle.executeUpdate(abortUpdate, { args: [{ by, roles: ['admin'], reason: 'let me back in' }] })).rejects.toMatchObject({
       cause: { type: 'NotAllowed', message: expect.stringMatching(new RegExp(`^${by} may not abort`)) },
     });
@@ -476,11 +492,11 @@ test('abort and confirm take no authority from the message: forged roles are ref
   expect(await w.roleState(nhi)).toEqual({ rolcanlogin: false, rolconnlimit: -1, memberships: [] });
   expect(await w.login(nhi, password)).toBe('28000');
   const refused = (await auditOf(nhi, grace.requestId)).filter((a) => a.outcome === 'refused');
-  expect(refused).toHaveLength(4);
-  expect(refused[0]).toMatchObject({ action: 'offboarding.abort', details: { claimedRoles: ['admin'] } });
+  expect(refused).toHaveLength(6);
+  expect(refused[0]).toMatchObject({ action: 'offboarding.abort', details: { claimedRoles: ['admin'], claimedBy: 'mallory' } });
 
   // The real admin, with no roles in the message: accepted, and access is back.
-  const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', reason: 'kept' }] });
+  const aborted = await handle.executeUpdate(abortUpdate, { args: [{ by: 'admin', authority: w.sign(handle.workflowId, 'abort', 'admin'), reason: 'kept' }] });
   expect(aborted).toMatchObject({ state: 'aborted', abort: { by: 'admin' } });
   expect(await w.roleState(nhi)).toEqual(before);
   expect(await w.login(nhi, password)).toBe('ok');
@@ -499,7 +515,7 @@ test('issue 13: a high NHI needs a minimum grace and a second person — too sho
   const handle = await start({ nhiId: nhi, graceDays: 1, watchDays: 1 });
   const grace = await untilState(handle, 'grace');
   expect(grace.decision).toMatchObject({ minGraceDays: 1, secondPersonRequired: true });
-  await expect(handle.executeUpdate(confirmUpdate, { args: [{ by: 'admin', comment: 'me again' }] })).rejects.toMatchObject({
+  await expect(handle.executeUpdate(confirmUpdate, { args: [{ by: 'admin', authority: w.sign(handle.workflowId, 'confirm', 'admin'), comment: 'me again' }] })).rejects.toMatchObject({
     cause: { type: 'NotAllowed', message: expect.stringMatching(/second person/) },
   });
 
@@ -513,7 +529,7 @@ test('issue 13: a high NHI needs a minimum grace and a second person — too sho
   expect(waiting.finalisedAt).toBeUndefined();
   expect((await w.db.pool.query('SELECT count(*)::int AS n FROM secrets WHERE nhi_id = $1 AND status = $2', [nhi, 'deleted'])).rows[0].n).toBe(0);
 
-  const watching = await handle.executeUpdate(confirmUpdate, { args: [{ by: 'admin-2', comment: 'second pair of eyes' }] });
+  const watching = await handle.executeUpdate(confirmUpdate, { args: [{ by: 'admin-2', authority: w.sign(handle.workflowId, 'confirm', 'admin-2'), comment: 'second pair of eyes' }] });
   expect(watching).toMatchObject({ state: 'watching', confirmedBy: 'admin-2', awaitingSecondPerson: false });
   expect(await w.inventoryStatus(nhi)).toBe('offboarded');
   await handle.cancel();
