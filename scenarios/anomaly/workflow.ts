@@ -40,6 +40,9 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
   let ending = { reason: 'rollback of a failed throttle', actor: 'system', step: 'rollback' };
 
   setAnomalyHandlers(anomalyCase);
+  /** A notification about this case, keyed by this episode's run (a retry sends nothing twice). */
+  const tell = (key: string, kind: string, severity: 'info' | 'warning' | 'critical', text: string, details?: Record<string, unknown>) =>
+    notify({ id: `${workflowId}:${run}:${key}`, kind, severity, nhiId: episode.nhiId, text, details });
 
   // --- the flow ------------------------------------------------------------------------------
   const saga = new Saga();
@@ -83,14 +86,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       episode.incidentId = incidentId;
       await acts.openAnomalyIncident({ incidentId, nhiId: episode.nhiId, run, evidence: episode.evidence, decision, timeline: episode.timeline });
       event('incident opened', incidentId);
-      notify({
-        id: `${workflowId}:${run}:throttled`,
-        kind: 'anomaly.throttled',
-        severity: 'warning',
-        nhiId: episode.nhiId,
-        text: `${episode.nhiId} (owner ${owner}) is throttled: ${describeLatest(episode)}. Clear it if this is expected, confirm it if malicious; no answer by ${iso(progress.levelAtMs + settings.ackTimeoutMinutes * MINUTE)} suspends its login.`,
-        details: { owner, incidentId, level: 1 },
-      });
+      tell('throttled', 'anomaly.throttled', 'warning', `${episode.nhiId} (owner ${owner}) is throttled: ${describeLatest(episode)}. Clear it if this is expected, confirm it if malicious; no answer by ${iso(progress.levelAtMs + settings.ackTimeoutMinutes * MINUTE)} suspends its login.`, { owner, incidentId, level: 1 });
     } else {
       await askUntilAnswered(decision);
       return await afterConfirmationAnswer();
@@ -117,14 +113,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     episode.incidentId = incidentId;
     await acts.openAnomalyIncident({ incidentId, nhiId: episode.nhiId, run, evidence: episode.evidence, decision, timeline: episode.timeline });
     event('incident opened', incidentId);
-    notify({
-      id: `${workflowId}:${run}:confirmation-needed`,
-      kind: 'anomaly.confirmation_needed',
-      severity: 'critical',
-      nhiId: episode.nhiId,
-      text: `${episode.nhiId} (owner ${owner}) shows anomalous usage: ${describeLatest(episode)}. Policy does not throttle it automatically (${decision.reasons.join('; ')}): approve the throttle, clear, or confirm malicious.`,
-      details: { owner, incidentId },
-    });
+    tell('confirmation-needed', 'anomaly.confirmation_needed', 'critical', `${episode.nhiId} (owner ${owner}) shows anomalous usage: ${describeLatest(episode)}. Policy does not throttle it automatically (${decision.reasons.join('; ')}): approve the throttle, clear, or confirm malicious.`, { owner, incidentId });
     await remindUntilAnswered(0);
   }
 
@@ -148,7 +137,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
         break;
       }
       event('reminder', `no answer after ${reminder * settings.ackTimeoutMinutes} minutes`);
-      notify({ id: `${workflowId}:${run}:reminder:${reminder}`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `STILL UNANSWERED: anomalous usage of ${episode.nhiId} (owner ${owner}) needs a decision: ${describeLatest(episode)}` });
+      tell(`reminder:${reminder}`, 'escalation', 'critical', `STILL UNANSWERED: anomalous usage of ${episode.nhiId} (owner ${owner}) needs a decision: ${describeLatest(episode)}`);
     }
     progress.reminderAtMs = undefined;
     publish();
@@ -161,7 +150,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     if (requests.clear) return await clearedBeforeThrottle(requests.clear);
     if (requests.approve) {
       if (!(await throttle(1, requests.approve.by))) return await finish();
-      notify({ id: `${workflowId}:${run}:throttled`, kind: 'anomaly.throttled', severity: 'warning', nhiId: episode.nhiId, text: `${episode.nhiId} is throttled (approved by ${requests.approve.by}): ${describeLatest(episode)}`, details: { owner, incidentId: episode.incidentId, level: 1 } });
+      tell('throttled', 'anomaly.throttled', 'warning', `${episode.nhiId} is throttled (approved by ${requests.approve.by}): ${describeLatest(episode)}`, { owner, incidentId: episode.incidentId, level: 1 });
     }
     return await awaitAnswerOrDeadline();
   }
@@ -220,14 +209,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
         if (episode.level === 1 && !progress.level2Failed) {
           await acts.recordAudit({ ...audited, stepId: `${run}:step-up:l2`, actor: 'system', action: 'anomaly.step_up', outcome: 'level_2', details: { unansweredMinutes: settings.ackTimeoutMinutes } });
           if (await throttle(2, 'system')) {
-            notify({
-              id: `${workflowId}:${run}:level-2`,
-              kind: 'anomaly.level_2',
-              severity: 'critical',
-              nhiId: episode.nhiId,
-              text: `NO ANSWER: ${episode.nhiId} (owner ${owner}) is now suspended (login refused, sessions ended) after ${settings.ackTimeoutMinutes} minutes without an answer. Leak containment starts in ${settings.escalationTimeoutMinutes} minutes unless cleared.`,
-              details: { owner, incidentId, level: 2 },
-            });
+            tell('level-2', 'anomaly.level_2', 'critical', `NO ANSWER: ${episode.nhiId} (owner ${owner}) is now suspended (login refused, sessions ended) after ${settings.ackTimeoutMinutes} minutes without an answer. Leak containment starts in ${settings.escalationTimeoutMinutes} minutes unless cleared.`, { owner, incidentId, level: 2 });
           }
           continue;
         }
@@ -243,7 +225,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     await endThrottle(`cleared by ${clear.by}: ${clear.reason}`, clear.by, 'restore');
     transition('cleared', `by ${clear.by}: ${clear.reason}`);
     await closeIncident('resolved', 'cleared');
-    notify({ id: `${workflowId}:${run}:cleared`, kind: 'anomaly.cleared', severity: 'info', nhiId: episode.nhiId, text: `${episode.nhiId}'s anomaly was cleared by ${clear.by}; its throttle released and the access verified`, details: { owner, incidentId } });
+    tell('cleared', 'anomaly.cleared', 'info', `${episode.nhiId}'s anomaly was cleared by ${clear.by}; its throttle released and the access verified`, { owner, incidentId });
     return await finish();
   }
 
@@ -253,7 +235,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     await endThrottle(`no new anomaly for ${quietMinutes} minutes (policy auto-restore)`, 'system', 'auto-restore');
     transition('auto_restored', `quiet for ${quietMinutes} minutes`);
     await closeIncident('resolved', 'auto_restored');
-    notify({ id: `${workflowId}:${run}:auto-restored`, kind: 'anomaly.auto_restored', severity: 'info', nhiId: episode.nhiId, text: `${episode.nhiId} was quiet for ${quietMinutes} minutes: its throttle released automatically and the access verified`, details: { owner, incidentId } });
+    tell('auto-restored', 'anomaly.auto_restored', 'info', `${episode.nhiId} was quiet for ${quietMinutes} minutes: its throttle released automatically and the access verified`, { owner, incidentId });
     return await finish();
   }
 
@@ -302,7 +284,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       if (isCancellation(err)) throw err;
       episode.failure = `throttle level ${level} failed: ${causeMessage(err)}`;
       event('throttle failed', episode.failure);
-      notify({ id: `${workflowId}:${run}:throttle-failed:${level}`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `ESCALATION: ${episode.failure} (${episode.nhiId}, owner ${owner})` });
+      tell(`throttle-failed:${level}`, 'escalation', 'critical', `ESCALATION: ${episode.failure} (${episode.nhiId}, owner ${owner})`);
       if (level === 2) {
         // Level 1 (at least) still holds — the ledger keeps wanting level 2 until the case ends;
         // the next step is containment.
@@ -336,7 +318,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     if (failed.length) {
       episode.escalated = true;
       episode.failure = `releasing the throttle failed: ${failed.map((o) => o.error).join('; ')}`;
-      notify({ id: `${workflowId}:${run}:${step}:release-failed`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `ESCALATION: ${episode.failure} (${episode.nhiId}, owner ${owner})` });
+      tell(`${step}:release-failed`, 'escalation', 'critical', `ESCALATION: ${episode.failure} (${episode.nhiId}, owner ${owner})`);
       // The workflow fails (releaseAfter records it): never a final state that says access is back.
       throw ApplicationFailure.create({ message: episode.failure, type: ErrorType.EnforcementFailed, nonRetryable: true });
     }
@@ -354,7 +336,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
         event('escalated', `releasing the throttle keeps failing: ${causeMessage(err)}`);
         publish();
         await acts.recordAudit({ ...audited, stepId: `${run}:${step}:escalate`, actor: 'system', action: 'restore.escalate', outcome: 'escalated', details: { cause: causeMessage(err), attempts: settings.restoreEscalationAttempts } });
-        notify({ id: `${workflowId}:${run}:${step}:escalate`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `ESCALATION: releasing ${episode.nhiId}'s throttle keeps failing (${causeMessage(err)}); still retrying` });
+        tell(`${step}:escalate`, 'escalation', 'critical', `ESCALATION: releasing ${episode.nhiId}'s throttle keeps failing (${causeMessage(err)}); still retrying`);
         episode.restored = await restoreForever(args);
       }
     });
@@ -377,7 +359,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     transition('escalating', reason);
     await acts.recordAudit({ ...audited, stepId: `${run}:escalate`, actor: by, action: 'anomaly.escalate', outcome: 'containment', details: { reason, level: episode.level } });
     const alert = containmentAlert({ workflowId, run, episode, reason, by, now: iso(Date.now()) });
-    notify({ id: `${workflowId}:${run}:escalated`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `ESCALATION: ${episode.nhiId} (owner ${owner}) goes to leak containment (${reason}): credential rotation and session invalidation`, details: { owner, incidentId } });
+    tell('escalated', 'escalation', 'critical', `ESCALATION: ${episode.nhiId} (owner ${owner}) goes to leak containment (${reason}): credential rotation and session invalidation`, { owner, incidentId });
     const leakId = leakWorkflowId(episode.nhiId);
     const { mode, result } = await startOrJoinContainment(episode.nhiId, alert, (state, running) => {
       if (episode.containment) episode.containment.state = state;
@@ -404,7 +386,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
       if (isCancellation(ended.error)) throw ended.error;
       episode.failure = `containment ${leakId} failed: ${causeMessage(ended.error)}`;
       transition(episode.level === 2 ? 'throttled_l2' : episode.level === 1 ? 'throttled_l1' : 'awaiting_confirmation', episode.failure);
-      notify({ id: `${workflowId}:${run}:containment-failed`, kind: 'escalation', severity: 'critical', nhiId: episode.nhiId, text: `ESCALATION: ${episode.failure}; ${episode.nhiId} stays throttled — clear it or retry the confirmation` });
+      tell('containment-failed', 'escalation', 'critical', `ESCALATION: ${episode.failure}; ${episode.nhiId} stays throttled — clear it or retry the confirmation`);
       // Another confirm may try again; silence does not re-escalate.
       requests.confirm = undefined;
       return false;
@@ -412,7 +394,7 @@ export async function anomalyThrottling(input: AnomalyThrottlingInput): Promise<
     await endThrottle(`containment ${leakId} finished: credential rotated, sessions ended`, 'system', 'restore-after-containment');
     transition('escalated', `contained by ${leakId}`);
     await closeIncident('closed', 'escalated', true, { containment: episode.containment });
-    notify({ id: `${workflowId}:${run}:contained`, kind: 'anomaly.escalated', severity: 'warning', nhiId: episode.nhiId, text: `${episode.nhiId}: leak containment finished (credential rotated, sessions ended); throttle released and the access verified`, details: { owner, incidentId, containment: leakId } });
+    tell('contained', 'anomaly.escalated', 'warning', `${episode.nhiId}: leak containment finished (credential rotated, sessions ended); throttle released and the access verified`, { owner, incidentId, containment: leakId });
     return true;
   }
 

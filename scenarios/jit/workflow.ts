@@ -35,6 +35,7 @@ import { Mutex } from '../../workflows/mutex';
 import { Saga } from '../../workflows/saga';
 import { NhiStateKey } from '../../workflows/search-attributes';
 import { checkInputVersion, historyBudgetSpent, PATCHES } from '../../workflows/versioning';
+import { addEvent, initialStatus, iso, statusDetails } from './status';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -43,9 +44,6 @@ const notify = proxyActivities<Activities>(notification).notify;
 const revokeForever = proxyActivities<Activities>(untilDone).releaseEntitlement;
 
 const MINUTE = 60_000;
-const iso = (ms: number) => new Date(ms).toISOString();
-/** Timeline entries kept in the status (the audit trail keeps every step). */
-const TIMELINE_MAX = 200;
 /** An active window continues as new after this many extensions in one run. */
 const EXTENSIONS_PER_RUN = 100;
 
@@ -53,27 +51,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   checkInputVersion('jitElevation', input.version, [1]);
   const { workflowId } = workflowInfo();
   const carried = input.resume;
-  const status: JitStatus = carried ? { ...carried.status, runs: (carried.status.runs ?? 0) + 1 } : {
-    version: 1,
-    workflowId,
-    nhiId: input.nhiId,
-    state: 'evaluating',
-    requestedBy: input.requestedBy,
-    requestedAt: input.requestedAt,
-    justification: input.justification,
-    ticket: input.ticket,
-    changeId: input.changeId,
-    durationMinutes: input.durationMinutes,
-    startAt: input.startAt,
-    breakGlass: Boolean(input.breakGlass),
-    needsReview: false,
-    requiredApprovals: 0,
-    approvals: [],
-    extensions: [],
-    entitlements: input.entitlements.map((entitlement) => ({ entitlement, present: null, otherHolders: [] })),
-    escalated: false,
-    timeline: [],
-  };
+  const status = initialStatus(input, workflowId);
   // Bounded retries for a revocation attempt; past them an escalation is raised and it goes on forever.
   const revokeOnce = proxyActivities<Activities>({
     ...untilDone,
@@ -87,13 +65,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   const mutex = new Mutex();
   const isFinal = () => JIT_FINAL_STATES.includes(status.state);
 
-  const event = (name: string, detail?: string) => {
-    status.timeline.push({ at: iso(Date.now()), event: name, detail });
-    if (status.timeline.length > TIMELINE_MAX) {
-      status.timelineDropped = (status.timelineDropped ?? 0) + status.timeline.length - TIMELINE_MAX;
-      status.timeline.splice(0, status.timeline.length - TIMELINE_MAX);
-    }
-  };
+  const event = (name: string, detail?: string) => addEvent(status, name, detail);
   const transition = (state: JitState, detail?: string) => {
     status.state = state;
     // A final state carries why it ended from the moment it is reached.
@@ -102,14 +74,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
     refreshDetails();
   };
-  function refreshDetails() {
-    const lines = [`**${status.state}** — ${status.nhiId} → ${input.entitlements.join(', ')}`, `requested by ${status.requestedBy}: ${status.justification}`];
-    if (status.state === 'awaiting_approval') lines.push(`approvals ${status.approvals.length}/${status.requiredApprovals} (until ${status.approvalDeadline})`);
-    if (status.expiresAt && (status.state === 'active' || status.state === 'granting')) lines.push(`expires ${status.expiresAt}`);
-    if (status.endReason) lines.push(`ended: ${status.endReason}${status.endedBy ? ` by ${status.endedBy}` : ''}`);
-    if (status.escalated) lines.push('⚠ revocation escalated');
-    setCurrentDetails(lines.join('\n'));
-  }
+  const refreshDetails = () => setCurrentDetails(statusDetails(status, input.entitlements));
 
   // --- message handlers -------------------------------------------------------------------
   setHandler(statusQuery, () => status);
