@@ -185,7 +185,7 @@ export function toHttpError(err: unknown): { status: number; code: string; messa
     return { status: 409, code: 'conflict', message: 'A workflow with this id is already running', issues: [], headers: {} };
   }
   // A bad inventory record (connectors/registry.ts): the caller's NHI cannot be acted on, nothing is broken.
-  if (name === 'PermanentConnectorError' && (err as { code?: string }).code === 'unknown_connector') {
+  if ((name === 'PermanentConnectorError' || name === 'UnknownConnectorError') && (err as { code?: string }).code === 'unknown_connector') {
     return { status: 409, code: 'unknown_connector', message: (err as Error).message, issues: [], headers: {} };
   }
   const business = businessError(err);

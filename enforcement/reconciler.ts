@@ -190,18 +190,19 @@ export async function reconcile(deps: ReconcileDeps, nhiId: string, ctx: Reconci
         } else throw connectorFailure(`applying the desired access to ${identity}`, err);
       }
     }
+    if (observed.exists) {
+      // A receipt comes from the read-back: a read of its own after the change, still under the
+      // NHI's lock (another reconcile of this NHI changing the target in between is no divergence).
+      const again = await connector.readAccess(identity).catch((err) => {
+        throw connectorFailure(`reading ${identity} back`, err);
+      });
+      const converged = !again.exists || differences(again, desired) === undefined;
+      if (!converged) throw new ReconcileError(`${identity} is not at its desired access after reconcile (now ${JSON.stringify(again)})`, 'not_converged', false);
+    }
     return { desired, observed, before, captured };
   });
 
   const { desired, observed, before } = result;
-  if (observed.exists) {
-    // A receipt comes from the read-back: re-read outside the change, and compare.
-    const again = await connector.readAccess(identity).catch((err) => {
-      throw connectorFailure(`reading ${identity} back`, err);
-    });
-    const converged = !again.exists || differences(again, desired) === undefined;
-    if (!converged) throw new ReconcileError(`${identity} is not at its desired access after reconcile (now ${JSON.stringify(again)})`, 'not_converged', false);
-  }
   const changes: VerifiedAccess['changes'] = {
     granted: observed.entitlements.filter((e) => !before.entitlements.includes(e)),
     revoked: before.entitlements.filter((e) => !observed.entitlements.includes(e)),

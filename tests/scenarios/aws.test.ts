@@ -15,6 +15,8 @@ let aws: AwsWorld;
 
 beforeAll(async () => {
   api = await createApiWorld({
+    // A second detector: the first one's reports within the cool-down are merged, not rotated again.
+    principals: { 'detector-2': ['detector'] },
     setup: async (w) => {
       aws = await attachLocalAws(w);
     },
@@ -158,7 +160,8 @@ test('a second leak while the user holds two keys: the leaked one goes first, th
   const leaked = await activeKey();
   const other = (await aws.admin.send(new iam.CreateAccessKeyCommand({ UserName: 'ci-deployer' }))).AccessKey!;
   const before = (await request(api.app).get(`/v1/leaks/${NHI}`).set(api.as('alice'))).body.runId;
-  const res = await api.post('/v1/leaks', 'detector-bot', { nhiId: NHI, source: 'gitleaks', severity: 'high' });
+  // Another detector's report (the first detector's are in their cool-down: merged, not rotated again).
+  const res = await api.post('/v1/leaks', 'detector-2', { nhiId: NHI, source: 'gitleaks', severity: 'high' });
   expect(res.status).toBe(202);
   await untilContained(before);
 
@@ -172,8 +175,11 @@ test('a second leak while the user holds two keys: the leaked one goes first, th
 
 test('offboarding a role: policies detached, every action denied, inventory offboarded', async () => {
   expect(await rolePolicies(ROLE)).toEqual(['nhi-demo-s3-write']);
-  const res = await api.post('/v1/offboardings', 'admin', { nhiId: 'aws-payments-app', reason: 'payments-app moved to another account', graceDays: 0, watchDays: 0 });
+  // A high/critical NHI: at least a day of grace and a second person — whose confirmation ends the grace now.
+  const res = await api.post('/v1/offboardings', 'admin', { nhiId: 'aws-payments-app', reason: 'payments-app moved to another account', graceDays: 1, watchDays: 0 });
   expect(res.status).toBe(202);
+  await until('grace', `/v1/offboardings/${res.body.id}`, (b) => b.state === 'grace');
+  expect((await api.post(`/v1/offboardings/${res.body.id}/confirm`, 'admin-2', { comment: 'second pair of eyes' })).status).toBeLessThan(300);
   const done = await until<{ state: string }>('completed', `/v1/offboardings/${res.body.id}`, (b) => b.state === 'completed');
   expect(done.state).toBe('completed');
   expect(await rolePolicies(ROLE)).toEqual([]);
@@ -185,8 +191,11 @@ test('offboarding a user: group removed, keys deleted at AWS (the old key refuse
   const key = await api.w.secrets.reveal((await api.w.secrets.active('aws-ci-deployer'))!.ref);
   // The key created outside the orchestrator in the two-key leak above goes too.
   expect(await aws.accessKeyIds(USER)).toHaveLength(2);
-  const res = await api.post('/v1/offboardings', 'admin', { nhiId: 'aws-ci-deployer', reason: 'CI moved to OIDC federation', graceDays: 0, watchDays: 0 });
+  // A high/critical NHI: at least a day of grace and a second person — whose confirmation ends the grace now.
+  const res = await api.post('/v1/offboardings', 'admin', { nhiId: 'aws-ci-deployer', reason: 'CI moved to OIDC federation', graceDays: 1, watchDays: 0 });
   expect(res.status).toBe(202);
+  await until('grace', `/v1/offboardings/${res.body.id}`, (b) => b.state === 'grace');
+  expect((await api.post(`/v1/offboardings/${res.body.id}/confirm`, 'admin-2', { comment: 'second pair of eyes' })).status).toBeLessThan(300);
   await until('completed', `/v1/offboardings/${res.body.id}`, (b) => b.state === 'completed');
   expect(await groupsOf(USER)).toEqual([]);
   expect(await aws.accessKeyIds(USER)).toEqual([]);
