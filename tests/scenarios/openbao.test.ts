@@ -13,6 +13,8 @@ const ROLE = 'partner-sync';
 
 beforeAll(async () => {
   api = await createApiWorld({
+    // A second detector: the first one's reports within the cool-down are merged, not rotated again.
+    principals: { 'detector-2': ['detector'] },
     setup: async (w) => {
       bao = await attachLocalOpenBao(w);
     },
@@ -80,7 +82,8 @@ test('offboarding × leak on one AppRole: a leak during grace rotates the secret
   expect(await bao.login(ROLE, leaked)).toMatch(/unauthorized by CIDR/);
 
   const before = (await request(api.app).get(`/v1/leaks/${NHI}`).set(api.as('alice'))).body.runId;
-  expect((await api.post('/v1/leaks', 'detector-bot', { nhiId: NHI, source: 'gitleaks', severity: 'critical' })).status).toBe(202);
+  // Another detector (the first one's reports are in their cool-down: merged, not rotated again).
+  expect((await api.post('/v1/leaks', 'detector-2', { nhiId: NHI, source: 'gitleaks', severity: 'critical' })).status).toBe(202);
   const s = await until('contained', `/v1/leaks/${NHI}`, (b) => b.state === 'contained' && b.runId !== before);
   // The new secret-id is valid (Vault checked it before the CIDR block), the leaked one is destroyed.
   expect(s.verification).toMatchObject({ oldCredential: 'denied', newCredential: 'inconclusive', limitedBy: { restriction: 'login_disabled' } });
