@@ -71,6 +71,22 @@ export type AuditVerification = {
   };
 };
 
+/** A configured connector. */
+export type Connector = {
+  name: string;
+  capabilities: ConnectorCapabilities;
+  grantable: Array<string>;
+};
+
+/** What the connector can do at its target (docs/connectors.md). */
+export type ConnectorCapabilities = {
+  credentials: "set" | "issued" | "none";
+  secondCredentialSlot: boolean;
+  sessions: "terminate" | "revoke_issued_before" | "none";
+  connectionLimit: boolean;
+  throttle: boolean;
+};
+
 export type CredentialFingerprint = {
   ref: string;
   version: number;
@@ -86,6 +102,19 @@ export type Dependent = string | {
   kind?: string;
   owner?: string;
   description?: string;
+};
+
+/** An identity found at the target (credential ids are not secrets: e.g. AWS access key ids). */
+export type DiscoveredIdentity = {
+  identity: string;
+  canLogin: boolean;
+  entitlements: Array<string>;
+  credentials?: Array<{
+    id: string;
+    status: string;
+    createdAt?: string;
+    lastUsedAt?: string | null;
+  }>;
 };
 
 /** A JIT elevation request; the requester is the authenticated principal. */
@@ -207,7 +236,7 @@ export type LeakStatus = {
   [key: string]: unknown | null;
 };
 
-/** An NHI to register. */
+/** An NHI to register. It starts `active`: a lifecycle status comes only from the workflows that own it, never from a request body. */
 export type NewNhi = {
   id: string;
   kind: "service_account" | "api_key" | "token" | "integration" | "ai_agent";
@@ -219,7 +248,6 @@ export type NewNhi = {
   usageBaseline?: number | null;
   dependents?: Array<Dependent>;
   exposureHints?: Array<ExposureHint>;
-  status?: "active" | "throttled" | "offboarding" | "offboarded";
 };
 
 /** A non-human identity in the inventory. */
@@ -457,6 +485,20 @@ export class ApiClient {
     workflowIds: Array<string>;
   }>> {
     return this.call("post", `/v1/change-windows/${encodeURIComponent(changeId)}/close`, undefined, body);
+  }
+
+  /** GET /v1/connectors: The configured connectors and their capabilities. */
+  getConnectors(): Promise<Answer<{
+    items: Array<Connector>;
+  }>> {
+    return this.call("get", `/v1/connectors`, undefined);
+  }
+
+  /** GET /v1/connectors/{name}/identities: Discovery: the identities the connector finds at its target. Roles: admin. */
+  getConnectorsByNameIdentities(name: string): Promise<Answer<{
+    items: Array<DiscoveredIdentity>;
+  }>> {
+    return this.call("get", `/v1/connectors/${encodeURIComponent(name)}/identities`, undefined);
   }
 
   /** POST /v1/elevations: Request a JIT elevation. Roles: requester. */

@@ -20,7 +20,7 @@ test('get() names what is configured; an unknown name is UnknownConnectorError, 
   expect(err).toMatchObject({ code: 'unknown_connector', connector: 'gcp' });
   expect((err as Error).message).toContain('configured: aws, postgres');
   for (const rule of ['never-abandon', 'stop-on-permanent'] as const) {
-    expect(targetFailure('reconciling x', err, rule)).toMatchObject({ nonRetryable: true, type: 'PermanentConnectorError' });
+    expect(targetFailure('reconciling x', err, rule)).toMatchObject({ nonRetryable: true, type: 'UnknownConnector' });
   }
   expect(() => createConnectorRegistry([fake('aws'), fake('aws')])).toThrow(/two connectors/);
 });
