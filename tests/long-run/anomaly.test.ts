@@ -62,11 +62,11 @@ test(`detections every minute for ${DAYS} simulated days: each run under ${EVENT
   await waitFor('throttled', async () => (await handle.query(statusQuery)).state === 'throttled_l1', 30_000);
   expect((await w.roleState(nhiId)).rolconnlimit).toBe(2);
 
-  // One detection per simulated minute, delivered half an hour at a time (as a collector catching
+  // One detection per simulated minute, delivered 59 minutes at a time (as a collector catching
   // up would; the quiet period is 60 minutes): the same signals and evidence, without a round trip
   // to the test server per minute.
   const minutes = DAYS * 24 * 60;
-  const BATCH = 30;
+  const BATCH = 59;
   for (let first = 0; first < minutes; first += BATCH) {
     const batch = Array.from({ length: BATCH }, (_, i) => first + i).filter((m) => m > 0 && m < minutes);
     await Promise.all(batch.map((m) => handle.signal(anomalySignal, detection(m))));
