@@ -5,10 +5,12 @@ import { proxyActivities, setCurrentDetails } from '@temporalio/workflow';
 import type { createActivities } from '../activities';
 import { longWithHeartbeat } from '../workflows/activity-presets';
 import type { DriftCheckResult } from './drift-contract';
+import { checkInputVersion } from '../workflows/versioning';
 
 const { checkDriftEverywhere } = proxyActivities<ReturnType<typeof createActivities>>(longWithHeartbeat);
 
 export async function driftReconciler(_input: { version: 1 } = { version: 1 }): Promise<DriftCheckResult> {
+  checkInputVersion('driftReconciler', _input?.version, [1]);
   const r = await checkDriftEverywhere();
   setCurrentDetails(
     [

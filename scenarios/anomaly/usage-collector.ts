@@ -5,10 +5,12 @@ import { proxyActivities, setCurrentDetails } from '@temporalio/workflow';
 import type { createActivities } from '../../activities';
 import { longWithHeartbeat } from '../../workflows/activity-presets';
 import type { UsageCollectorInput, UsageCollectorResult } from './contract';
+import { checkInputVersion } from '../../workflows/versioning';
 
 const { collectUsage } = proxyActivities<ReturnType<typeof createActivities>>(longWithHeartbeat);
 
 export async function usageCollector(input: UsageCollectorInput): Promise<UsageCollectorResult> {
+  checkInputVersion('usageCollector', input?.version, [1]);
   const r = await collectUsage(input);
   setCurrentDetails(
     [

@@ -37,6 +37,7 @@ import {
 } from './contract';
 import { Saga } from '../../workflows/saga';
 import { NhiStateKey } from '../../workflows/search-attributes';
+import { checkInputVersion } from '../../workflows/versioning';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -57,6 +58,7 @@ function isPermanent(err: unknown): boolean {
 }
 
 export async function leakContainment(input: LeakContainmentInput): Promise<LeakStatus> {
+  checkInputVersion('leakContainment', input.version, [1]);
   const { workflowId, runId } = workflowInfo();
   const settings = { ...DEFAULT_LEAK_SETTINGS, ...input.settings };
   const status: LeakStatus = {

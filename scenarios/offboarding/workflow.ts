@@ -40,6 +40,7 @@ import { awaitSecondPerson, SAFEGUARDS_PATCH } from './safeguards';
 import { checkInput, DAY, describeAccess, DRIFT_MAX, initialStatus, iso, MINUTE, statusDetails, TIMELINE_CARRIED, TIMELINE_MAX } from './status';
 import { Saga } from '../../workflows/saga';
 import { NhiIdKey, NhiStateKey, ScenarioKey } from '../../workflows/search-attributes';
+import { checkInputVersion } from '../../workflows/versioning';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -56,6 +57,7 @@ const FALLBACK_GRACE_DAYS = 7;
 const FALLBACK_WATCH_DAYS = 30;
 
 export async function offboarding(input: OffboardingInput): Promise<OffboardingStatus> {
+  checkInputVersion('offboarding', input.version, [1]);
   const info = workflowInfo();
   const settings = { ...DEFAULT_OFFBOARDING_SETTINGS, ...(input.settings ?? {}) };
   if (!input.resume) checkInput(input, settings);

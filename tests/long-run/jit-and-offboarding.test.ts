@@ -92,3 +92,10 @@ test('an offboarding watched for 400 days: each run under the budget; it complet
   for (const r of runs) expect(r.events).toBeLessThan(EVENTS_PER_RUN_BUDGET);
   report('offboarding (400-day watch)', runs);
 }, 300_000);
+
+test('an input of a version this worker does not know fails at once, saying so (it is never misread)', async () => {
+  const workflowId = jitWorkflowId('svc_longjit', randomBytes(4).toString('hex'));
+  const handle = await w.env.client.workflow.start('jitElevation', { taskQueue: w.taskQueue, workflowId, args: [{ version: 2, nhiId: 'svc_longjit' }] });
+  await expect(handle.result()).rejects.toMatchObject({ cause: { message: expect.stringMatching(/input version 2 is not supported by this worker \(supported: 1\)/) } });
+  expect(await w.memberships('svc_longjit')).not.toContain(w.ent('estate_readonly'));
+});
