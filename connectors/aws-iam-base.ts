@@ -25,7 +25,8 @@ export interface AwsIamConnectorOptions {
   entitlements: Record<string, AwsEntitlement>;
 }
 
-export const sortNames = (xs: Iterable<string>) => [...new Set(xs)].sort();
+export { sortNames } from './catalogue';
+import { sortNames } from './catalogue';
 // The SDK names some errors with an `Exception` suffix (NoSuchEntityException): compare without it.
 export const errName = (err: unknown) => ((err as { name?: string })?.name ?? '').replace(/Exception$/, '');
 

@@ -35,6 +35,7 @@ import {
   type TargetAccess,
   type ThrottleLevel,
 } from './types';
+import { catalogueOf } from './catalogue';
 
 export type { AwsEntitlement, AwsIamConnectorOptions } from './aws-iam-base';
 
@@ -84,15 +85,7 @@ export class AwsIamConnector extends AwsIamBase implements Connector {
   }
 
   entitlementCatalogue(): EntitlementCatalogue {
-    const grantable = sortNames(this.entitlements.keys());
-    const writeCapable = grantable.filter((e) => this.entitlements.get(e)!.writeCapable);
-    const readOnlyForm = Object.fromEntries(
-      writeCapable.flatMap((e) => {
-        const r = this.entitlements.get(e)!.readOnlyForm;
-        return r && this.entitlements.has(r) && !this.entitlements.get(r)!.writeCapable ? [[e, r]] : [];
-      }),
-    );
-    return { grantable, writeCapable, readOnlyForm };
+    return catalogueOf(this.entitlements);
   }
 
   private async change(id: IamIdentity, logical: string, e: AwsEntitlement, add: boolean): Promise<void> {

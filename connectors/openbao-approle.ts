@@ -22,6 +22,7 @@ import {
   type TargetAccess,
   type ThrottleLevel,
 } from './types';
+import { catalogueOf, sortNames } from './catalogue';
 
 export interface AppRoleEntitlement {
   policy: string;
@@ -41,7 +42,6 @@ export const NO_LOGIN_CIDR = '192.0.2.1/32';
 const THROTTLE_MARKER = /^nhi-throttle-limit-(\d+)$/;
 const ROLE_NAME = /^\w([\w.-]{0,126}\w)?$/;
 const GONE: AccessState = { exists: false, canLogin: false, connectionLimit: 0, entitlements: [] };
-const sortNames = (xs: Iterable<string>) => [...new Set(xs)].sort();
 
 interface RoleData {
   token_policies?: string[] | null;
@@ -134,15 +134,7 @@ export class AppRoleConnector implements Connector {
   }
 
   entitlementCatalogue(): EntitlementCatalogue {
-    const grantable = sortNames(this.entitlements.keys());
-    const writeCapable = grantable.filter((e) => this.entitlements.get(e)!.writeCapable);
-    const readOnlyForm = Object.fromEntries(
-      writeCapable.flatMap((e) => {
-        const r = this.entitlements.get(e)!.readOnlyForm;
-        return r && this.entitlements.has(r) && !this.entitlements.get(r)!.writeCapable ? [[e, r]] : [];
-      }),
-    );
-    return { grantable, writeCapable, readOnlyForm };
+    return catalogueOf(this.entitlements);
   }
 
   /** Write the role's policies and login binding; everything else on the role stays as it is. */
