@@ -27,6 +27,7 @@ import {
   type Connector,
   type ConnectorCapabilities,
   type ConnectorSetup,
+  type RegistrableVerdict,
   type DiscoveredIdentity,
   type EntitlementCatalogue,
   type IssuedCredential,
@@ -183,6 +184,27 @@ export class AwsIamConnector extends AwsIamBase implements Connector {
     }
     if (enabled && denied) changed = (await this.deleteInline(id, LOGIN_DISABLED_POLICY)) || changed;
     return { changed };
+  }
+
+  /**
+   * May an NHI be registered for this IAM identity? It must be `user/NAME` or `role/NAME`, exist in
+   * the account, and not be the connector's own login (the one its credentials belong to).
+   */
+  async checkRegistrable(identity: string): Promise<RegistrableVerdict> {
+    const id = parseIdentity(identity);
+    if (!id) return { ok: false, reason: `${JSON.stringify(identity)} is not an IAM identity: write user/NAME or role/NAME` };
+    if (!(await this.exists(id))) return { ok: false, reason: `no IAM ${id.kind} ${JSON.stringify(id.name)} exists in the account` };
+    const sts = this.sts();
+    try {
+      const me = await sts.send(new GetCallerIdentityCommand({}));
+      const own = me.Arn?.split(':').at(-1) ?? '';
+      if (own === `${id.kind}/${id.name}` || (id.kind === 'role' && own.startsWith(`assumed-role/${id.name}/`))) {
+        return { ok: false, reason: `${identity} is the connector's own login: it must never manage itself` };
+      }
+    } finally {
+      sts.destroy();
+    }
+    return { ok: true };
   }
 
   async readAccess(identity: string): Promise<AccessState> {

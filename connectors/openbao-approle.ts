@@ -14,6 +14,7 @@ import {
   type Connector,
   type ConnectorCapabilities,
   type ConnectorSetup,
+  type RegistrableVerdict,
   type DiscoveredIdentity,
   type EntitlementCatalogue,
   type IssuedCredential,
@@ -160,6 +161,12 @@ export class AppRoleConnector implements Connector {
       throw new Error(`${identity} did not reach the access applied (now ${JSON.stringify(after)})`);
     }
     return after;
+  }
+
+  /** May an NHI be registered for this AppRole? It must exist under the connector's mount. */
+  async checkRegistrable(identity: string): Promise<RegistrableVerdict> {
+    if (!/^[\w.-]{1,128}$/.test(identity)) return { ok: false, reason: `${JSON.stringify(identity)} is not an AppRole name` };
+    return (await this.role(identity)) ? { ok: true } : { ok: false, reason: `no AppRole ${JSON.stringify(identity)} exists at the target` };
   }
 
   async readAccess(identity: string): Promise<AccessState> {
