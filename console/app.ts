@@ -1,5 +1,5 @@
 // The console's entry: sign-in, the four tabs, and live updates by polling the current tab's data
-// (redrawn only when it changed, so a half-typed comment survives quiet polls).
+// (redrawn only when it changed; what was typed into a field survives the redraw).
 import { createCtx, describeError, notify, type Ctx, type Settings } from './context.js';
 import { h, replace, tickCountdowns } from './dom.js';
 import { currentSession, renderSignIn, signOut } from './session.js';
@@ -50,7 +50,9 @@ async function main(): Promise<void> {
       const key = `${view.id}\n${JSON.stringify(data)}`;
       if (force || key !== last) {
         last = key;
+        const typed = typedValues(main);
         replace(main, h('div', { id: `view-${view.id}`, class: 'view' }, view.draw(ctx, data)));
+        restoreTyped(main, typed);
       }
       replace(document.getElementById('updated') as HTMLElement, `updated ${new Date().toLocaleTimeString()}`);
     } catch (err) {
@@ -72,3 +74,26 @@ async function main(): Promise<void> {
 }
 
 void main();
+
+/** What people typed into the view's fields (by their label), so a redraw of changed data keeps it. */
+function typedValues(root: HTMLElement): { values: Map<string, string>; focused?: string } {
+  const keyOf = (el: HTMLInputElement | HTMLTextAreaElement) => el.getAttribute('aria-label') ?? el.id ?? el.name;
+  const values = new Map<string, string>();
+  for (const el of root.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>('input, textarea')) {
+    const key = keyOf(el);
+    if (key && el.value !== el.defaultValue) values.set(key, el.value);
+  }
+  const active = document.activeElement;
+  const focused = active instanceof HTMLInputElement || active instanceof HTMLTextAreaElement ? keyOf(active) : undefined;
+  return { values, focused: focused || undefined };
+}
+
+function restoreTyped(root: HTMLElement, typed: { values: Map<string, string>; focused?: string }): void {
+  for (const el of root.querySelectorAll<HTMLInputElement | HTMLTextAreaElement>('input, textarea')) {
+    const key = el.getAttribute('aria-label') ?? el.id ?? el.name;
+    if (!key) continue;
+    const value = typed.values.get(key);
+    if (value !== undefined) el.value = value;
+    if (key === typed.focused) el.focus();
+  }
+}
