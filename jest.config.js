@@ -1,6 +1,7 @@
 // Every suite runs on the embedded PostgreSQL 18. With TEST_EXTERNAL_PG_BIN (a PostgreSQL bin/
-// folder, e.g. /usr/lib/postgresql/15/bin) or TEST_EXTERNAL_DATABASE_URL, the suites that touch
-// PostgreSQL run a second time on that server (project `pg-external`); .ci/run does so with 15.
+// folder, e.g. /usr/lib/postgresql/15/bin) or TEST_EXTERNAL_DATABASE_URL, the suites where the
+// PostgreSQL version matters — connectors, the reconciler and ledger, the workflows, the scenario
+// pairs, lib — run a second time on that server (project `pg-external`); .ci/run does so with 15.
 const external = Boolean(process.env.TEST_EXTERNAL_PG_BIN || process.env.TEST_EXTERNAL_DATABASE_URL);
 
 const base = {
@@ -30,6 +31,10 @@ const NO_DATABASE = [
   // The outside fuzzer tests the HTTP contract, not the PostgreSQL version: once per run (~70 s).
   '/tests/fuzz/',
 ];
+// The HTTP contract (routes, API, CLI, security edges): their database work goes through the same
+// connector, reconciler and ledger code that the connector, workflow and pair suites run on both
+// servers, so once is enough — it keeps the whole run within its time budget on 2 cores.
+const HTTP_CONTRACT = ['/tests/api/', '/tests/cli/', '/tests/scenarios/[^/]+/routes\\.test\\.ts$', '/tests/security/'];
 // Suites whose target is not PostgreSQL (AWS on moto, OpenBao): the re-run on another PostgreSQL
 // version adds nothing to them.
 const OTHER_TARGETS = ['/tests/connectors/aws-iam\\.test\\.ts$', '/aws\\.test\\.ts$', '/tests/lib/secret-store-vault\\.test\\.ts$', '/tests/connectors/openbao-approle\\.test\\.ts$', '/openbao\\.test\\.ts$'];
@@ -42,7 +47,7 @@ module.exports = {
   projects: [
     { ...base, ...(external ? { displayName: 'pg-embedded' } : {}) },
     ...(external
-      ? [{ ...base, displayName: 'pg-external', testPathIgnorePatterns: ['/node_modules/', ...NO_DATABASE, ...OTHER_TARGETS], setupFiles: ['<rootDir>/tests/helpers/use-external-pg.js'] }]
+      ? [{ ...base, displayName: 'pg-external', testPathIgnorePatterns: ['/node_modules/', ...NO_DATABASE, ...OTHER_TARGETS, ...HTTP_CONTRACT], setupFiles: ['<rootDir>/tests/helpers/use-external-pg.js'] }]
       : []),
   ],
 };
