@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
+import pino from 'pino';
 import { createActivities } from '../activities';
 import { createConnectorRegistry } from '../connectors/registry';
 import { createPool } from '../lib/db';
@@ -14,6 +15,7 @@ import { MemoryNotifier } from '../lib/notifier';
 import { projectRoot } from '../lib/paths';
 import { loadNhiPolicies } from '../lib/policy-decisions';
 import { TableSecretStore } from '../lib/secret-store';
+import { installRuntimeLogging } from '../workers/worker';
 
 export interface ChaosWorkerConfig {
   dbUrl: string;
@@ -30,6 +32,8 @@ export interface ChaosWorkerConfig {
 
 async function main() {
   const c = JSON.parse(process.env.CHAOS_WORKER ?? '') as ChaosWorkerConfig;
+  // Errors only: the injected faults make every retried activity a warning.
+  installRuntimeLogging(pino({ level: 'error' }, pino.destination(2)), 'ERROR');
   const pool = createPool(c.dbUrl);
   const connector = createEstateConnector({ url: c.estateUrl, rolePrefix: c.rolePrefix });
   const clientConnection = await Connection.connect({ address: c.address });
