@@ -68,7 +68,8 @@ async function main() {
 
     const results: JitStatus[] = await Promise.all(handles.map((h) => h.result()));
     const lag = results.map((r) => Date.parse(r.timeline.find((t) => t.event === 'revoked')!.at) - Date.parse(r.expiresAt!));
-    const verified = results.filter((r) => r.state === 'revoked' && r.entitlements.every((e) => e.present === false)).length;
+    // Revoked, and nothing left that only this window wanted (another window of the same NHI may still hold it).
+    const verified = results.filter((r) => r.state === 'revoked' && r.entitlements.every((e) => e.present === false || e.otherHolders.length > 0)).length;
     const figures = {
       machine: machine(),
       windows,
