@@ -1,5 +1,5 @@
 // The HTTP API. createApp only wires: request context, security headers and rate limits (edges.ts),
-// probes, docs, JSON body parsing, bearer auth on /v1, the core routers, the routers scenarios add,
+// probes, /metrics (metrics.ts), docs, JSON body parsing, bearer auth on /v1, the core routers, the routers scenarios add,
 // the Temporal UI's codec server (codec.ts), then 404/405 and the one error shape.
 //
 // A scenario router plugs in like this (see api/route.ts):
@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import swaggerUi from 'swagger-ui-express';
 import type { ConnectorRegistry } from '../activities/deps';
 import type { Config } from '../lib/config';
+import { createMetrics, type Metrics } from '../lib/metrics';
 import { projectRoot } from '../lib/paths';
 import { bearerAuth } from './auth';
 import { createConsoleRouter, type ConsoleOptions } from './console';
@@ -28,6 +29,7 @@ import { codecCors, createCodecRouter } from './codec';
 import { docsSecurityHeaders, rateLimits, securityHeaders } from './edges';
 import { errorHandler } from './errors';
 import { createHealthRouter } from './health';
+import { createMetricsRouter, httpMetrics } from './metrics';
 import { answerOptions, notFoundOrMethodNotAllowed, requireJsonBody } from './middleware';
 import { collectDocs, createRegistry, generateDocument } from './openapi';
 import { requestContext } from './request-context';
@@ -53,6 +55,8 @@ export interface AppDeps {
   pool: Pool;
   temporal: TemporalDeps;
   config: Pick<Config, 'API_BODY_LIMIT'> & Partial<Config>;
+  /** The Prometheus series behind GET /metrics; built from pool and temporal when not given. */
+  metrics?: Metrics;
   logger: Logger;
   /** Routers mounted after the core routes; /v1 paths in them are behind bearer auth. */
   extraRouters?: Router[];
@@ -81,6 +85,8 @@ export function createApp(deps: AppDeps): express.Express {
   app.set('etag', false);
 
   app.use(requestContext(logger));
+  const metrics = deps.metrics ?? createMetrics({ pool, client: temporal.client, taskQueue: temporal.taskQueue });
+  app.use(httpMetrics(metrics));
   const limits = rateLimits(config);
   app.use(securityHeaders);
   app.use(limits.authFailuresPerIp, limits.writesPerIp);
@@ -101,6 +107,7 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   app.use(health);
+  app.use(createMetricsRouter({ metrics, token: config.METRICS_TOKEN }));
   app.get('/openapi.json', (_req, res) => {
     res.json(document);
   });

@@ -48,6 +48,10 @@ export const configSchema = z.object({
   TEMPORAL_ADDRESS: z.string().min(1).optional(),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('nhi-orchestrator'),
+  /** host:port where the worker's Temporal runtime serves its own Prometheus metrics; unset: off. */
+  TEMPORAL_METRICS_ADDRESS: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[\w.-]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:9464').optional(),
+  /** When set, GET /metrics needs it as a bearer token from every caller; unset: loopback callers only. */
+  METRICS_TOKEN: z.string().min(32, 'must be at least 32 characters').optional(),
   DATA_DIR: z.string().min(1).default('.data'),
   DATABASE_URL: postgresUrl.optional(),
   ESTATE_DATABASE_URL: postgresUrl.optional(),

@@ -108,7 +108,7 @@ async function main() {
   }
   const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   secureDataDir(config.dataDir, { traversable: asRoot && !config.DATABASE_URL });
-  installRuntimeLogging(logger.child({ level: 'warn' }), 'WARN');
+  installRuntimeLogging(logger.child({ level: 'warn' }), 'WARN', { metricsAddress: config.TEMPORAL_METRICS_ADDRESS });
 
   // Payload encryption (on by default: a dev key file in the data folder) and the UI's codec key.
   const codecKeys = payloadKeysFrom(config, { create: true });

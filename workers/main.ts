@@ -12,7 +12,7 @@ import { buildWorker, installRuntimeLogging, prebuildWorkflowBundle } from './wo
 async function main() {
   const config = loadConfig();
   const logger = createLogger(config.LOG_LEVEL, { name: 'worker', pretty: process.stdout.isTTY });
-  installRuntimeLogging(logger);
+  installRuntimeLogging(logger, 'INFO', { metricsAddress: config.TEMPORAL_METRICS_ADDRESS });
   const built = buildDependencies(config, logger);
   await migrate(built.pool);
   logger.info({ targets: await checkConnectorsSetup(built.connectors, logger) }, 'connectors ready');

@@ -9,12 +9,16 @@ import { createActivities, type ActivityDeps } from '../activities';
 export const WORKFLOWS_PATH = require.resolve('../workflows');
 
 let runtimeInstalled = false;
-/** Forward the Temporal runtime's (and workflows') logs into pino. Call once, before any connection. */
-export function installRuntimeLogging(logger: Logger, level: LogLevel = 'INFO'): void {
+/**
+ * Forward the Temporal runtime's (and workflows') logs into pino, and serve the runtime's own
+ * Prometheus metrics on `metricsAddress` (TEMPORAL_METRICS_ADDRESS) when given. Call once, before any connection.
+ */
+export function installRuntimeLogging(logger: Logger, level: LogLevel = 'INFO', opts: { metricsAddress?: string } = {}): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   const temporalLog = logger.child({ component: 'temporal' });
   Runtime.install({
+    ...(opts.metricsAddress ? { telemetryOptions: { metrics: { prometheus: { bindAddress: opts.metricsAddress } } } } : {}),
     logger: new DefaultLogger(level, (entry) => {
       const meta = { ...entry.meta };
       const msg = entry.message;
