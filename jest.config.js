@@ -35,6 +35,8 @@ const NO_DATABASE = [
 // connector, reconciler and ledger code that the connector, workflow and pair suites run on both
 // servers, so once is enough — it keeps the whole run within its time budget on 2 cores.
 const HTTP_CONTRACT = ['/tests/api/', '/tests/cli/', '/tests/scenarios/[^/]+/routes\\.test\\.ts$', '/tests/security/'];
+// The chaos run's faults are processes and connections, not SQL: once is enough.
+const FAULTS = ['/tests/chaos/'];
 // Suites whose target is not PostgreSQL (AWS on moto, OpenBao): the re-run on another PostgreSQL
 // version adds nothing to them.
 const OTHER_TARGETS = ['/tests/connectors/aws-iam\\.test\\.ts$', '/aws\\.test\\.ts$', '/tests/lib/secret-store-vault\\.test\\.ts$', '/tests/connectors/openbao-approle\\.test\\.ts$', '/openbao\\.test\\.ts$'];
@@ -47,7 +49,7 @@ module.exports = {
   projects: [
     { ...base, ...(external ? { displayName: 'pg-embedded' } : {}) },
     ...(external
-      ? [{ ...base, displayName: 'pg-external', testPathIgnorePatterns: ['/node_modules/', ...NO_DATABASE, ...OTHER_TARGETS, ...HTTP_CONTRACT], setupFiles: ['<rootDir>/tests/helpers/use-external-pg.js'] }]
+      ? [{ ...base, displayName: 'pg-external', testPathIgnorePatterns: ['/node_modules/', ...NO_DATABASE, ...OTHER_TARGETS, ...HTTP_CONTRACT, ...FAULTS], setupFiles: ['<rootDir>/tests/helpers/use-external-pg.js'] }]
       : []),
   ],
 };
