@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createTestWorld } from '../tests/helpers/world';
 import { jitElevation } from '../scenarios/jit/workflow';
 import { jitWorkflowId, type JitStatus } from '../scenarios/jit/contract';
+import { startWorkerProcesses } from '../chaos/run';
 import { machine, pct, runBench, startBenchPostgres } from './support';
 
 const levels = (process.env.BENCH_LEVELS ?? '1,100,1000').split(',').map(Number);
@@ -19,9 +20,8 @@ async function main() {
   for (let i = 0; i < max; i++) await w.addNhi({ id: `bench_${i}`, kind: 'service_account', criticality: 'medium' });
   const rows: string[] = [];
   const figures: Record<string, unknown>[] = [];
-  // Further workers on the same task queue (in this process: they share its event loop and CPU).
-  const extra = await Promise.all(Array.from({ length: workers - 1 }, () => w.createWorker()));
-  const extraRunning = extra.map((x) => x.run());
+  // Further workers on the same task queue, each a process of its own (the chaos run's worker).
+  const extra = workers > 1 ? await startWorkerProcesses(w, workers - 1) : undefined;
   try {
     for (const n of levels) {
       const started = new Map<string, number>();
@@ -68,8 +68,7 @@ async function main() {
       process.stdout.write(`${n} elevations done\n`);
     }
   } finally {
-    for (const x of extra) x.shutdown();
-    await Promise.all(extraRunning);
+    await extra?.stop();
     await w.teardown();
     await pg.stop();
   }

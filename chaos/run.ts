@@ -218,3 +218,27 @@ async function startLeak(w: TestWorld, nhiId: string, faults: Record<string, num
   faults['reordered alert']++;
   return handle;
 }
+
+/** Worker processes on the world's task queue (for benchmarks): polling when this resolves. */
+export async function startWorkerProcesses(w: TestWorld, n: number): Promise<{ stop(): Promise<void> }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nhi-workers-'));
+  const bundlePath = path.join(dir, 'workflows.js');
+  writeFileSync(bundlePath, (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') })).code);
+  const config: ChaosWorkerConfig = { dbUrl: w.db.url, estateUrl: w.estateUrl, rolePrefix: w.prefix, secretKey: w.secretKey.toString('base64'), authorityKey: w.deps.authorityKey.toString('base64'), address: w.env.address, namespace: w.env.namespace ?? 'default', taskQueue: w.taskQueue, bundlePath };
+  const children = await Promise.all(
+    Array.from({ length: n }, async () => {
+      const child = spawn(process.execPath, ['-r', '@swc-node/register', WORKER_SCRIPT], { cwd: projectRoot, stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, CHAOS_WORKER: JSON.stringify(config) } });
+      await new Promise<void>((resolve, reject) => {
+        child.once('message', () => resolve());
+        child.once('exit', (code, signal) => reject(new Error(`worker exited before polling (${code ?? signal})`)));
+      });
+      return child;
+    }),
+  );
+  return {
+    async stop() {
+      await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : (c.once('exit', r), c.kill('SIGTERM'))))));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
