@@ -7,6 +7,7 @@ import type { createActivities } from '../../activities';
 import { fastCall, notification } from '../../workflows/activity-presets';
 import { causeMessage } from '../../workflows/errors';
 import { NhiStateKey } from '../../workflows/search-attributes';
+import { addTimelineEntry } from '../../workflows/timeline';
 import { DEFAULT_ANOMALY_SETTINGS, type AnomalyCarried, type AnomalyEvidence, type AnomalyState, type AnomalyStatus, type AnomalyThrottlingInput, type SupersedeInput } from './contract';
 import { deadlines, evidenceDetail, isFinalStatus, iso, statusDetails, type Progress } from './status';
 
@@ -16,8 +17,6 @@ const acts = proxyActivities<Activities>(fastCall);
 const notifyActivity = proxyActivities<Activities>(notification).notify;
 
 const MAX_EVIDENCE = 50;
-/** Timeline entries kept in the status (the audit trail and the incident keep the full record). */
-export const TIMELINE_MAX = 200;
 /** Dedupe keys remembered: repeats of recent detections (a redelivery, a retried report). */
 const SEEN_MAX = 1000;
 
@@ -60,13 +59,7 @@ export function openAnomalyCase(input: AnomalyThrottlingInput) {
   const budget = { signals: 0 };
 
   const isFinal = () => isFinalStatus(episode);
-  const event = (name: string, detail?: string) => {
-    episode.timeline.push({ at: iso(Date.now()), event: name, detail });
-    if (episode.timeline.length > TIMELINE_MAX) {
-      episode.timelineDropped = (episode.timelineDropped ?? 0) + episode.timeline.length - TIMELINE_MAX;
-      episode.timeline.splice(0, episode.timeline.length - TIMELINE_MAX);
-    }
-  };
+  const event = (name: string, detail?: string) => addTimelineEntry(episode, name, detail);
   const transition = (state: AnomalyState, detail?: string) => {
     episode.state = state;
     event(state, detail);

@@ -1,9 +1,6 @@
-// What an elevation publishes: its first status, the capped timeline and the UI's details line.
+// What an elevation publishes: its first status and the UI's details line.
 // Pure functions of the input and the status, so they are safe in the workflow bundle.
 import type { JitElevationInput, JitStatus } from './contract';
-
-/** Timeline entries kept in the status (the audit trail keeps every step). */
-export const TIMELINE_MAX = 200;
 
 export const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -30,15 +27,6 @@ export function initialStatus(input: JitElevationInput, workflowId: string): Jit
     escalated: false,
     timeline: [],
   };
-}
-
-/** Add to the timeline, dropping the oldest past TIMELINE_MAX (counted in timelineDropped). */
-export function addEvent(status: JitStatus, name: string, detail?: string): void {
-  status.timeline.push({ at: iso(Date.now()), event: name, detail });
-  if (status.timeline.length > TIMELINE_MAX) {
-    status.timelineDropped = (status.timelineDropped ?? 0) + status.timeline.length - TIMELINE_MAX;
-    status.timeline.splice(0, status.timeline.length - TIMELINE_MAX);
-  }
 }
 
 /** The details line of the Temporal UI (setCurrentDetails). */

@@ -35,7 +35,8 @@ import { Mutex } from '../../workflows/mutex';
 import { Saga } from '../../workflows/saga';
 import { NhiStateKey } from '../../workflows/search-attributes';
 import { checkInputVersion, historyBudgetSpent, PATCHES } from '../../workflows/versioning';
-import { addEvent, initialStatus, iso, statusDetails } from './status';
+import { initialStatus, iso, statusDetails } from './status';
+import { addTimelineEntry } from '../../workflows/timeline';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -65,7 +66,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   const mutex = new Mutex();
   const isFinal = () => JIT_FINAL_STATES.includes(status.state);
 
-  const event = (name: string, detail?: string) => addEvent(status, name, detail);
+  const event = (name: string, detail?: string) => addTimelineEntry(status, name, detail);
   const transition = (state: JitState, detail?: string) => {
     status.state = state;
     // A final state carries why it ended from the moment it is reached.
