@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
+import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { Client } from 'pg';
 import { createActivities, type ActivityDeps } from '../../activities';
 import { createConnectorRegistry } from '../../connectors/registry';
@@ -78,6 +78,12 @@ export interface TestWorld {
     options?: { taskQueue?: string; maxCachedWorkflows?: number; workflowBundle?: { code: string } },
   ): Promise<Worker>;
   teardown(): Promise<void>;
+}
+
+/** The run's one bundle of the workflow code (tests/global-setup.mjs), or a bundle of its own outside jest's setup. */
+function sharedWorkflowBundle(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  const codePath = process.env.TEST_WORKFLOW_BUNDLE;
+  return codePath ? { workflowBundle: { codePath } } : { workflowsPath: WORKFLOWS_PATH };
 }
 
 /** With `runWorker`, a worker on the real activities runs until teardown (which stops it first). */
@@ -187,7 +193,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
         namespace: env.namespace ?? 'default',
         taskQueue: options.taskQueue ?? taskQueue,
         ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
-        ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH, bundlerOptions: { ignoreModules: [] } }),
+        ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : sharedWorkflowBundle()),
         activities: { ...createActivities(deps), ...activityOverrides },
       });
     },
