@@ -13,7 +13,7 @@ import type { ContainmentVerification, RotationSummary, VerificationLimit } from
 import { currentWorkflowId } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
 import { atTarget, leakSupport } from './activity-support';
-import { clearStrayCredentials, withStagingLock, type StrayCheck } from './issued-credential';
+import { auditStrays, clearStrayCredentials, withStagingLock, type StrayCheck } from './issued-credential';
 import type { SecretRef } from '../../lib/secret-store';
 
 interface RotationRow {
@@ -120,16 +120,7 @@ export function createRotationActivities(deps: ActivityDeps) {
         let pending: SecretRef | undefined;
         if (issuing) {
           strays = await clearStrayCredentials(deps, { rotationId: a.rotationId, nhiId: a.nhiId, identity: nhi.externalRef, connector });
-          if (strays.removed.length) {
-            await audit(a.incidentId, `strays:${a.rotationId}:${strays.removed.join(',')}`, {
-              nhiId: a.nhiId,
-              action: 'credential.stray_remove',
-              outcome: 'removed',
-              target: { connector: nhi.connector, identity: nhi.externalRef },
-              readback: { removed: strays.removed, credentialsNow: await atTarget(`listing the credentials of ${nhi.externalRef}`, () => connector.listCredentialIds!(nhi.externalRef)) },
-              details: { rotationId: a.rotationId, note: 'issued by an attempt of this staging that ended before the secret store kept them: nobody held them' },
-            });
-          }
+          await auditStrays(audit, a, nhi, connector, strays);
           pending = strays.adopted;
           if (!pending) {
             const replacing = old ? await deps.secrets.reveal(old.ref).catch(() => undefined) : undefined;
@@ -230,8 +221,19 @@ export function createRotationActivities(deps: ActivityDeps) {
      * A target that does not answer is an error (retried): no answer is no proof.
      */
     async undoStagedCredential(a: { incidentId: string; nhiId: string; rotationId: string }): Promise<{ outcome: 'discarded' | 'activated_instead' | 'nothing_staged' }> {
-      const row = await rotationRow(a.rotationId);
-      if (!row || row.status === 'discarded') return { outcome: row ? 'discarded' : 'nothing_staged' };
+      let row = await rotationRow(a.rotationId);
+      if (!row) {
+        // Never staged, but an attempt may have had the target issue a credential first: nobody would use it.
+        const { nhi, connector } = await target(a.nhiId);
+        if (connector.capabilities.credentials !== 'issued') return { outcome: 'nothing_staged' };
+        const left = await withStagingLock(deps.pool, a.nhiId, async () => ((await rotationRow(a.rotationId)) ? undefined : clearStrayCredentials(deps, { ...a, identity: nhi.externalRef, connector }, 'undo')));
+        if (left) {
+          await auditStrays(audit, a, nhi, connector, left);
+          return { outcome: 'nothing_staged' };
+        }
+        row = (await rotationRow(a.rotationId))!; // staged meanwhile by an attempt still running
+      }
+      if (row.status === 'discarded') return { outcome: 'discarded' };
       if (row.status === 'activated') return { outcome: 'activated_instead' };
       const { nhi, connector } = await target(a.nhiId);
       const value = await deps.secrets.reveal(row.new_ref);

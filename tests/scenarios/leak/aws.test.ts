@@ -5,6 +5,7 @@
 // converges, and the compensation never forgets a key AWS accepts. Through the API: tests/scenarios/aws.test.ts.
 import { randomUUID } from 'node:crypto';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { fingerprint } from '../../../lib/secret-store';
 import { createRotationActivities } from '../../../scenarios/leak/rotation';
 import { attachLocalAws, type AwsWorld } from '../../helpers/aws-world';
 import { createTestWorld, type TestWorld } from '../../helpers/world';
@@ -113,6 +114,22 @@ test('a worker dying after the store kept the key and before the rotation row: t
   const fresh = await activeKey();
   expect(await aws.accessKeyIds(USER)).toEqual([fresh.split(':')[0]]);
   expect(await aws.callerIdentity(leaked)).toBe('InvalidClientTokenId');
+});
+
+test('a staging that never got its rotation row is undone: what its attempts had AWS issue is deleted, the store\'s orphan discarded', async () => {
+  const active = await activeKey();
+  const a = args();
+  let stray = '';
+  await expect(run(createRotationActivities(dying('store', (v) => (stray = v))).stageLeakCredential, a)).rejects.toThrow('worker died');
+  await expect(run(createRotationActivities(dying('rotation row')).stageLeakCredential, a)).rejects.toThrow('worker died');
+  const [orphan] = (await w.secrets.list(NHI)).filter((r) => r.status === 'pending').slice(-1);
+  const orphanKey = await w.secrets.reveal(orphan.ref);
+  expect(await aws.accessKeyIds(USER)).toEqual([active.split(':')[0], orphanKey.split(':')[0]].sort());
+  expect(await run(acts().undoStagedCredential, a)).toEqual({ outcome: 'nothing_staged' });
+  expect(await aws.accessKeyIds(USER)).toEqual([active.split(':')[0]]);
+  expect([await aws.callerIdentity(active), await aws.callerIdentity(stray), await aws.callerIdentity(orphanKey)]).toEqual(['ok', 'InvalidClientTokenId', 'InvalidClientTokenId']);
+  expect((await w.secrets.get(orphan.ref))!.status).toBe('discarded');
+  expect((await w.secrets.active(NHI))!.fingerprint).toBe(fingerprint(active));
 });
 
 test('two attempts of one staging at once (a timed-out one still running): one key issued, neither deletes the other\'s', async () => {
