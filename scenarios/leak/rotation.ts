@@ -223,9 +223,11 @@ export function createRotationActivities(deps: ActivityDeps) {
     async undoStagedCredential(a: { incidentId: string; nhiId: string; rotationId: string }): Promise<{ outcome: 'discarded' | 'activated_instead' | 'nothing_staged' }> {
       let row = await rotationRow(a.rotationId);
       if (!row) {
-        // Never staged, but an attempt may have had the target issue a credential first: nobody would use it.
+        // Never staged, but an attempt may have had the target issue a credential first (it recorded
+        // what the target held before asking): nobody would use that credential.
+        const asked = await deps.pool.query('SELECT 1 FROM credential_issues WHERE rotation_id = $1', [a.rotationId]);
+        if (!asked.rows.length) return { outcome: 'nothing_staged' };
         const { nhi, connector } = await target(a.nhiId);
-        if (connector.capabilities.credentials !== 'issued') return { outcome: 'nothing_staged' };
         const left = await withStagingLock(deps.pool, a.nhiId, async () => ((await rotationRow(a.rotationId)) ? undefined : clearStrayCredentials(deps, { ...a, identity: nhi.externalRef, connector }, 'undo')));
         if (left) {
           await auditStrays(audit, a, nhi, connector, left);
