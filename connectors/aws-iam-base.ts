@@ -163,6 +163,24 @@ export class AwsIamBase {
     return sortNames(out);
   }
 
+  /** Every access key id of a user (a role has none). */
+  async listCredentialIds(identity: string): Promise<string[]> {
+    return (await this.keys(await this.existing(identity))).map((k) => k.id).sort();
+  }
+
+  /** Delete one of the user's keys by id; a key it does not hold (gone, someone else's) removes nothing. */
+  async retireCredentialById(identity: string, credentialId: string): Promise<{ removed: boolean }> {
+    const id = await this.existing(identity);
+    if (!(await this.keys(id)).some((k) => k.id === credentialId)) return { removed: false };
+    try {
+      await this.send(new iam.DeleteAccessKeyCommand({ UserName: id.name, AccessKeyId: credentialId }), `deleting a key of ${id.name}`);
+      return { removed: true };
+    } catch (err) {
+      if (errName(err) === 'NoSuchEntity') return { removed: false };
+      throw err;
+    }
+  }
+
   protected async keys(id: IamIdentity): Promise<{ id: string; status: string }[]> {
     if (id.kind !== 'user') return [];
     const out = await this.send<{ AccessKeyMetadata?: iam.AccessKeyMetadata[] }>(new iam.ListAccessKeysCommand({ UserName: id.name }), `listing the keys of ${id.name}`);

@@ -301,7 +301,7 @@ export class AwsIamConnector extends AwsIamBase implements Connector {
     }
     const created = await this.send<{ AccessKey?: { AccessKeyId?: string; SecretAccessKey?: string } }>(new iam.CreateAccessKeyCommand({ UserName: id.name }), `creating a key for ${id.name}`);
     const k = { accessKeyId: created.AccessKey!.AccessKeyId!, secretAccessKey: created.AccessKey!.SecretAccessKey! };
-    return { value: formatAccessKey(k), id: k.accessKeyId, removedFirst };
+    return { value: formatAccessKey(k), id: k.accessKeyId, removedFirst, secretPart: k.secretAccessKey };
   }
 
   async retireCredential(identity: string, secretValue: string): Promise<{ removed: boolean }> {

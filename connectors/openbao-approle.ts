@@ -304,6 +304,19 @@ export class AppRoleConnector implements Connector {
     return { removed: true };
   }
 
+  /** The accessors of every secret-id the role holds. */
+  async listCredentialIds(identity: string): Promise<string[]> {
+    await this.existing(identity);
+    return ((await this.vault.request<{ data: { keys: string[] } }>('LIST', this.rolePath(identity, '/secret-id')))?.data.keys ?? []).sort();
+  }
+
+  /** Destroy one secret-id through its accessor; an accessor the role does not hold removes nothing. */
+  async retireCredentialById(identity: string, credentialId: string): Promise<{ removed: boolean }> {
+    if (!(await this.listCredentialIds(identity)).includes(credentialId)) return { removed: false };
+    await this.vault.request('POST', this.rolePath(identity, '/secret-id-accessor/destroy'), { secret_id_accessor: credentialId });
+    return { removed: true };
+  }
+
   /** Offboarding: every secret-id destroyed (through its accessor), every token of the role revoked. */
   async retireAllCredentials(identity: string): Promise<{ removed: string[] }> {
     if (!(await this.role(identity))) return { removed: [] };

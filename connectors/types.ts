@@ -118,6 +118,8 @@ export interface IssuedCredential {
   id: string;
   /** Credentials removed before issuing, to stay within the target's limit (e.g. AWS's two keys per user). */
   removedFirst: string[];
+  /** The part of `value` a scanner finds and hashes alone, when the value is composite (an AWS secret access key). */
+  secretPart?: string;
 }
 
 /** What a connector found about its own setup at the target: empty `problems` means ready. */
@@ -178,6 +180,14 @@ export interface Connector {
    * holds for the identity, also those the orchestrator never issued. An identity that is gone has none.
    */
   retireAllCredentials?(identity: string): Promise<{ removed: string[] }>;
+  /**
+   * capabilities.credentials === 'issued' only: the ids of every credential the target holds for the
+   * identity (AWS access key ids, secret-id accessors), so a retried staging can find one a crashed
+   * attempt issued and nobody stored.
+   */
+  listCredentialIds?(identity: string): Promise<string[]>;
+  /** capabilities.credentials === 'issued' only: remove one credential by its id (idempotent: an unknown id removes nothing). */
+  retireCredentialById?(identity: string, credentialId: string): Promise<{ removed: boolean }>;
   /**
    * Optional: may an NHI be registered for this identity? Refuses what the connector must never
    * manage as an NHI — administrators (superusers), its own login, group roles behind entitlements,

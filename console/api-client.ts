@@ -574,10 +574,11 @@ export class ApiClient {
     return this.call("post", `/v1/incidents/${encodeURIComponent(id)}/bind`, undefined, body);
   }
 
-  /** POST /v1/leaks: Report a leaked credential (by NHI id or the sha256 fingerprint of the secret — never the secret). Roles: detector. */
+  /** POST /v1/leaks: Report a leaked credential (by NHI id, the sha256 fingerprint of the secret or an AWS access key id — never the secret). Roles: detector. */
   postLeaks(body: {
     nhiId?: string;
     fingerprint?: string;
+    accessKeyId?: string;
     source: string;
     severity: "low" | "medium" | "high" | "critical";
     evidenceUrl?: string;

@@ -15,3 +15,21 @@ const HMSL_PEPPER = createHash('sha256').update('GitGuardian').digest();
 export function hmslHash(secretValue: string): string {
   return scryptSync(Buffer.from(secretValue, 'utf8'), HMSL_PEPPER, 32, { N: 2048, r: 8, p: 1 }).toString('hex');
 }
+
+/**
+ * What a stored credential is also found or named by alone: its id at the target (an AWS access key
+ * id, an OpenBao secret-id accessor; not a secret) and, for a composite value, the secret half a
+ * scanner finds and hashes by itself (an AWS secret access key).
+ */
+export interface CredentialParts {
+  credentialId?: string;
+  secret?: string;
+}
+
+/** The fingerprints the secret store keeps of a credential's parts: sha256 of each, HMSL of the secret half. */
+export function partFingerprints(parts: CredentialParts): { part: 'secret' | 'credential_id'; kind: 'sha256' | 'hmsl'; fingerprint: string }[] {
+  const out: { part: 'secret' | 'credential_id'; kind: 'sha256' | 'hmsl'; fingerprint: string }[] = [];
+  if (parts.secret) out.push({ part: 'secret', kind: 'sha256', fingerprint: sha256Hex(parts.secret) }, { part: 'secret', kind: 'hmsl', fingerprint: hmslHash(parts.secret) });
+  if (parts.credentialId) out.push({ part: 'credential_id', kind: 'sha256', fingerprint: sha256Hex(parts.credentialId) });
+  return out;
+}

@@ -38,8 +38,8 @@ export async function ensureOpenBaoDemoEstate(opts: { vault: VaultClient; mount?
     const active = await opts.secretStore.active(nhi.id);
     const known = active ? await vault.request('POST', `auth/${mount}/role/${nhi.role}/secret-id/lookup`, { secret_id: await opts.secretStore.reveal(active.ref).catch(() => '') }) : null;
     if ((known as { data?: unknown } | null)?.data) continue;
-    const issued = await vault.request<{ data: { secret_id: string } }>('POST', `auth/${mount}/role/${nhi.role}/secret-id`, {});
-    const pending = await opts.secretStore.putPending(nhi.id, issued!.data.secret_id);
+    const issued = await vault.request<{ data: { secret_id: string; secret_id_accessor: string } }>('POST', `auth/${mount}/role/${nhi.role}/secret-id`, {});
+    const pending = await opts.secretStore.putPending(nhi.id, issued!.data.secret_id, { credentialId: issued!.data.secret_id_accessor });
     await opts.secretStore.activate(pending.ref);
     credentialsIssued.push(nhi.id);
   }

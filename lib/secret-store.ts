@@ -7,7 +7,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Pool } from 'pg';
 import { decodeKey } from './config';
-import { hmslHash } from './fingerprints';
+import { hmslHash, partFingerprints, sha256Hex, type CredentialParts } from './fingerprints';
+
+export type { CredentialParts } from './fingerprints';
 
 export type SecretStatus = 'pending' | 'active' | 'retired' | 'discarded' | 'deleted';
 
@@ -46,8 +48,12 @@ type Row = { id: string; nhi_id: string; version: number; fingerprint: string; s
 const toRef = (r: Row): SecretRef => ({ ref: r.id, nhiId: r.nhi_id, version: r.version, fingerprint: r.fingerprint, status: r.status });
 
 export interface SecretStore {
-  /** Store a value as a new pending version. The caller keeps only the returned reference. */
-  putPending(nhiId: string, value: string): Promise<SecretRef>;
+  /**
+   * Store a value as a new pending version. The caller keeps only the returned reference. `parts`:
+   * what the value is also found or named by alone (an AWS key's id and secret half): only their
+   * fingerprints are kept.
+   */
+  putPending(nhiId: string, value: string, parts?: CredentialParts): Promise<SecretRef>;
   /** Make a pending version the active one; the previous active version is retired. Idempotent. */
   activate(ref: string): Promise<SecretRef>;
   /** Drop a pending version that never made it to the target. Idempotent; never touches an active one. */
@@ -57,8 +63,10 @@ export interface SecretStore {
   active(nhiId: string): Promise<SecretRef | null>;
   get(ref: string): Promise<SecretRef | null>;
   list(nhiId: string): Promise<SecretRef[]>;
-  /** Which NHI issued a credential with this fingerprint (any status), newest first. */
+  /** Which NHI issued a credential with this fingerprint (of the value or of a part), any status, newest first. */
   findByFingerprint(fp: string): Promise<SecretRef[]>;
+  /** The NHI's versions stored with this credential id (an access key id, a secret-id accessor), newest first. */
+  findByCredentialId(nhiId: string, credentialId: string): Promise<SecretRef[]>;
   /** Which NHI issued a credential with this HasMySecretLeaked hash (GitGuardian `hmsl_hash`), newest first. */
   findByHmsl(hash: string): Promise<SecretRef[]>;
   /** Offboarding: erase every stored value for the NHI, keeping fingerprints for the record. */
@@ -105,7 +113,7 @@ export class TableSecretStore implements SecretStore {
   }
 
   /** Store a value as a new pending version. The caller keeps only the returned reference. */
-  async putPending(nhiId: string, value: string): Promise<SecretRef> {
+  async putPending(nhiId: string, value: string, parts: CredentialParts = {}): Promise<SecretRef> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
@@ -124,6 +132,9 @@ export class TableSecretStore implements SecretStore {
         // The HMSL hash too, so a GitGuardian incident's hmsl_hash can name the credential.
         [nhiId, version, fingerprint(value), hmslHash(value), sealed?.iv ?? null, sealed?.authTag ?? null, sealed?.ciphertext ?? null],
       );
+      for (const f of partFingerprints(parts)) {
+        await client.query('INSERT INTO secret_fingerprints (secret_id, part, kind, fingerprint) VALUES ($1, $2, $3, $4)', [rows[0].id, f.part, f.kind, f.fingerprint]);
+      }
       await client.query('COMMIT');
       return toRef(rows[0]);
     } catch (err) {
@@ -213,20 +224,21 @@ export class TableSecretStore implements SecretStore {
     return rows.map(toRef);
   }
 
-  /** Which NHI issued a credential with this fingerprint (any status), newest first. */
+  /** Which NHI issued a credential with this fingerprint (of the value or of a part), any status, newest first. */
   async findByFingerprint(fp: string): Promise<SecretRef[]> {
-    const { rows } = await this.pool.query<Row>(
-      'SELECT id, nhi_id, version, fingerprint, status FROM secrets WHERE fingerprint = $1 ORDER BY created_at DESC',
-      [fp.toLowerCase()],
-    );
-    return rows.map(toRef);
+    return (await secretsByFingerprints(this.pool, { sha256: [fp], hmsl: [] })).map(toRef);
   }
 
   /** Which NHI issued a credential with this HasMySecretLeaked hash (GitGuardian `hmsl_hash`), newest first. */
   async findByHmsl(hash: string): Promise<SecretRef[]> {
+    return (await secretsByFingerprints(this.pool, { sha256: [], hmsl: [hash] })).map(toRef);
+  }
+
+  async findByCredentialId(nhiId: string, credentialId: string): Promise<SecretRef[]> {
     const { rows } = await this.pool.query<Row>(
-      'SELECT id, nhi_id, version, fingerprint, status FROM secrets WHERE hmsl = $1 ORDER BY created_at DESC',
-      [hash.toLowerCase()],
+      `SELECT s.id, s.nhi_id, s.version, s.fingerprint, s.status FROM secrets s JOIN secret_fingerprints f ON f.secret_id = s.id
+       WHERE s.nhi_id = $1 AND f.part = 'credential_id' AND f.kind = 'sha256' AND f.fingerprint = $2 ORDER BY s.created_at DESC`,
+      [nhiId, sha256Hex(credentialId)],
     );
     return rows.map(toRef);
   }
@@ -243,4 +255,25 @@ export class TableSecretStore implements SecretStore {
     await this.erased(nhiId, rows.map((r) => r.version), true);
     return rowCount ?? 0;
   }
+}
+
+/**
+ * The one lookup of stored credentials by fingerprint (the store's and leak matching's): sha256 or
+ * HasMySecretLeaked hashes of a whole value, or of a part kept in secret_fingerprints. Newest first.
+ */
+export async function secretsByFingerprints(
+  pool: Pick<Pool, 'query'>,
+  fps: { sha256: string[]; hmsl: string[] },
+): Promise<{ id: string; nhi_id: string; version: number; fingerprint: string; status: SecretStatus; created_at: Date }[]> {
+  const sha = fps.sha256.map((f) => f.toLowerCase());
+  const hmsl = fps.hmsl.map((f) => f.toLowerCase());
+  const { rows } = await pool.query<Row & { created_at: Date }>(
+    `SELECT id, nhi_id, version, fingerprint, status, created_at FROM secrets
+     WHERE fingerprint = ANY($1::text[]) OR hmsl = ANY($2::text[])
+        OR id IN (SELECT secret_id FROM secret_fingerprints
+                  WHERE (kind = 'sha256' AND fingerprint = ANY($1::text[])) OR (kind = 'hmsl' AND fingerprint = ANY($2::text[])))
+     ORDER BY created_at DESC`,
+    [sha, hmsl],
+  );
+  return rows;
 }

@@ -465,6 +465,11 @@ export function makeGenericLeakSchema(now: () => Date = () => new Date()) {
           .string()
           .regex(/^[0-9a-f]{64}$/, `fingerprint must be the sha256 of the secret as 64 lowercase hex characters: ${NEVER_THE_SECRET}`)
           .optional(),
+        // Not a secret: the key's name, what AWS's own exposure alerts give. Matched by its sha256, never kept.
+        accessKeyId: z
+          .string()
+          .regex(/^(?:AKIA|ASIA)[A-Z0-9]{16}$/, 'accessKeyId must be an AWS access key id (AKIA or ASIA and 16 capital letters or digits): the id, never the secret access key')
+          .optional(),
         source: rawText('source')
           .min(1, 'source is required')
           .max(64, 'source must be at most 64 characters')
@@ -493,8 +498,8 @@ export function makeGenericLeakSchema(now: () => Date = () => new Date()) {
         },
       },
     )
-    .refine((b) => b.nhiId !== undefined || b.fingerprint !== undefined, {
-      message: 'one of nhiId or fingerprint (sha256 hex of the leaked secret) is required',
+    .refine((b) => b.nhiId !== undefined || b.fingerprint !== undefined || b.accessKeyId !== undefined, {
+      message: 'one of nhiId, fingerprint (sha256 hex of the leaked secret) or accessKeyId (of a leaked AWS key) is required',
     });
 }
 
@@ -503,16 +508,18 @@ export type GenericLeak = z.infer<typeof genericLeakSchema>;
 
 /** A validated generic body as a NormalizedAlert; `receivedAt` stands in for a missing detectedAt. */
 export function normalizeGenericLeak(body: GenericLeak, receivedAt: Date, deliveryId?: string): NormalizedAlert {
-  const subject = [body.nhiId, body.fingerprint && `sha256:${body.fingerprint.slice(0, 12)}…`].filter(Boolean).join(' ');
+  // An access key id travels as its sha256, like every fingerprint: the store keeps the same of each key it holds.
+  const keyIdFp = body.accessKeyId ? sha256Hex(body.accessKeyId) : undefined;
+  const subject = [body.nhiId, body.fingerprint && `sha256:${body.fingerprint.slice(0, 12)}…`, keyIdFp && `access key id sha256:${keyIdFp.slice(0, 12)}…`].filter(Boolean).join(' ');
   return {
     source: 'generic',
-    externalId: `generic:${body.source}:${body.fingerprint ?? body.nhiId}`,
+    externalId: `generic:${body.source}:${body.fingerprint ?? keyIdFp ?? body.nhiId}`,
     ...(deliveryId ? { deliveryId } : {}),
     ...(body.nhiId ? { nhiId: body.nhiId } : {}),
     action: 'reported',
     trigger: true,
     severity: body.severity,
-    fingerprints: body.fingerprint ? [labelFingerprint('sha256', body.fingerprint)] : [],
+    fingerprints: [body.fingerprint, keyIdFp].filter((f): f is string => f !== undefined).map((f) => labelFingerprint('sha256', f)),
     ...(body.evidenceUrl ? { evidenceUrl: body.evidenceUrl } : {}),
     detectedAt: toIso(body.detectedAt ?? receivedAt.toISOString()),
     summary: oneLine(`generic ${body.source}: ${subject}`),

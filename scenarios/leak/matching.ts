@@ -6,6 +6,7 @@ import type { Pool } from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../../lib/config';
 import { getNhi } from '../../lib/inventory';
+import { secretsByFingerprints } from '../../lib/secret-store';
 import { fetchSecretScanningAlert } from './github-alerts';
 import { fingerprintsOfKind, githubAlertRef, labelFingerprint, matchByExposureHints, type NormalizedAlert } from './intake';
 import type { MatchedBy } from './contract';
@@ -29,10 +30,8 @@ export async function resolveTargets(pool: Pool, alert: NormalizedAlert, fpVia?:
   const sha = fingerprintsOfKind(alert, 'sha256').map((f) => f.toLowerCase());
   const hmsl = fingerprintsOfKind(alert, 'hmsl').map((f) => f.toLowerCase());
   if (sha.length || hmsl.length) {
-    const { rows } = await pool.query<{ nhi_id: string; status: string; version: number }>(
-      'SELECT nhi_id, status, version FROM secrets WHERE fingerprint = ANY($1::text[]) OR hmsl = ANY($2::text[]) ORDER BY created_at DESC',
-      [sha, hmsl],
-    );
+    // Of a whole value or of a part (an AWS key's secret half or id): one lookup, the secret store's.
+    const rows = await secretsByFingerprints(pool, { sha256: sha, hmsl });
     const live = rows.filter((r) => r.status === 'active' || r.status === 'pending');
     if (live.length) return { targets: [...new Set(live.map((r) => r.nhi_id))].map((nhiId) => ({ nhiId, matchedBy: fpMatch, verdict: 'contain' as const })) };
     if (rows.length) {

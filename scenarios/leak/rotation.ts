@@ -13,6 +13,8 @@ import type { ContainmentVerification, RotationSummary, VerificationLimit } from
 import { currentWorkflowId } from '../../activities/common';
 import type { ActivityDeps } from '../../activities/deps';
 import { atTarget, leakSupport } from './activity-support';
+import { auditStrays, clearStrayCredentials, withStagingLock, type StrayCheck } from './issued-credential';
+import type { SecretRef } from '../../lib/secret-store';
 
 interface RotationRow {
   rotation_id: string;
@@ -104,50 +106,67 @@ export function createRotationActivities(deps: ActivityDeps) {
       const existing = await rotationRow(a.rotationId);
       if (existing) return summary(existing);
       const { nhi, connector } = await target(a.nhiId);
-      const old = await deps.secrets.active(a.nhiId);
-      // A target that issues its credentials (AWS access keys) makes the new one now, beside the old:
-      // at its limit, the leaked one goes first and the other stays (said in the audit).
-      let issued: IssuedCredential | undefined;
-      if (connector.capabilities.credentials === 'issued') {
-        const replacing = old ? await deps.secrets.reveal(old.ref).catch(() => undefined) : undefined;
-        issued = await atTarget(`issuing a credential for ${nhi.externalRef}`, () => connector.issueCredential!(nhi.externalRef, { replacing }));
-      }
-      const pending = await deps.secrets.putPending(a.nhiId, issued?.value ?? generateCredential());
-      const { rows } = await deps.pool.query<RotationRow>(
-        `INSERT INTO rotations (rotation_id, nhi_id, workflow_id, incident_id, old_ref, new_ref, status)
-         VALUES ($1, $2, $3, $4, $5, $6, 'staged') ON CONFLICT (rotation_id) DO NOTHING
-         RETURNING rotation_id, nhi_id, old_ref, new_ref, status, applied_at`,
-        [a.rotationId, a.nhiId, currentWorkflowId(), a.incidentId, old?.ref ?? null, pending.ref],
-      );
-      if (!rows[0]) {
-        // A concurrent attempt staged first: keep its version, drop ours.
-        await deps.secrets.discard(pending.ref);
-        if (issued) await atTarget(`removing a duplicate credential of ${nhi.externalRef}`, async () => connector.retireCredential!(nhi.externalRef, issued.value));
-        return summary((await rotationRow(a.rotationId))!);
-      }
-      const s = await summary(rows[0]);
-      await audit(a.incidentId, `stage:${a.rotationId}`, {
-        nhiId: a.nhiId,
-        action: 'credential.stage',
-        outcome: 'pending',
-        details: {
-          rotationId: a.rotationId,
-          newRef: s.newRef,
-          newFingerprint: s.newFingerprint,
-          newVersion: s.newVersion,
-          oldRef: s.oldRef,
-          oldFingerprint: s.oldFingerprint,
-          ...(issued
-            ? {
-                issuedByTarget: { credentialId: issued.id, removedFirst: issued.removedFirst },
-                note: issued.removedFirst.length
-                  ? `the target allows two credentials: the leaked one (${issued.removedFirst.join(', ')}) was deleted first to make room, the other one was kept`
-                  : 'the target issued the new credential beside the old one',
-              }
-            : {}),
-        },
-      });
-      return s;
+      const issuing = connector.capabilities.credentials === 'issued';
+      // Issued credentials: one staging of the NHI at a time, and what a crashed attempt left is found first.
+      const stage = async (): Promise<RotationSummary> => {
+        const again = issuing ? await rotationRow(a.rotationId) : undefined;
+        if (again) return summary(again);
+        const old = await deps.secrets.active(a.nhiId);
+        // A target that issues its credentials (AWS access keys) makes the new one now, beside the old:
+        // at its limit, the leaked one goes first and the other stays (said in the audit). What a
+        // crashed earlier attempt issued and nobody stored is deleted first (./issued-credential.ts).
+        let issued: IssuedCredential | undefined;
+        let strays: StrayCheck | undefined;
+        let pending: SecretRef | undefined;
+        if (issuing) {
+          strays = await clearStrayCredentials(deps, { rotationId: a.rotationId, nhiId: a.nhiId, identity: nhi.externalRef, connector });
+          await auditStrays(audit, a, nhi, connector, strays);
+          pending = strays.adopted;
+          if (!pending) {
+            const replacing = old ? await deps.secrets.reveal(old.ref).catch(() => undefined) : undefined;
+            issued = await atTarget(`issuing a credential for ${nhi.externalRef}`, () => connector.issueCredential!(nhi.externalRef, { replacing }));
+          }
+        }
+        pending ??= await deps.secrets.putPending(a.nhiId, issued?.value ?? generateCredential(), issued ? { credentialId: issued.id, secret: issued.secretPart } : undefined);
+        const { rows } = await deps.pool.query<RotationRow>(
+          `INSERT INTO rotations (rotation_id, nhi_id, workflow_id, incident_id, old_ref, new_ref, status)
+           VALUES ($1, $2, $3, $4, $5, $6, 'staged') ON CONFLICT (rotation_id) DO NOTHING
+           RETURNING rotation_id, nhi_id, old_ref, new_ref, status, applied_at`,
+          [a.rotationId, a.nhiId, currentWorkflowId(), a.incidentId, old?.ref ?? null, pending.ref],
+        );
+        if (!rows[0]) {
+          // A concurrent attempt staged first: keep its version, drop ours.
+          await deps.secrets.discard(pending.ref);
+          if (issued) await atTarget(`removing a duplicate credential of ${nhi.externalRef}`, async () => connector.retireCredential!(nhi.externalRef, issued.value));
+          return summary((await rotationRow(a.rotationId))!);
+        }
+        const s = await summary(rows[0]);
+        await audit(a.incidentId, `stage:${a.rotationId}`, {
+          nhiId: a.nhiId,
+          action: 'credential.stage',
+          outcome: 'pending',
+          details: {
+            rotationId: a.rotationId,
+            newRef: s.newRef,
+            newFingerprint: s.newFingerprint,
+            newVersion: s.newVersion,
+            oldRef: s.oldRef,
+            oldFingerprint: s.oldFingerprint,
+            ...(issued
+              ? {
+                  issuedByTarget: { credentialId: issued.id, removedFirst: issued.removedFirst },
+                  note: issued.removedFirst.length
+                    ? `the target allows two credentials: the leaked one (${issued.removedFirst.join(', ')}) was deleted first to make room, the other one was kept`
+                    : 'the target issued the new credential beside the old one',
+                }
+              : {}),
+            ...(strays?.adopted ? { note: 'the credential an earlier attempt of this staging issued and stored is used: the target holds it' } : {}),
+            ...(strays?.removed.length ? { strayCredentialsRemoved: strays.removed } : {}),
+          },
+        });
+        return s;
+      };
+      return issuing ? withStagingLock(deps.pool, a.nhiId, stage) : stage();
     },
 
     /**
@@ -202,8 +221,21 @@ export function createRotationActivities(deps: ActivityDeps) {
      * A target that does not answer is an error (retried): no answer is no proof.
      */
     async undoStagedCredential(a: { incidentId: string; nhiId: string; rotationId: string }): Promise<{ outcome: 'discarded' | 'activated_instead' | 'nothing_staged' }> {
-      const row = await rotationRow(a.rotationId);
-      if (!row || row.status === 'discarded') return { outcome: row ? 'discarded' : 'nothing_staged' };
+      let row = await rotationRow(a.rotationId);
+      if (!row) {
+        // Never staged, but an attempt may have had the target issue a credential first (it recorded
+        // what the target held before asking): nobody would use that credential.
+        const asked = await deps.pool.query('SELECT 1 FROM credential_issues WHERE rotation_id = $1', [a.rotationId]);
+        if (!asked.rows.length) return { outcome: 'nothing_staged' };
+        const { nhi, connector } = await target(a.nhiId);
+        const left = await withStagingLock(deps.pool, a.nhiId, async () => ((await rotationRow(a.rotationId)) ? undefined : clearStrayCredentials(deps, { ...a, identity: nhi.externalRef, connector }, 'undo')));
+        if (left) {
+          await auditStrays(audit, a, nhi, connector, left);
+          return { outcome: 'nothing_staged' };
+        }
+        row = (await rotationRow(a.rotationId))!; // staged meanwhile by an attempt still running
+      }
+      if (row.status === 'discarded') return { outcome: 'discarded' };
       if (row.status === 'activated') return { outcome: 'activated_instead' };
       const { nhi, connector } = await target(a.nhiId);
       const value = await deps.secrets.reveal(row.new_ref);

@@ -100,9 +100,9 @@ export function createLeakRouter(deps: ScenarioDeps): Router {
   defineRoute(router, {
     method: 'post',
     path: '/v1/leaks',
-    summary: 'Report a leaked credential (by NHI id or the sha256 fingerprint of the secret — never the secret)',
+    summary: 'Report a leaked credential (by NHI id, the sha256 fingerprint of the secret or an AWS access key id — never the secret)',
     description:
-      'Starts containment of the NHI (`leak-<nhiId>`), or joins the running one as evidence. A fingerprint of a credential already retired is recorded as already contained. An alert that matches no NHI becomes an unmatched incident. Send an Idempotency-Key header to make retries safe.',
+      'Starts containment of the NHI (`leak-<nhiId>`), or joins the running one as evidence. The fingerprint may be of a whole stored credential or of the secret half of an AWS access key; `accessKeyId` names a leaked AWS key by its id (not a secret: what AWS exposure alerts give). A fingerprint of a credential already retired is recorded as already contained. An alert that matches no NHI becomes an unmatched incident. Send an Idempotency-Key header to make retries safe.',
     tags: ['leak'],
     roles: ['detector'],
     body: genericLeakSchema,

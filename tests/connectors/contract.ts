@@ -280,6 +280,22 @@ export function runConnectorContract(name: string, setup: () => Promise<Contract
       expect(await c.probe(identity, old)).toMatchObject({ access: 'denied', code: t.codes.wrongCredential });
     });
 
+    test('issued credentials are listed and removed by id, idempotently, the others kept (what a retried staging needs)', async () => {
+      if (c.capabilities.credentials !== 'issued') {
+        expect([c.listCredentialIds, c.retireCredentialById]).toEqual([undefined, undefined]);
+        return;
+      }
+      const { identity, secret } = await t.newIdentity();
+      const before = await c.listCredentialIds!(identity);
+      const issued = await c.issueCredential!(identity, {});
+      expect(await c.listCredentialIds!(identity)).toEqual([...before, issued.id].sort());
+      expect(await c.retireCredentialById!(identity, issued.id)).toEqual({ removed: true });
+      expect(await c.retireCredentialById!(identity, issued.id)).toEqual({ removed: false });
+      expect(await c.listCredentialIds!(identity)).toEqual(before);
+      expect(await c.probe(identity, issued.value)).toMatchObject({ access: 'denied' });
+      expect(await c.probe(identity, secret)).toEqual({ access: 'granted' });
+    });
+
     ifLimits('probe at the connection limit: the right credential is inconclusive, a wrong one denied', async () => {
       const { identity, secret } = await t.newIdentity();
       await c.apply(identity, { entitlements: [], canLogin: true, connectionLimit: 1 });

@@ -1,5 +1,6 @@
 // The secret store on real Postgres: AES-256-GCM at rest, versions, one active, references only.
 import { randomBytes } from 'node:crypto';
+import { hmslHash, sha256Hex } from '../../lib/fingerprints';
 import { fingerprint, generateCredential, TableSecretStore } from '../../lib/secret-store';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 
@@ -49,4 +50,20 @@ test('another key cannot decrypt; deleteAll erases values but keeps fingerprints
   expect(await store.deleteAll('svc_a')).toBeGreaterThan(0);
   await expect(store.reveal(active.ref)).rejects.toThrow(/no stored value/);
   expect((await store.findByFingerprint(active.fingerprint))[0].status).toBe('deleted');
+});
+
+test("an AWS key's id and secret half are found alone, by fingerprint only: nothing of either is kept in clear", async () => {
+  await db.pool.query("INSERT INTO nhis (id, kind, owner, connector, external_ref) VALUES ('svc_k', 'service_account', 'team', 'aws', 'user/k')");
+  const [id, secret] = ['AKIAIOSFODNN7EXAMPLE', 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'];
+  const ref = await store.putPending('svc_k', `${id}:${secret}`, { credentialId: id, secret });
+  const refs = async (p: Promise<{ ref: string }[]>) => (await p).map((r) => r.ref);
+  expect(await refs(store.findByFingerprint(sha256Hex(secret)))).toEqual([ref.ref]);
+  expect(await refs(store.findByHmsl(hmslHash(secret)))).toEqual([ref.ref]);
+  expect(await refs(store.findByFingerprint(sha256Hex(`${id}:${secret}`)))).toEqual([ref.ref]);
+  expect(await refs(store.findByCredentialId('svc_k', id))).toEqual([ref.ref]);
+  // The id names a credential of its own NHI only.
+  expect(await store.findByCredentialId('svc_a', id)).toEqual([]);
+  const { rows } = await db.pool.query('SELECT * FROM secret_fingerprints WHERE secret_id = $1', [ref.ref]);
+  expect(rows).toHaveLength(3);
+  expect(JSON.stringify(rows)).not.toMatch(new RegExp(`${id}|${secret.replace(/\//g, '\\/')}`));
 });

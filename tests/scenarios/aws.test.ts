@@ -6,6 +6,7 @@
 import * as iam from '@aws-sdk/client-iam';
 import request from 'supertest';
 import { LOGIN_DISABLED_POLICY, THROTTLE_POLICY } from '../../connectors/aws-iam-names';
+import { sha256Hex } from '../../lib/fingerprints';
 import { createApiWorld, type ApiWorld } from '../helpers/api-world';
 import { attachLocalAws, type AwsWorld } from '../helpers/aws-world';
 import { waitFor } from '../helpers/wait';
@@ -171,6 +172,29 @@ test('a second leak while the user holds two keys: the leaked one goes first, th
   expect(await aws.accessKeyIds('ci-deployer')).toEqual([other.AccessKeyId!, fresh.split(':')[0]].sort());
   const stage = (await api.get(`/v1/audit?workflowId=leak-${NHI}`)).body.events.filter((e: { action: string }) => e.action === 'credential.stage');
   expect(stage.at(-1).details.issuedByTarget.removedFirst).toEqual([leaked.split(':')[0]]);
+});
+
+test('a scanner that has only the sha256 of the secret access key, or AWS naming only the key id: the ci-deployer NHI is found and contained', async () => {
+  const leaked = await activeKey();
+  const [keyId, secretHalf] = leaked.split(':');
+  const before = (await request(api.app).get(`/v1/leaks/${NHI}`).set(api.as('alice'))).body.runId;
+  const res = await api.post('/v1/leaks', 'detector-bot', { fingerprint: sha256Hex(secretHalf), source: 'trufflehog', severity: 'critical' });
+  expect(res.status).toBe(202);
+  expect(res.body).toMatchObject({ outcome: 'containment', containments: [{ nhiId: NHI, matchedBy: 'fingerprint' }] });
+  await untilContained(before);
+  const fresh = await activeKey();
+  expect(await aws.callerIdentity(leaked)).toBe('InvalidClientTokenId');
+  expect(await aws.callerIdentity(fresh)).toBe('ok');
+  expect(await aws.accessKeyIds(USER)).toContain(fresh.split(':')[0]);
+  expect(await aws.accessKeyIds(USER)).not.toContain(keyId);
+
+  // The retired key named by its id (what AWS's exposure alerts give): the same NHI, already contained.
+  const late = await api.post('/v1/leaks', 'detector-2', { accessKeyId: keyId, source: 'aws-health', severity: 'critical' });
+  expect(late.status).toBe(202);
+  expect(late.body).toMatchObject({ outcome: 'already_contained', alreadyContained: [{ nhiId: NHI }] });
+  // A key id no stored credential has matches nothing: an unmatched incident, no guess.
+  const stranger = await api.post('/v1/leaks', 'detector-2', { accessKeyId: 'AKIA' + 'Z'.repeat(16), source: 'aws-health', severity: 'critical' });
+  expect(stranger.body).toMatchObject({ outcome: 'unmatched', containments: [] });
 });
 
 test('offboarding a role: policies detached, every action denied, inventory offboarded', async () => {

@@ -1,7 +1,10 @@
 // The scenarios through the API on the demo estate's OpenBao AppRole (partner-sync, a third-party
 // integration) on `bao server -dev`, a real worker on the Temporal dev server. Each assertion logs
 // in to OpenBao with the AppRole's secret-ids, or reads the role with the root token.
+import { randomUUID } from 'node:crypto';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import request from 'supertest';
+import { createRotationActivities } from '../../scenarios/leak/rotation';
 import { createApiWorld, type ApiWorld } from '../helpers/api-world';
 import { attachLocalOpenBao, type OpenBaoWorld } from '../helpers/openbao-world';
 import { waitFor } from '../helpers/wait';
@@ -71,6 +74,34 @@ test('leak: a new secret-id issued and stored, the leaked one destroyed and refu
   expect(await bao.login(ROLE, fresh)).toBe('ok');
   // The containment ended the role's tokens from before the rotation (the probe tokens are revoked too).
   expect(await bao.connector.listSessions(ROLE)).toHaveLength(1);
+  await bao.connector.invalidateSessions(ROLE);
+});
+
+test('leak, crash window: a secret-id OpenBao issued that the store never kept is destroyed by the retried staging', async () => {
+  const leaked = await activeSecretId();
+  const a = { incidentId: randomUUID(), nhiId: NHI, rotationId: `rot-${randomUUID()}` };
+  const run = <R>(fn: (x: typeof a) => Promise<R>) => new MockActivityEnvironment({ workflowExecution: { workflowId: `leak-${NHI}`, runId: randomUUID() } } as never).run(fn, a) as Promise<R>;
+  let stray = '';
+  // The worker dies right after OpenBao issued the secret-id, before the secret store kept it.
+  const secrets = Object.assign(Object.create(api.w.secrets), {
+    putPending: async (_nhiId: string, value: string) => {
+      stray = value;
+      throw new Error('worker died before the secret store kept the secret-id');
+    },
+  });
+  await expect(run(createRotationActivities({ ...api.w.deps, secrets }).stageLeakCredential)).rejects.toThrow('worker died');
+  expect(await bao.login(ROLE, stray)).toBe('ok');
+
+  const acts = createRotationActivities(api.w.deps);
+  await run(acts.stageLeakCredential);
+  // Asked with the root token, not by logging in: failed logins count towards OpenBao's lockout of the role.
+  const known = (secretId: string) => bao.root.request<{ data?: unknown }>('POST', `auth/approle/role/${ROLE}/secret-id/lookup`, { secret_id: secretId }).then((r) => Boolean(r?.data));
+  expect(await known(stray)).toBe(false);
+  await run(acts.applyLeakCredential);
+  const fresh = await activeSecretId();
+  expect(await bao.connector.listCredentialIds(ROLE)).toHaveLength(1);
+  expect([await known(fresh), await known(leaked), await known(stray)]).toEqual([true, false, false]);
+  expect(await bao.login(ROLE, fresh)).toBe('ok');
   await bao.connector.invalidateSessions(ROLE);
 });
 

@@ -1,9 +1,11 @@
 // Crash windows of a rotation at a target that issues its own credentials (AWS access keys on moto
 // with IAM authentication), activity by activity on the real secret store and the real endpoint:
-// a retried staging issues no second key, an apply retried after the old key was already deleted
+// a retried staging issues no second key, a worker dying between AWS issuing a key and the store
+// keeping it leaves no key behind, an apply retried after the old key was already deleted
 // converges, and the compensation never forgets a key AWS accepts. Through the API: tests/scenarios/aws.test.ts.
 import { randomUUID } from 'node:crypto';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { fingerprint } from '../../../lib/secret-store';
 import { createRotationActivities } from '../../../scenarios/leak/rotation';
 import { attachLocalAws, type AwsWorld } from '../../helpers/aws-world';
 import { createTestWorld, type TestWorld } from '../../helpers/world';
@@ -46,6 +48,98 @@ test('a retried staging issues no second key; an apply retried after the old key
   expect(v).toMatchObject({ oldCredential: 'denied', newCredential: 'granted' });
   const fresh = await activeKey();
   expect(await aws.callerIdentity(leaked)).toBe('InvalidClientTokenId');
+  expect(await aws.accessKeyIds(USER)).toEqual([fresh.split(':')[0]]);
+});
+
+// The worker dies right after the target call: the store's write (or the rotation row) never happens.
+const dying = (what: 'store' | 'rotation row', seen?: (value: string) => void) =>
+  what === 'store'
+    ? {
+        ...w.deps,
+        secrets: Object.assign(Object.create(w.secrets), {
+          putPending: async (_nhiId: string, value: string) => {
+            seen?.(value);
+            throw new Error('worker died before the secret store kept the key');
+          },
+        }),
+      }
+    : {
+        ...w.deps,
+        pool: Object.assign(Object.create(w.db.pool), {
+          query: (text: unknown, ...rest: unknown[]) =>
+            typeof text === 'string' && text.includes('INSERT INTO rotations') ? Promise.reject(new Error('worker died before the rotation row')) : w.db.pool.query(text as string, ...(rest as [])),
+        }),
+      };
+
+test('a worker dying between AWS issuing the key and the store keeping it: the retry deletes that key and ends with one new key, stored, accepted', async () => {
+  const leaked = await activeKey();
+  const a = args();
+  let stray = '';
+  await expect(run(createRotationActivities(dying('store', (v) => (stray = v))).stageLeakCredential, a)).rejects.toThrow('worker died');
+  // The crash left a live key nobody holds, beside the leaked one: the user is at AWS's two-key limit.
+  expect(await aws.accessKeyIds(USER)).toEqual([leaked.split(':')[0], stray.split(':')[0]].sort());
+  expect(await aws.callerIdentity(stray)).toBe('ok');
+
+  const staged = await run(acts().stageLeakCredential, a);
+  const fresh = await w.secrets.reveal(staged.newRef);
+  expect(await aws.callerIdentity(stray)).toBe('InvalidClientTokenId');
+  expect(await aws.accessKeyIds(USER)).toEqual([leaked.split(':')[0], fresh.split(':')[0]].sort());
+  const { rows } = await w.db.pool.query(`SELECT readback FROM audit_events WHERE nhi_id = $1 AND action = 'credential.stray_remove' AND details->>'rotationId' = $2`, [NHI, a.rotationId]);
+  expect(rows).toEqual([{ readback: expect.objectContaining({ removed: [stray.split(':')[0]] }) }]);
+
+  await run(acts().applyLeakCredential, a);
+  await run(acts().invalidateLeakedSessions, a);
+  expect(await run(acts().verifyLeakContainment, a)).toMatchObject({ oldCredential: 'denied', newCredential: 'granted' });
+  expect(await activeKey()).toBe(fresh);
+  expect(await aws.accessKeyIds(USER)).toEqual([fresh.split(':')[0]]);
+  expect([await aws.callerIdentity(fresh), await aws.callerIdentity(leaked), await aws.callerIdentity(stray)]).toEqual(['ok', 'InvalidClientTokenId', 'InvalidClientTokenId']);
+  // Only fingerprints of the key's parts were kept: the id names the stored version, no stray is known.
+  expect((await w.secrets.findByCredentialId(NHI, fresh.split(':')[0])).map((r) => r.ref)).toEqual([staged.newRef]);
+});
+
+test('a worker dying after the store kept the key and before the rotation row: the retry uses that key, AWS issues no other', async () => {
+  const leaked = await activeKey();
+  const a = args();
+  await expect(run(createRotationActivities(dying('rotation row')).stageLeakCredential, a)).rejects.toThrow('worker died');
+  const [orphan] = (await w.secrets.list(NHI)).filter((r) => r.status === 'pending').slice(-1);
+  const keysAfterCrash = await aws.accessKeyIds(USER);
+  expect(keysAfterCrash).toHaveLength(2);
+
+  const staged = await run(acts().stageLeakCredential, a);
+  expect(staged.newRef).toBe(orphan.ref);
+  expect(await aws.accessKeyIds(USER)).toEqual(keysAfterCrash);
+  await run(acts().applyLeakCredential, a);
+  await run(acts().invalidateLeakedSessions, a);
+  await run(acts().verifyLeakContainment, a);
+  const fresh = await activeKey();
+  expect(await aws.accessKeyIds(USER)).toEqual([fresh.split(':')[0]]);
+  expect(await aws.callerIdentity(leaked)).toBe('InvalidClientTokenId');
+});
+
+test('a staging that never got its rotation row is undone: what its attempts had AWS issue is deleted, the store\'s orphan discarded', async () => {
+  const active = await activeKey();
+  const a = args();
+  let stray = '';
+  await expect(run(createRotationActivities(dying('store', (v) => (stray = v))).stageLeakCredential, a)).rejects.toThrow('worker died');
+  await expect(run(createRotationActivities(dying('rotation row')).stageLeakCredential, a)).rejects.toThrow('worker died');
+  const [orphan] = (await w.secrets.list(NHI)).filter((r) => r.status === 'pending').slice(-1);
+  const orphanKey = await w.secrets.reveal(orphan.ref);
+  expect(await aws.accessKeyIds(USER)).toEqual([active.split(':')[0], orphanKey.split(':')[0]].sort());
+  expect(await run(acts().undoStagedCredential, a)).toEqual({ outcome: 'nothing_staged' });
+  expect(await aws.accessKeyIds(USER)).toEqual([active.split(':')[0]]);
+  expect([await aws.callerIdentity(active), await aws.callerIdentity(stray), await aws.callerIdentity(orphanKey)]).toEqual(['ok', 'InvalidClientTokenId', 'InvalidClientTokenId']);
+  expect((await w.secrets.get(orphan.ref))!.status).toBe('discarded');
+  expect((await w.secrets.active(NHI))!.fingerprint).toBe(fingerprint(active));
+});
+
+test('two attempts of one staging at once (a timed-out one still running): one key issued, neither deletes the other\'s', async () => {
+  const a = args();
+  const [x, y] = await Promise.all([run(acts().stageLeakCredential, a), run(acts().stageLeakCredential, a)]);
+  expect(y.newRef).toBe(x.newRef);
+  const fresh = await w.secrets.reveal(x.newRef);
+  expect(await aws.accessKeyIds(USER)).toHaveLength(2);
+  expect(await aws.callerIdentity(fresh)).toBe('ok');
+  await run(acts().applyLeakCredential, a);
   expect(await aws.accessKeyIds(USER)).toEqual([fresh.split(':')[0]]);
 });
 

@@ -428,10 +428,22 @@ describe('genericLeakSchema', () => {
     }
   });
 
-  it('requires one of nhiId or fingerprint', () => {
+  it('requires one of nhiId, fingerprint or accessKeyId', () => {
     expect(messages({ source: 'ci', severity: 'high' })).toEqual([
-      ': one of nhiId or fingerprint (sha256 hex of the leaked secret) is required',
+      ': one of nhiId, fingerprint (sha256 hex of the leaked secret) or accessKeyId (of a leaked AWS key) is required',
     ]);
+  });
+
+  it('takes an AWS access key id (not a secret) and carries only its sha256; refuses a secret access key in its place', () => {
+    const body = schema.parse({ accessKeyId: 'AKIAIOSFODNN7EXAMPLE', source: 'aws-health', severity: 'critical' });
+    const alert = normalizeGenericLeak(body, now);
+    expect(alert.fingerprints).toEqual([`sha256:${sha256Hex('AKIAIOSFODNN7EXAMPLE')}`]);
+    expect(JSON.stringify(alert)).not.toContain('AKIAIOSFODNN7EXAMPLE');
+    const secretKey = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+    const r = schema.safeParse({ accessKeyId: secretKey, source: 'ci', severity: 'high' });
+    expect(r.success).toBe(false);
+    expect(messages({ accessKeyId: secretKey, source: 'ci', severity: 'high' })[0]).toMatch(/^accessKeyId: accessKeyId must be an AWS access key id/);
+    expect(JSON.stringify(r.error)).not.toContain(secretKey);
   });
 
   it('rejects bad fields with useful messages', () => {
