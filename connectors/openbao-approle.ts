@@ -287,6 +287,12 @@ export class AppRoleConnector implements Connector {
     // Vault checks the secret-id before the role's CIDR binding: a CIDR refusal means the secret-id is valid.
     if (login.status === 400 && /unauthorized by CIDR/.test(why)) return { access: 'inconclusive', code: 'login_disabled', credentialAccepted: true, refusedBy: 'login_disabled', detail: why };
     if (login.status === 400 && /invalid role or secret ID/.test(why)) return { access: 'denied', code: 'invalid_secret_id', detail: why };
+    // Vault's user lockout (default: 5 failed logins within 15 minutes, e.g. someone trying a leaked
+    // secret-id) refuses every login of the role, valid secret-ids too: nothing can be proven until
+    // it lifts, so the step fails (and is retried) rather than call a credential dead or alive.
+    if (/permission denied/.test(why)) {
+      throw new Error(`AppRole logins as ${identity} are refused by the user lockout (repeated failed logins): nothing can be verified until it lifts (the mount's lockout_duration, 15 minutes by default) or an operator unlocks the role (sys/locked-users/<mount accessor>/unlock/<role_id>)`);
+    }
     throw new Error(`AppRole login as ${identity} failed (${login.status}): ${why}`);
   }
 

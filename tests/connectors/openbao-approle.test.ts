@@ -106,6 +106,14 @@ describe('openbao-approle connector, what only AppRoles have', () => {
     expect(await f.connector.retireAllCredentials(a.identity)).toEqual({ removed: [] });
   });
 
+  test("a role locked out by failed logins (someone trying a leaked secret-id) is neither granted nor denied: the probe fails, naming the lockout", async () => {
+    const a = await f.newIdentity();
+    for (let i = 0; i < 5; i++) expect(await f.connector.probe(a.identity, randomUUID())).toMatchObject({ access: 'denied', code: 'invalid_secret_id' });
+    // Locked: the valid secret-id is refused too, so neither answer would be the truth.
+    await expect(f.connector.probe(a.identity, a.secret)).rejects.toThrow(/refused by the user lockout/);
+    await expect(f.connector.probe(a.identity, randomUUID())).rejects.toThrow(/refused by the user lockout/);
+  });
+
   test('a probe leaves no token behind', async () => {
     const a = await f.newIdentity();
     expect(await f.connector.probe(a.identity, a.secret)).toEqual({ access: 'granted' });
