@@ -72,8 +72,12 @@ export const FAULTS = {
 
 export async function runChaos(w: ChaosStack, opts: ChaosOptions): Promise<ChaosReport> {
   const log = opts.log ?? (() => undefined);
-  const random = seeded(opts.seed);
-  const jitter = (min: number, max: number) => min + Math.floor(random() * (max - min));
+  // One stream per fault track, so each track's moments follow from the seed whatever the interleaving.
+  const track = (k: number) => {
+    const random = seeded(opts.seed + k * 0x9e3779b9);
+    return (min: number, max: number) => min + Math.floor(random() * (max - min));
+  };
+  const [workerJitter, temporalJitter, estateJitter] = [track(1), track(2), track(3)];
   const faults: Record<string, number> = { [FAULTS.killNow]: 0, [FAULTS.killLater]: 0, [FAULTS.connections]: 0, [FAULTS.temporalKill]: 0, 'duplicated revoke': 0, 'revoke by someone else (unsigned)': 0, 'duplicated alert': 0, 'reordered alert': 0 };
   if (opts.sigtermOnce) faults[FAULTS.temporalTerm] = 0;
   if (opts.estateOutageMs > 0) faults[FAULTS.estateDown] = 0;
@@ -137,12 +141,12 @@ export async function runChaos(w: ChaosStack, opts: ChaosOptions): Promise<Chaos
 
       // Three tracks of faults at random moments, overlapping, while elevations grant and containments rotate.
       const processFaults = (async () => {
-        await sleep(jitter(200, 1500));
+        await sleep(workerJitter(200, 1500));
         if (workers.kill()) faults[FAULTS.killNow]++;
         const replaced = workers.start(); // at once; the next faults do not wait for it to poll
-        await sleep(jitter(200, 1500));
+        await sleep(workerJitter(200, 1500));
         await terminateConnections();
-        await sleep(jitter(500, 2000));
+        await sleep(workerJitter(500, 2000));
         if (workers.kill()) faults[FAULTS.killLater]++;
         await sleep(3000);
         await Promise.all([replaced, workers.start()]);
@@ -150,11 +154,11 @@ export async function runChaos(w: ChaosStack, opts: ChaosOptions): Promise<Chaos
       })();
       const temporalFaults = (async () => {
         for (let i = 0; i < opts.temporalRestarts; i++) {
-          await sleep(jitter(300, 4000));
+          await sleep(temporalJitter(300, 4000));
           await restartTemporal();
         }
       })();
-      const estateFaults = outageBeforeLoad ?? (opts.estateOutageMs > 0 ? sleep(jitter(0, opts.estateOutageWithinMs)).then(() => w.estate.stop()).then(estateOutage) : Promise.resolve());
+      const estateFaults = outageBeforeLoad ?? (opts.estateOutageMs > 0 ? sleep(estateJitter(0, opts.estateOutageWithinMs)).then(() => w.estate.stop()).then(estateOutage) : Promise.resolve());
       const waitMs = opts.settleMs;
       const revoked = (await Promise.all(elevations)).slice(0, opts.revokedElevations).map((h) => revokeWithDuplicates(w, h.workflowId, faults, waitMs));
       void Promise.allSettled(revoked).then(() => log('revokes sent'));
