@@ -118,14 +118,21 @@ export async function startLeak(w: LoadHost, nhiId: string, faults: Record<strin
   return handle;
 }
 
-/** How the workflow ended (`jitElevation: revoked`), asking again across server restarts; undefined if still open at `until`. */
-export async function outcomeBy(client: Client, workflowId: string, until: number): Promise<string | undefined> {
+/** The cause of a failure, with the run's names and ports taken out so that equal causes count together. */
+const causeOf = (message: string) =>
+  message.replace(/\bc[0-9a-f]{6}_svc_chaos_\w+/g, '<role>').replace(/\bsvc_chaos_\w+/g, '<nhi>').replace(/:\d{4,5}\b/g, ':<port>').slice(0, 200);
+
+/**
+ * How the workflow ended (`jitElevation: revoked`) and, for a rolled-back elevation, why; asked again
+ * across server restarts. Undefined if still open at `until`.
+ */
+export async function outcomeBy(client: Client, workflowId: string, until: number): Promise<{ outcome: string; cause?: string } | undefined> {
   const handle = client.workflow.getHandle(workflowId);
   for (;;) {
     const d = await persist(() => handle.describe(), Math.max(0, until - Date.now())).catch(() => undefined);
     if (d && d.status.name !== 'RUNNING') {
-      const result = d.status.name === 'COMPLETED' ? await persist(() => handle.result() as Promise<{ state?: string }>).catch(() => undefined) : undefined;
-      return `${d.type}: ${result?.state ?? d.status.name.toLowerCase()}`;
+      const result = d.status.name === 'COMPLETED' ? await persist(() => handle.result() as Promise<{ state?: string; failure?: string }>).catch(() => undefined) : undefined;
+      return { outcome: `${d.type}: ${result?.state ?? d.status.name.toLowerCase()}`, ...(result?.failure ? { cause: causeOf(result.failure) } : {}) };
     }
     if (Date.now() > until) return undefined;
     await sleep(1000);

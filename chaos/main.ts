@@ -39,8 +39,9 @@ async function main() {
       temporalRestarts: num('CHAOS_TEMPORAL_RESTARTS', 2),
       sigtermOnce: true,
       estateOutageMs: num('CHAOS_ESTATE_OUTAGE_S', 30) * 1000,
-      // Anywhere in the first 40 s of a round: during grants, revocations, rotations or (at ~60 s) expiries.
-      estateOutageWithinMs: 40_000,
+      // Round 1 during grants and rotations, round 2 during early revocations, round 3 over the
+      // 1-minute windows' expiry (~60 s in); random within each window.
+      estateOutageWindows: [[0, 5_000], [5_000, 20_000], [35_000, 45_000]],
       settleMs: 150_000,
       seed,
       log: (line) => process.stdout.write(`[chaos] ${line}\n`),
@@ -49,6 +50,7 @@ async function main() {
     for (const [fault, n] of Object.entries(report.faults)) process.stdout.write(`  ${String(n).padStart(4)}  ${fault}\n`);
     process.stdout.write(`  (workers that died on their own and were started again: ${report.workerDeaths}; activities retrying when the estate came back: ${report.retryingAtEstateRestart})\n`);
     process.stdout.write(`[chaos] outcomes: ${Object.entries(report.outcomes).map(([o, n]) => `${n} × ${o}`).join(', ')}\n`);
+    for (const [cause, n] of Object.entries(report.causes)) process.stdout.write(`  ${String(n).padStart(4)}  rolled back: ${cause}\n`);
     process.stdout.write(`${formatInvariants(report.invariants)}\n`);
     process.exitCode = report.ok ? 0 : 1;
   } finally {

@@ -26,8 +26,11 @@ export interface ChaosOptions {
   sigtermOnce: boolean;
   /** Per round, how long the estate PostgreSQL stays stopped (0: never stopped). */
   estateOutageMs: number;
-  /** It stops at a random moment this long after the round's load starts; 0: just before the load, so its first target calls meet the outage. */
-  estateOutageWithinMs: number;
+  /**
+   * Round r stops it at a random moment within windows[(r - 1) % length] (ms after its load starts),
+   * so that a run covers each phase of the load; [0, 0]: just before the load, so its first target calls meet it.
+   */
+  estateOutageWindows: [number, number][];
   /** How long to wait for the round's workflows to close before the invariants say what is stuck. */
   settleMs: number;
   /** Seeds the fault moments. */
@@ -43,6 +46,8 @@ export interface ChaosReport {
   retryingAtEstateRestart: number;
   /** How the workflows ended: `jitElevation: revoked` → count. */
   outcomes: Record<string, number>;
+  /** Why elevations were rolled back: cause → count. */
+  causes: Record<string, number>;
   workflows: number;
   invariants: InvariantResult[];
   ok: boolean;
@@ -115,6 +120,8 @@ export async function runChaos(w: ChaosStack, opts: ChaosOptions): Promise<Chaos
 
   let retryingAtEstateRestart = 0;
   const outcomes: Record<string, number> = {};
+  const causes: Record<string, number> = {};
+  const count = (m: Record<string, number>, k: string) => (m[k] = (m[k] ?? 0) + 1);
   const nhiIds: string[] = [];
   const oldCredentials: { nhiId: string; password: string }[] = [];
   let workflows = 0;
@@ -129,7 +136,8 @@ export async function runChaos(w: ChaosStack, opts: ChaosOptions): Promise<Chaos
       nhiIds.push(...jitNhis, ...leakNhis);
 
       let outageBeforeLoad: Promise<void> | undefined;
-      if (opts.estateOutageMs > 0 && opts.estateOutageWithinMs === 0) {
+      const [from, to] = opts.estateOutageWindows[(round - 1) % opts.estateOutageWindows.length] ?? [0, 0];
+      if (opts.estateOutageMs > 0 && to === 0) {
         await w.estate.stop();
         outageBeforeLoad = estateOutage();
       }
@@ -158,7 +166,7 @@ export async function runChaos(w: ChaosStack, opts: ChaosOptions): Promise<Chaos
           await restartTemporal();
         }
       })();
-      const estateFaults = outageBeforeLoad ?? (opts.estateOutageMs > 0 ? sleep(estateJitter(0, opts.estateOutageWithinMs)).then(() => w.estate.stop()).then(estateOutage) : Promise.resolve());
+      const estateFaults = outageBeforeLoad ?? (opts.estateOutageMs > 0 ? sleep(estateJitter(from, to)).then(() => w.estate.stop()).then(estateOutage) : Promise.resolve());
       const waitMs = opts.settleMs;
       const revoked = (await Promise.all(elevations)).slice(0, opts.revokedElevations).map((h) => revokeWithDuplicates(w, h.workflowId, faults, waitMs));
       void Promise.allSettled(revoked).then(() => log('revokes sent'));
@@ -166,13 +174,16 @@ export async function runChaos(w: ChaosStack, opts: ChaosOptions): Promise<Chaos
 
       const until = Date.now() + opts.settleMs;
       const ended = await Promise.all(started.map((h) => outcomeBy(w.env.client, h.workflowId, until)));
-      for (const o of ended) outcomes[o ?? 'not closed in time'] = (outcomes[o ?? 'not closed in time'] ?? 0) + 1;
+      for (const e of ended) {
+        count(outcomes, e?.outcome ?? 'not closed in time');
+        if (e?.cause) count(causes, e.cause);
+      }
       log(`round ${round}: ${ended.every(Boolean) ? 'every workflow closed' : `${ended.filter((c) => !c).length} workflows not closed in time`}`);
     }
     // Visibility is eventually consistent: give it a moment to see the last closes.
     await sleep(1000);
     const invariants = await checkInvariants({ ...w.deps, client: w.env.client, taskQueue: w.taskQueue, nhiIds, oldCredentials, login: (id, pw) => w.login(id, pw) });
-    return { faults, workerDeaths: workers.deaths, retryingAtEstateRestart, outcomes, workflows, invariants, ok: invariants.every((r) => r.ok) };
+    return { faults, workerDeaths: workers.deaths, retryingAtEstateRestart, outcomes, causes, workflows, invariants, ok: invariants.every((r) => r.ok) };
   } finally {
     workers.stopAll();
   }
