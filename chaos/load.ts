@@ -123,7 +123,7 @@ const causeOf = (message: string) =>
   message.replace(/\bc[0-9a-f]{6}_svc_chaos_\w+/g, '<role>').replace(/\bsvc_chaos_\w+/g, '<nhi>').replace(/:\d{4,5}\b/g, ':<port>').slice(0, 200);
 
 /**
- * How the workflow ended (`jitElevation: revoked`) and, for a rolled-back elevation, why; asked again
+ * How the workflow ended (`jitElevation: revoked`) and the failure it recorded, if any; asked again
  * across server restarts. Undefined if still open at `until`.
  */
 export async function outcomeBy(client: Client, workflowId: string, until: number): Promise<{ outcome: string; cause?: string } | undefined> {

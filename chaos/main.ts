@@ -50,7 +50,7 @@ async function main() {
     for (const [fault, n] of Object.entries(report.faults)) process.stdout.write(`  ${String(n).padStart(4)}  ${fault}\n`);
     process.stdout.write(`  (workers that died on their own and were started again: ${report.workerDeaths}; activities retrying when the estate came back: ${report.retryingAtEstateRestart})\n`);
     process.stdout.write(`[chaos] outcomes: ${Object.entries(report.outcomes).map(([o, n]) => `${n} × ${o}`).join(', ')}\n`);
-    for (const [cause, n] of Object.entries(report.causes)) process.stdout.write(`  ${String(n).padStart(4)}  rolled back: ${cause}\n`);
+    for (const [cause, n] of Object.entries(report.causes)) process.stdout.write(`  ${String(n).padStart(4)}  ${cause}\n`);
     process.stdout.write(`${formatInvariants(report.invariants)}\n`);
     process.exitCode = report.ok ? 0 : 1;
   } finally {

@@ -46,7 +46,7 @@ export interface ChaosReport {
   retryingAtEstateRestart: number;
   /** How the workflows ended: `jitElevation: revoked` → count. */
   outcomes: Record<string, number>;
-  /** Why elevations were rolled back: cause → count. */
+  /** The failure each workflow recorded on its way (a rollback's cause, a containment step that kept failing before it succeeded) → count. */
   causes: Record<string, number>;
   workflows: number;
   invariants: InvariantResult[];
@@ -176,7 +176,7 @@ export async function runChaos(w: ChaosStack, opts: ChaosOptions): Promise<Chaos
       const ended = await Promise.all(started.map((h) => outcomeBy(w.env.client, h.workflowId, until)));
       for (const e of ended) {
         count(outcomes, e?.outcome ?? 'not closed in time');
-        if (e?.cause) count(causes, e.cause);
+        if (e?.cause) count(causes, `${e.outcome} — ${e.cause}`);
       }
       log(`round ${round}: ${ended.every(Boolean) ? 'every workflow closed' : `${ended.filter((c) => !c).length} workflows not closed in time`}`);
     }
