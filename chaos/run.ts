@@ -31,6 +31,8 @@ export interface ChaosOptions {
    * so that a run covers each phase of the load; [0, 0]: just before the load, so its first target calls meet it.
    */
   estateOutageWindows: [number, number][];
+  /** Keep the estate down past `estateOutageMs` until some activity is seen retrying against it (the short run's proof that the outage reached the work). */
+  estateOutageUntilRetrying?: boolean;
   /** How long to wait for the round's workflows to close before the invariants say what is stuck. */
   settleMs: number;
   /** Seeds the fault moments. */
@@ -110,7 +112,10 @@ export async function runChaos(w: ChaosStack, opts: ChaosOptions): Promise<Chaos
   const estateOutage = async () => {
     log(`estate PostgreSQL stopped for ${opts.estateOutageMs / 1000} s`);
     await sleep(opts.estateOutageMs);
-    const retrying = await retryingActivities(w.env.client, w.taskQueue).catch(() => []);
+    const retryingNow = () => retryingActivities(w.env.client, w.taskQueue).catch(() => []);
+    let retrying = await retryingNow();
+    // With `estateOutageUntilRetrying`, longer if need be: until the load has met the outage (on a loaded machine, no time is enough).
+    for (const until = Date.now() + opts.settleMs; opts.estateOutageUntilRetrying && !retrying.length && Date.now() < until; retrying = await retryingNow()) await sleep(250);
     retryingAtEstateRestart += retrying.length;
     log(`estate down: ${retrying.length} activities retrying (${[...new Set(retrying.map((r) => r.activity))].join(', ')}; e.g. ${retrying[0]?.failure ?? '-'})`);
     await w.estate.start();
