@@ -14,6 +14,10 @@ export function createPool(connectionString: string, extra: PoolConfig = {}): Po
   const pool = new Pool({ connectionString, max: 10, connectionTimeoutMillis: 10_000, ...extra });
   // An idle client's error (e.g. the server restarting) must not crash the process.
   pool.on('error', () => undefined);
+  // Nor may a checked-out one's: a client holding a lock across a call to a target has no pool
+  // listener, and loses its connection between two queries when the server ends it. Its next query
+  // fails instead, and release() drops it (it is no longer queryable).
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return pool;
 }
 

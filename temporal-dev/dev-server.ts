@@ -13,13 +13,14 @@ export const DEV_SERVER_DYNAMIC_CONFIG = [
   'frontend.workerVersioningWorkflowAPIs=true',
 ];
 
-export function devServerArgs(opts: { dataDir: string; port: number; uiPort: number; ip?: string; namespace?: string; codecEndpoint?: string }): string[] {
+export function devServerArgs(opts: { dataDir: string; port: number; uiPort: number; ip?: string; namespace?: string; codecEndpoint?: string; headless?: boolean }): string[] {
   const args = [
     'server',
     'start-dev',
     '--ip', opts.ip ?? '127.0.0.1',
     '--port', String(opts.port),
-    '--ui-port', String(opts.uiPort),
+    // Headless (no Web UI) for throwaway servers such as the chaos run's.
+    ...(opts.headless ? ['--headless'] : ['--ui-port', String(opts.uiPort)]),
     '--db-filename', path.join(opts.dataDir, 'temporal.db'),
     '--log-level', 'warn',
     '--ui-disable-news-fetch',
@@ -56,6 +57,7 @@ export async function startDevServer(opts: {
   port: number;
   uiPort: number;
   namespace?: string;
+  headless?: boolean;
   onOutput?: (line: string) => void;
   timeoutMs?: number;
 }): Promise<DevServer> {

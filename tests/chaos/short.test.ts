@@ -1,29 +1,35 @@
-// The chaos run's short version (chaos/run.ts, one round, small load): two worker processes on one
-// task queue, each SIGKILLed once (one replaced at once, one a few seconds later), the orchestrator
-// database's connections terminated, duplicated and foreign revokes, duplicated and reordered
-// alerts; then every invariant must hold.
-import { randomBytes } from 'node:crypto';
-import { runChaos } from '../../chaos/run';
+// The chaos run's short version (chaos/run.ts, one round, small load, on chaos/stack.ts): two worker
+// processes on one task queue, each SIGKILLed once (one replaced at once, one a few seconds later),
+// the orchestrator database's connections terminated, the Temporal dev server SIGKILLed and started
+// again on its database file, the estate PostgreSQL stopped for 4 s as the load starts (30 s at a random moment in `npm run chaos`),
+// duplicated and foreign revokes, duplicated and reordered alerts; then every invariant must hold.
+import { randomBytes, randomInt } from 'node:crypto';
+import { FAULTS, runChaos } from '../../chaos/run';
+import { createChaosStack, type ChaosStack } from '../../chaos/stack';
 import { checkInvariants, formatInvariants, type InvariantDeps } from '../../chaos/invariants';
 import { commitIntent } from '../../enforcement/intents';
 import { reconcile } from '../../enforcement/reconciler';
 import { jitElevation } from '../../scenarios/jit/workflow';
 import { jitWorkflowId } from '../../scenarios/jit/contract';
-import { createTestWorld, type TestWorld } from '../helpers/world';
 
-let w: TestWorld;
+let w: ChaosStack;
 beforeAll(async () => {
-  w = await createTestWorld({ temporal: 'local', runWorker: false });
+  w = await createChaosStack();
 }, 120_000);
 afterAll(async () => w?.teardown());
 
 test('one of each fault under a small mixed load: nothing lost, zero standing access, one rotation per incident', async () => {
-  const report = await runChaos(w, { rounds: 1, revokedElevations: 3, expiringElevations: 0, leaks: 2, settleMs: 75_000 });
-  process.stdout.write(`[chaos] ${JSON.stringify(report.faults)}\n${formatInvariants(report.invariants)}\n`);
+  const seed = randomInt(2 ** 31);
+  const report = await runChaos(w, { rounds: 1, revokedElevations: 3, expiringElevations: 0, leaks: 2, temporalRestarts: 1, sigtermOnce: false, estateOutageMs: 4000, estateOutageWindows: [[0, 0]], estateOutageUntilRetrying: true, settleMs: 75_000, seed, log: process.env.CHAOS_LOG ? (l) => process.stdout.write(`[chaos ${new Date().toISOString().slice(14, 23)}] ${l}\n`) : undefined });
+  process.stdout.write(`[chaos] seed ${seed}: ${JSON.stringify(report.faults)}, ${report.workerDeaths} workers died on their own, ${report.retryingAtEstateRestart} activities retrying at the estate's restart, outcomes ${JSON.stringify(report.outcomes)}\n${formatInvariants(report.invariants)}\n`);
   expect(report.invariants.filter((r) => !r.ok)).toEqual([]);
   expect(report.invariants.map((r) => r.name)).toHaveLength(6);
   expect(report.workflows).toBe(5);
   expect(Object.values(report.faults).every((n) => n >= 1)).toBe(true);
+  expect(report.faults[FAULTS.temporalKill]).toBe(1);
+  expect(report.faults[FAULTS.estateDown]).toBe(1);
+  // Stopped before the load and kept down until its calls to the target failed and were being retried.
+  expect(report.retryingAtEstateRestart).toBeGreaterThanOrEqual(1);
 }, 150_000);
 
 test('the invariants fail on what they guard: a workflow left running, a grant nobody holds, an intent of a closed owner, an old credential that works', async () => {
