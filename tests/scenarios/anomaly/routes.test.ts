@@ -184,7 +184,9 @@ test('usage history then a spike: throttled and verified at the target; another 
   expect(h.status).toBe(202);
   expect(h.body).toMatchObject({ accepted: 60, rejected: 0, anomalies: [] });
 
-  const spike = await post('/v1/usage', 'detector-bot', [{ nhiId, at: new Date().toISOString(), count: 300, operation: 'COPY' }]);
+  // One timestamp for both reports below: "the same minute" must not depend on when the test runs.
+  const spikeAt = new Date().toISOString();
+  const spike = await post('/v1/usage', 'detector-bot', [{ nhiId, at: spikeAt, count: 300, operation: 'COPY' }]);
   expect(spike.status).toBe(202);
   expect(spike.body.anomalies).toEqual([expect.objectContaining({ nhiId, observedRate: 300, workflowId: `anomaly-${nhiId}` })]);
   expect(spike.body.anomalies[0].threshold).toBeCloseTo(15, 0);
@@ -203,7 +205,7 @@ test('usage history then a spike: throttled and verified at the target; another 
   expect(usage.body.baseline).toMatchObject({ mean: expect.closeTo(5, 3), samples: 60 });
 
   // A second spike in the same minute is not signalled twice; an external report joins as evidence.
-  const again = await post('/v1/usage', 'detector-bot', [{ nhiId, at: new Date().toISOString(), count: 50 }]);
+  const again = await post('/v1/usage', 'detector-bot', [{ nhiId, at: spikeAt, count: 50 }]);
   expect(again.body.anomalies).toEqual([]);
   const joined = await post('/v1/anomalies', 'detector-bot', { nhiId, observedRate: 310, baselineRate: 5, source: 'siem:splunk', eventId: 'finding-1', detail: 'bulk export' });
   expect(joined.status).toBe(202);
