@@ -8,7 +8,7 @@ import { createTestWorld } from '../tests/helpers/world';
 import { jitElevation } from '../scenarios/jit/workflow';
 import { jitWorkflowId, type JitStatus } from '../scenarios/jit/contract';
 import { startWorkerProcesses } from '../chaos/run';
-import { machine, pct, runBench, startBenchPostgres } from './support';
+import { historyShape, loadAverage, machine, pct, runBench, startBenchPostgres } from './support';
 
 const levels = (process.env.BENCH_LEVELS ?? '1,100,1000').split(',').map(Number);
 const workers = Number(process.env.BENCH_WORKERS ?? 1);
@@ -61,9 +61,12 @@ async function main() {
       // Grants/s: how fast the stack turns requests into verified grants; completed/s includes the 1-minute window.
       const grantsPerSecond = Math.round((n / Math.max(0.001, (lastGrant - first) / 1000)) * 10) / 10;
       const completedPerSecond = Math.round((n / ((last - first) / 1000)) * 10) / 10;
-      figures.push({ concurrent: n, workers, grantMs: { p50: pct(grant, 50), p99: pct(grant, 99) }, revokeMs: { p50: pct(revoke, 50), p99: pct(revoke, 99) }, grantsPerSecond, completedPerSecond, verified: `${ok}/${n}` });
+      // One elevation's history: what each costs the server (all of them take the same path here).
+      const shape = await historyShape(handles[0]);
+      const load = loadAverage();
+      figures.push({ concurrent: n, workers, grantMs: { p50: pct(grant, 50), p99: pct(grant, 99) }, revokeMs: { p50: pct(revoke, 50), p99: pct(revoke, 99) }, grantsPerSecond, completedPerSecond, verified: `${ok}/${n}`, perElevation: shape, load });
       rows.push(
-        `| ${n} | ${workers} | ${pct(grant, 50)} | ${pct(grant, 99)} | ${grantsPerSecond} | ${pct(revoke, 50)} | ${pct(revoke, 99)} | ${ok}/${n} |`,
+        `| ${n} | ${workers} | ${pct(grant, 50)} | ${pct(grant, 99)} | ${grantsPerSecond} | ${pct(revoke, 50)} | ${pct(revoke, 99)} | ${ok}/${n} | ${shape.events} / ${shape.workflowTasks} | ${load} |`,
       );
       process.stdout.write(`${n} elevations done\n`);
     }
@@ -76,8 +79,8 @@ async function main() {
     [
       '',
       `JIT elevation on ${machine()}`,
-      '| concurrent | workers | request → verified grant p50 (ms) | p99 (ms) | verified grants/s | expiry → verified revocation p50 (ms) | p99 (ms) | verified |',
-      '|---|---|---|---|---|---|---|---|',
+      '| concurrent | workers | request → verified grant p50 (ms) | p99 (ms) | verified grants/s | expiry → verified revocation p50 (ms) | p99 (ms) | verified | events / workflow tasks per elevation | load after |',
+      '|---|---|---|---|---|---|---|---|---|---|',
       ...rows,
       '',
       `JSON ${JSON.stringify({ machine: machine(), figures })}`,

@@ -23,7 +23,21 @@ export async function startBenchPostgres(): Promise<{ stop(): Promise<void> }> {
 
 export function machine(): string {
   const cpus = os.cpus();
-  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, load ${loadAverage()}`;
+}
+
+/** The 1/5/15-minute load average: on a shared machine, the context every figure needs. */
+export function loadAverage(): string {
+  return os.loadavg().map((x) => x.toFixed(2)).join(' ');
+}
+
+/** What one run cost Temporal: history events, workflow tasks, regular activities, local activities. */
+export async function historyShape(handle: { fetchHistory(): Promise<{ events?: { eventType?: unknown; markerRecordedEventAttributes?: { markerName?: string | null } | null }[] | null }> }) {
+  const events = (await handle.fetchHistory()).events ?? [];
+  // eventType is the proto enum (a number): 7 = WorkflowTaskCompleted, 10 = ActivityTaskScheduled.
+  const count = (t: number) => events.filter((e) => Number(e.eventType) === t).length;
+  const localActivities = events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length;
+  return { events: events.length, workflowTasks: count(7), activities: count(10), localActivities };
 }
 
 export function runBench(main: () => Promise<void>): void {
