@@ -1,21 +1,25 @@
 // JIT elevation benchmark (prints figures, asserts nothing): request → verified grant, and
 // expiry → verified revocation, p50/p99, with 1, 100 and 1 000 concurrent elevations, on a real
 // Temporal dev server, a real worker and real PostgreSQL roles (all on this machine).
-//   npm run bench:jit            (BENCH_LEVELS=1,100 to pick levels; BENCH_WORKERS=2 for a second worker)
+//   npm run bench:jit            (BENCH_LEVELS=1,100 to pick levels; BENCH_WORKERS=2 for a second worker;
+//                                 the worker knobs: BENCH_CACHE, BENCH_WFT_SLOTS, … in bench/support.ts)
 // Throughput is elevations completed per second, from the first request to the last verified revoke.
 import { randomBytes } from 'node:crypto';
 import { createTestWorld } from '../tests/helpers/world';
 import { jitElevation } from '../scenarios/jit/workflow';
 import { jitWorkflowId, type JitStatus } from '../scenarios/jit/contract';
 import { startWorkerProcesses } from '../chaos/run';
-import { historyShape, loadAverage, machine, pct, runBench, startBenchPostgres } from './support';
+import { benchWorker, historyShape, loadAverage, machine, pct, runBench, startBenchPostgres } from './support';
 
 const levels = (process.env.BENCH_LEVELS ?? '1,100,1000').split(',').map(Number);
 const workers = Number(process.env.BENCH_WORKERS ?? 1);
 
 async function main() {
   const pg = await startBenchPostgres();
-  const w = await createTestWorld({ temporal: 'local', runWorker: true });
+  const w = await createTestWorld({ temporal: 'local', runWorker: false });
+  // The production worker's knobs, each overridable (bench/support.ts benchWorker).
+  const { worker, tuning } = await benchWorker(w);
+  const running = worker.run();
   const max = Math.max(...levels);
   for (let i = 0; i < max; i++) await w.addNhi({ id: `bench_${i}`, kind: 'service_account', criticality: 'medium' });
   const rows: string[] = [];
@@ -72,18 +76,20 @@ async function main() {
     }
   } finally {
     await extra?.stop();
+    worker.shutdown();
+    await running;
     await w.teardown();
     await pg.stop();
   }
   process.stdout.write(
     [
       '',
-      `JIT elevation on ${machine()}`,
+      `JIT elevation on ${machine()}; worker ${JSON.stringify(tuning)}`,
       '| concurrent | workers | request → verified grant p50 (ms) | p99 (ms) | verified grants/s | expiry → verified revocation p50 (ms) | p99 (ms) | verified | events / workflow tasks per elevation | load after |',
       '|---|---|---|---|---|---|---|---|---|---|',
       ...rows,
       '',
-      `JSON ${JSON.stringify({ machine: machine(), figures })}`,
+      `JSON ${JSON.stringify({ machine: machine(), tuning, figures })}`,
       '',
     ].join('\n'),
   );

@@ -3,6 +3,10 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import type { TestWorld } from '../tests/helpers/world';
+import { WORKER_TUNING, WORKFLOWS_PATH } from '../workers/worker';
 
 /** The p-th percentile (nearest rank); NaN for no samples. */
 export function pct(xs: number[], p: number): number {
@@ -45,4 +49,34 @@ export function runBench(main: () => Promise<void>): void {
     process.stderr.write(`${err?.stack ?? err}\n`);
     process.exit(1);
   });
+}
+
+const knob = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
+
+/**
+ * The worker a benchmark measures: the production knobs (workers/worker.ts WORKER_TUNING), each
+ * overridable for a tuning run — BENCH_CACHE (maxCachedWorkflows), BENCH_WFT_SLOTS, BENCH_ACT_SLOTS,
+ * BENCH_LA_SLOTS (concurrent executions), BENCH_WFT_POLLS, BENCH_ACT_POLLS (concurrent polls).
+ */
+export async function benchWorker(w: TestWorld, extra: Partial<WorkerOptions> = {}): Promise<{ worker: Worker; tuning: Partial<WorkerOptions> }> {
+  const tuning: Partial<WorkerOptions> = { ...WORKER_TUNING, ...extra };
+  const set = (key: keyof WorkerOptions, env: string) => {
+    const v = knob(env);
+    if (v !== undefined) (tuning as Record<string, unknown>)[key] = v;
+  };
+  set('maxCachedWorkflows', 'BENCH_CACHE');
+  set('maxConcurrentWorkflowTaskExecutions', 'BENCH_WFT_SLOTS');
+  set('maxConcurrentActivityTaskExecutions', 'BENCH_ACT_SLOTS');
+  set('maxConcurrentLocalActivityExecutions', 'BENCH_LA_SLOTS');
+  set('maxConcurrentWorkflowTaskPolls', 'BENCH_WFT_POLLS');
+  set('maxConcurrentActivityTaskPolls', 'BENCH_ACT_POLLS');
+  const worker = await Worker.create({
+    connection: w.env.nativeConnection,
+    namespace: w.env.namespace ?? 'default',
+    taskQueue: w.taskQueue,
+    workflowsPath: WORKFLOWS_PATH,
+    activities: createActivities(w.deps),
+    ...tuning,
+  });
+  return { worker, tuning };
 }
