@@ -39,7 +39,8 @@ test('concurrent writers extend one chain without forking it', async () => {
 });
 
 test('the database hashes exactly what hashEvent hashes (the format is unchanged), awkward text included', async () => {
-  const awkward = ev('wf-fmt', 'step "1" \\ ü', { actor: 'zoë "q" \\ \u2028', details: { ключ: 'värde ✓ 🔐', z: null, a: [{ y: 1.5, x: 'line\nbreak' }] }, target: null });
+  const details = { ключ: 'värde ✓ 🔐', z: null, a: [{ y: 1.5, x: 'line\nbreak' }] };
+  const awkward = ev('wf-fmt', 'step "1" \\ ü', { actor: 'zoë "q" \\ \u2028', details, target: null });
   const row = await appendAudit(db.pool, awkward);
   // The three pieces the database joins are the canonical JSON hashEvent hashes, split around at and prevHash.
   const p = hashPieces(row);
@@ -47,7 +48,7 @@ test('the database hashes exactly what hashEvent hashes (the format is unchanged
     canonicalJson({ prevHash: row.prevHash, at: row.at, workflowId: row.workflowId, stepId: row.stepId, scenario: row.scenario, nhiId: row.nhiId, actor: row.actor, action: row.action, outcome: row.outcome, decision: row.decision, target: row.target, readback: row.readback, details: row.details }),
   );
   expect(hashEvent(row)).toBe(row.hash);
-  expect(row).toMatchObject({ actor: awkward.actor, details: awkward.details, stepId: awkward.stepId });
+  expect(row).toMatchObject({ actor: awkward.actor, details, stepId: awkward.stepId });
   const { rows } = await db.pool.query('SELECT hash FROM audit_events WHERE seq < $1 ORDER BY seq DESC LIMIT 1', [row.seq]);
   expect(row.prevHash).toBe(rows[0].hash);
   expect(await verifyAuditChain(db.pool)).toMatchObject({ ok: true });
