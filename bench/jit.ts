@@ -2,7 +2,7 @@
 // expiry → verified revocation, p50/p99, with 1, 100 and 1 000 concurrent elevations, on a real
 // Temporal dev server, a real worker and real PostgreSQL roles (all on this machine).
 //   npm run bench:jit            (BENCH_LEVELS=1,100 to pick levels; BENCH_WORKERS=2 for a second worker;
-//                                 BENCH_EAGER=1 for eager workflow start; the worker knobs: BENCH_CACHE,
+//                                 BENCH_EAGER=1 for eager workflow start; BENCH_PG_POOL, BENCH_ESTATE_POOL; the worker knobs: BENCH_CACHE,
 //                                 BENCH_WFT_SLOTS, … in bench/support.ts)
 // Throughput is elevations completed per second, from the first request to the last verified revoke.
 import { randomBytes } from 'node:crypto';
@@ -25,8 +25,8 @@ async function main() {
   // The production worker's knobs, each overridable (bench/support.ts benchWorker).
   const { worker, tuning } = await benchWorker(w);
   const running = worker.run();
-  // The orchestrator database pool's size (lib/db.ts: 10), for a tuning run: BENCH_PG_POOL.
-  if (process.env.BENCH_PG_POOL) (w.db.pool as unknown as { options: { max: number } }).options.max = Number(process.env.BENCH_PG_POOL);
+  // The estate connector's pool (lib/estate.ts: 5), the same way: BENCH_ESTATE_POOL.
+  if (process.env.BENCH_ESTATE_POOL) (w.connector as unknown as { pool: { options: { max: number } } }).pool.options.max = Number(process.env.BENCH_ESTATE_POOL);
   const client = eager ? new Client({ connection: w.env.nativeConnection, namespace: w.env.namespace ?? 'default' }) : w.env.client;
   const max = Math.max(...levels);
   for (let i = 0; i < max; i++) await w.addNhi({ id: `bench_${i}`, kind: 'service_account', criticality: 'medium' });
@@ -97,7 +97,7 @@ async function main() {
   process.stdout.write(
     [
       '',
-      `JIT elevation on ${machine()}; worker ${JSON.stringify(tuning)}${eager ? '; eager workflow start' : ''}; orchestrator pool ${(w.db.pool as unknown as { options: { max: number } }).options.max}`,
+      `JIT elevation on ${machine()}; worker ${JSON.stringify(tuning)}${eager ? '; eager workflow start' : ''}; orchestrator pool ${(w.db.pool as unknown as { options: { max: number } }).options.max}; estate pool ${(w.connector as unknown as { pool: { options: { max: number } } }).pool.options.max}`,
       '| concurrent | workers | request → verified grant p50 (ms) | p99 (ms) | verified grants/s | expiry → verified revocation p50 (ms) | p99 (ms) | verified | events / workflow tasks per elevation | pool waits (max) | load after |',
       '|---|---|---|---|---|---|---|---|---|---|---|',
       ...rows,

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { TestWorld } from '../tests/helpers/world';
+import { ORCHESTRATOR_POOL_MAX } from '../workers/deps';
 import { WORKER_TUNING, WORKFLOWS_PATH } from '../workers/worker';
 
 /** The p-th percentile (nearest rank); NaN for no samples. */
@@ -56,9 +57,12 @@ const knob = (name: string): number | undefined => (process.env[name] ? Number(p
 /**
  * The worker a benchmark measures: the production knobs (workers/worker.ts WORKER_TUNING), each
  * overridable for a tuning run — BENCH_CACHE (maxCachedWorkflows), BENCH_WFT_SLOTS, BENCH_ACT_SLOTS,
- * BENCH_LA_SLOTS (concurrent executions), BENCH_WFT_POLLS, BENCH_ACT_POLLS (concurrent polls).
+ * BENCH_LA_SLOTS (concurrent executions), BENCH_WFT_POLLS, BENCH_ACT_POLLS (concurrent polls); and the
+ * orchestrator pool as workers/deps.ts sizes it, BENCH_PG_POOL.
  */
 export async function benchWorker(w: TestWorld, extra: Partial<WorkerOptions> = {}): Promise<{ worker: Worker; tuning: Partial<WorkerOptions> }> {
+  // The orchestrator database pool as a worker process sizes it (workers/deps.ts), or BENCH_PG_POOL.
+  (w.db.pool as unknown as { options: { max: number } }).options.max = knob('BENCH_PG_POOL') ?? ORCHESTRATOR_POOL_MAX;
   const tuning: Partial<WorkerOptions> = { ...WORKER_TUNING, ...extra };
   const set = (key: keyof WorkerOptions, env: string) => {
     const v = knob(env);
