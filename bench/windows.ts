@@ -6,13 +6,10 @@
 // rate, thousands a minute), not at one instant. The worker runs in this process (with the client that starts the windows); the dev
 // server and PostgreSQL are processes of their own and are not counted in RSS.
 import { randomBytes } from 'node:crypto';
-import { Worker } from '@temporalio/worker';
-import { createActivities } from '../activities';
 import { jitWorkflowId, type JitStatus } from '../scenarios/jit/contract';
 import { jitElevation } from '../scenarios/jit/workflow';
 import { createTestWorld } from '../tests/helpers/world';
-import { WORKFLOWS_PATH } from '../workers/worker';
-import { machine, pct, runBench, startBenchPostgres } from './support';
+import { benchWorker, machine, pct, runBench, startBenchPostgres } from './support';
 
 const windows = Number(process.env.BENCH_WINDOWS ?? 10_000);
 // Windows per NHI: several elevations of one NHI share its reconcile lock, as they would in life.
@@ -25,16 +22,7 @@ async function main() {
   const pg = await startBenchPostgres();
   const w = await createTestWorld({ temporal: 'local', runWorker: false });
   for (let i = 0; i < nhis; i++) await w.addNhi({ id: `win_${i}`, kind: 'service_account', criticality: 'medium' });
-  const worker = await Worker.create({
-    connection: w.env.nativeConnection,
-    namespace: w.env.namespace ?? 'default',
-    taskQueue: w.taskQueue,
-    workflowsPath: WORKFLOWS_PATH,
-    activities: createActivities(w.deps),
-    maxCachedWorkflows: cache,
-    maxConcurrentActivityTaskExecutions: 200,
-    maxConcurrentWorkflowTaskExecutions: 100,
-  });
+  const { worker, tuning } = await benchWorker(w, { maxCachedWorkflows: cache });
   const running = worker.run();
   const baseline = process.memoryUsage();
   const startedAt = Date.now();
@@ -74,7 +62,7 @@ async function main() {
       machine: machine(),
       windows,
       nhis,
-      maxCachedWorkflows: cache,
+      tuning,
       rssMiB: { before: mib(baseline.rss), waiting: mib(waiting.rss) },
       heapUsedMiB: { before: mib(baseline.heapUsed), waiting: mib(waiting.heapUsed) },
       startSeconds: Math.round(startSeconds),
@@ -84,7 +72,7 @@ async function main() {
     process.stdout.write(
       [
         '',
-        `Open JIT windows on ${figures.machine}`,
+        `Open JIT windows on ${figures.machine}; worker ${JSON.stringify(tuning)}`,
         '| windows | NHIs | worker RSS waiting (MiB) | heap used (MiB) | expiry → verified revoke p50 (ms) | p99 (ms) | max (ms) | verified |',
         '|---|---|---|---|---|---|---|---|',
         `| ${windows} | ${nhis} | ${figures.rssMiB.waiting} (from ${figures.rssMiB.before}) | ${figures.heapUsedMiB.waiting} | ${figures.revocationLagMs.p50} | ${figures.revocationLagMs.p99} | ${figures.revocationLagMs.max} | ${figures.verified} |`,

@@ -107,66 +107,59 @@ const fromRow = (r: Row): AuditEvent => ({
 // Round-trip through JSON so the hashed value is exactly what jsonb will hand back.
 const normal = (v: unknown) => (v === undefined ? null : JSON.parse(JSON.stringify(v)));
 
-/** Append one event; a retry of the same (workflowId, stepId) returns the row already written. */
+/**
+ * The canonical JSON hashEvent hashes, in the three pieces around `at` and `prevHash` (sorted keys:
+ * action, actor, at, decision, details, nhiId, outcome, prevHash, readback, scenario, stepId, target,
+ * workflowId), for the database to join with the two values it knows only under the chain lock.
+ */
+export function hashPieces(e: Omit<Hashable, 'at' | 'prevHash'>): { beforeAt: string; beforePrev: string; afterPrev: string } {
+  const j = JSON.stringify;
+  return {
+    beforeAt: `{"action":${j(e.action)},"actor":${j(e.actor)},"at":`,
+    beforePrev: `,"decision":${canonicalJson(e.decision)},"details":${canonicalJson(e.details)},"nhiId":${j(e.nhiId)},"outcome":${j(e.outcome)},"prevHash":`,
+    afterPrev: `,"readback":${canonicalJson(e.readback)},"scenario":${j(e.scenario)},"stepId":${j(e.stepId)},"target":${canonicalJson(e.target)},"workflowId":${j(e.workflowId)}}`,
+  };
+}
+
+/**
+ * Append one event; a retry of the same (workflowId, stepId) returns the row already written. One
+ * statement (migrations/011_audit_append.sql): every writer queues on the chain lock, and it is held
+ * only while the database links, hashes and inserts the row, never across a round trip to this process.
+ */
 export async function appendAudit(pool: Pool, input: AuditEventInput): Promise<AuditEvent> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    // One writer at a time extends the chain, so concurrent writers can't fork it.
-    await client.query('SELECT pg_advisory_xact_lock($1)', [CHAIN_LOCK]);
-    const existing = await client.query<Row>('SELECT * FROM audit_events WHERE workflow_id = $1 AND step_id = $2', [
-      input.workflowId,
-      input.stepId,
-    ]);
-    if (existing.rows[0]) {
-      await client.query('COMMIT');
-      return fromRow(existing.rows[0]);
-    }
-    const last = await client.query<{ hash: string }>('SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1');
-    const event: Hashable = {
-      prevHash: last.rows[0]?.hash ?? GENESIS_HASH,
-      at: new Date().toISOString(),
-      workflowId: input.workflowId,
-      stepId: input.stepId,
-      scenario: input.scenario ?? null,
-      nhiId: input.nhiId ?? null,
-      actor: input.actor,
-      action: input.action,
-      outcome: input.outcome,
-      decision: normal(input.decision),
-      target: normal(input.target),
-      readback: normal(input.readback),
-      details: normal(input.details ?? {}),
-    };
-    const hash = hashEvent(event);
-    const { rows } = await client.query<Row>(
-      `INSERT INTO audit_events (at, workflow_id, step_id, scenario, nhi_id, actor, action, outcome, decision, target, readback, details, prev_hash, hash)
-       VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) RETURNING *`,
-      [
-        event.at,
-        event.workflowId,
-        event.stepId,
-        event.scenario,
-        event.nhiId,
-        event.actor,
-        event.action,
-        event.outcome,
-        JSON.stringify(event.decision),
-        JSON.stringify(event.target),
-        JSON.stringify(event.readback),
-        JSON.stringify(event.details),
-        event.prevHash,
-        hash,
-      ],
-    );
-    await client.query('COMMIT');
-    return fromRow(rows[0]);
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  const event: Omit<Hashable, 'at' | 'prevHash'> = {
+    workflowId: input.workflowId,
+    stepId: input.stepId,
+    scenario: input.scenario ?? null,
+    nhiId: input.nhiId ?? null,
+    actor: input.actor,
+    action: input.action,
+    outcome: input.outcome,
+    decision: normal(input.decision),
+    target: normal(input.target),
+    readback: normal(input.readback),
+    details: normal(input.details ?? {}),
+  };
+  const pieces = hashPieces(event);
+  const { rows } = await pool.query<Row>('SELECT * FROM audit_append($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)', [
+    CHAIN_LOCK,
+    GENESIS_HASH,
+    event.workflowId,
+    event.stepId,
+    event.scenario,
+    event.nhiId,
+    event.actor,
+    event.action,
+    event.outcome,
+    JSON.stringify(event.decision),
+    JSON.stringify(event.target),
+    JSON.stringify(event.readback),
+    JSON.stringify(event.details),
+    pieces.beforeAt,
+    pieces.beforePrev,
+    pieces.afterPrev,
+  ]);
+  return fromRow(rows[0]);
 }
 
 export interface ChainVerification {

@@ -230,7 +230,9 @@ export interface EstateConnectorOptions {
 export function createEstateConnector(opts: EstateConnectorOptions): PostgresConnector {
   const rolePrefix = opts.rolePrefix ?? '';
   const demo = demoEstateRoles(rolePrefix);
-  const pool = createPool(opts.url, { max: opts.poolMax ?? 5, application_name: 'nhi-connector' });
+  // 20, not 5: every reconcile waits here holding an orchestrator connection, and with 5 the estate
+  // pool was the queue of every concurrent grant (docs/performance.md, bench:jit's pool column).
+  const pool = createPool(opts.url, { max: opts.poolMax ?? 20, application_name: 'nhi-connector' });
   try {
     return new PostgresConnector(pool, {
       grantable: opts.grantable ?? demo.grantable,

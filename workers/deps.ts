@@ -120,8 +120,15 @@ export function buildConnectors(config: Config, opts: LocalTargets = {}): OwnedC
   return createConnectorRegistry(connectors);
 }
 
+/**
+ * The orchestrator database pool of a worker process: 30, not lib/db.ts's 10. Each local activity that
+ * reconciles holds a connection (the NHI's lock) while the target answers; with 10, the other steps of
+ * every concurrent elevation queued behind them (docs/performance.md, bench:jit's pool column).
+ */
+export const ORCHESTRATOR_POOL_MAX = 30;
+
 export function buildDependencies(config: Config, logger: Logger, opts: LocalTargets = {}): BuiltDependencies {
-  const pool = createPool(orchestratorDatabaseUrl(config));
+  const pool = createPool(orchestratorDatabaseUrl(config), { max: ORCHESTRATOR_POOL_MAX });
   const connectors = buildConnectors(config, opts);
   const deps: ActivityDeps = {
     pool,

@@ -8,6 +8,14 @@ import { createActivities, type ActivityDeps } from '../activities';
 
 export const WORKFLOWS_PATH = require.resolve('../workflows');
 
+/** The worker's concurrency knobs (docs/performance.md has what was measured); the benchmarks run with these too. */
+export const WORKER_TUNING = {
+  // Short connector calls dominate: many concurrent slots are cheap.
+  maxConcurrentActivityTaskExecutions: 200,
+  maxConcurrentLocalActivityExecutions: 200,
+  maxConcurrentWorkflowTaskExecutions: 100,
+} satisfies Partial<WorkerOptions>;
+
 let runtimeInstalled = false;
 /**
  * Forward the Temporal runtime's (and workflows') logs into pino, and serve the runtime's own
@@ -53,10 +61,7 @@ export async function buildWorker(
     activities: createActivities(deps),
     // The same converter as the process's clients: encrypted payloads in, encrypted payloads out.
     dataConverter: dataConverterFor(config),
-    // Short connector calls dominate: many concurrent slots are cheap.
-    maxConcurrentActivityTaskExecutions: 200,
-    maxConcurrentLocalActivityExecutions: 200,
-    maxConcurrentWorkflowTaskExecutions: 100,
+    ...WORKER_TUNING,
     shutdownGraceTime: '10 seconds',
     ...opts.tuning,
   });

@@ -27,6 +27,13 @@ export const untilDone: ActivityOptions = {
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '2 minutes', nonRetryableErrorTypes: NON_RETRYABLE },
 };
 
+/** `untilDone` as a local activity (a revocation on the latency-critical path); past the local retry threshold its backoff is a timer. */
+export const untilDoneLocal: LocalActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  localRetryThreshold: '10 seconds',
+  retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '2 minutes', nonRetryableErrorTypes: NON_RETRYABLE },
+};
+
 /** Long work (collectors, bulk re-checks) that reports progress. */
 export const longWithHeartbeat: ActivityOptions = {
   startToCloseTimeout: '10 minutes',
@@ -37,5 +44,12 @@ export const longWithHeartbeat: ActivityOptions = {
 /** Notifications: capped attempts; a notifier outage must not hold up enforcement. */
 export const notification: ActivityOptions = {
   startToCloseTimeout: '15 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
+};
+
+/** `notification` as a local activity. */
+export const notificationLocal: LocalActivityOptions = {
+  startToCloseTimeout: '15 seconds',
+  localRetryThreshold: '10 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 },
 };

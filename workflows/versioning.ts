@@ -19,6 +19,12 @@ export const PATCHES = {
   jitContinueAsNew: 'jit-continue-as-new',
   /** Offboarding: a high or critical NHI waits after grace for a second person's confirmation. */
   offboardingSecondPerson: 'offboarding-second-person-v1',
+  /**
+   * JIT: the policy decision, grants, releases, audit rows and notifications run as local
+   * activities (no task-queue round trip, no workflow task to hear each result), and the NhiState
+   * search attribute skips the transient `granting` / `revoking` (set only when a revocation escalates).
+   */
+  jitLocalSteps: 'jit-local-steps',
 } as const;
 
 /**

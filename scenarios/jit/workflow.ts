@@ -16,7 +16,7 @@ import {
   patched,
 } from '@temporalio/workflow';
 import type { createActivities } from '../../activities';
-import { fastCall, notification, untilDone } from '../../workflows/activity-presets';
+import { fastCall } from '../../workflows/activity-presets';
 import { causeMessage, ErrorType } from '../../workflows/errors';
 import {
   approveUpdate,
@@ -37,12 +37,14 @@ import { NhiStateKey } from '../../workflows/search-attributes';
 import { checkInputVersion, historyBudgetSpent, PATCHES } from '../../workflows/versioning';
 import { initialStatus, iso, statusDetails } from './status';
 import { addTimelineEntry } from '../../workflows/timeline';
+import { jitSteps, localSteps } from './steps';
 
 type Activities = ReturnType<typeof createActivities>;
 
+// Approver and revoker checks and extension decisions stay regular activities (they answer updates).
 const acts = proxyActivities<Activities>(fastCall);
-const notify = proxyActivities<Activities>(notification).notify;
-const revokeForever = proxyActivities<Activities>(untilDone).releaseEntitlement;
+/** Transient states the NhiState search attribute skips on the patched path (see PATCHES.jitLocalSteps). */
+const UNLISTED_STATES: readonly JitState[] = ['granting', 'revoking'];
 
 const MINUTE = 60_000;
 /** An active window continues as new after this many extensions in one run. */
@@ -53,11 +55,8 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
   const { workflowId } = workflowInfo();
   const carried = input.resume;
   const status = initialStatus(input, workflowId);
-  // Bounded retries for a revocation attempt; past them an escalation is raised and it goes on forever.
-  const revokeOnce = proxyActivities<Activities>({
-    ...untilDone,
-    retry: { ...untilDone.retry, maximumAttempts: Math.max(1, input.settings.revokeEscalationAttempts) },
-  }).releaseEntitlement;
+  // Bounded retries for a revocation attempt (revokeOnce); past them an escalation is raised and it goes on forever.
+  const { evaluateElevation, grantEntitlement, recordAudit, notify, revokeOnce, revokeForever } = jitSteps(input.settings.revokeEscalationAttempts);
 
   let endReason: JitEndReason | undefined;
   let expiresAtMs = carried?.expiresAtMs ?? 0;
@@ -72,7 +71,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
     // A final state carries why it ended from the moment it is reached.
     if (JIT_FINAL_STATES.includes(state)) status.endReason = endReason ?? status.endReason;
     event(state, detail);
-    upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
+    if (!(UNLISTED_STATES.includes(state) && localSteps())) upsertSearchAttributes([{ key: NhiStateKey, value: state }]);
     refreshDetails();
   };
   const refreshDetails = () => setCurrentDetails(statusDetails(status, input.entitlements));
@@ -90,7 +89,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
         if (status.approvals.some((x) => x.by === a.approver)) return status; // one principal counts once
         status.approvals.push({ by: a.approver, at: iso(Date.now()), comment: a.comment });
         event('approved', `${a.approver} (${status.approvals.length}/${status.requiredApprovals})`);
-        await acts.recordAudit({ stepId: `approve:${a.approver}`, scenario: 'jit', nhiId: status.nhiId, actor: a.approver, action: 'elevation.approve', outcome: 'approved', details: { comment: a.comment ?? null, count: status.approvals.length, required: status.requiredApprovals } });
+        await recordAudit({ stepId: `approve:${a.approver}`, scenario: 'jit', nhiId: status.nhiId, actor: a.approver, action: 'elevation.approve', outcome: 'approved', details: { comment: a.comment ?? null, count: status.approvals.length, required: status.requiredApprovals } });
         refreshDetails();
         return status;
       }),
@@ -112,7 +111,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
         if (!verdict.allowed) throw ApplicationFailure.create({ message: `${d.approver} may not decide on this request`, type: ErrorType.NotAllowed, nonRetryable: true });
         if (status.state !== 'awaiting_approval') throw ApplicationFailure.create({ message: `request is ${status.state}`, type: ErrorType.RequestClosed, nonRetryable: true });
         status.denial = { by: d.approver, at: iso(Date.now()), reason: d.reason };
-        await acts.recordAudit({ stepId: 'deny', scenario: 'jit', nhiId: status.nhiId, actor: d.approver, action: 'elevation.deny', outcome: 'denied', details: { reason: d.reason } });
+        await recordAudit({ stepId: 'deny', scenario: 'jit', nhiId: status.nhiId, actor: d.approver, action: 'elevation.deny', outcome: 'denied', details: { reason: d.reason } });
         return status;
       }),
     {
@@ -151,7 +150,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
         expiresAtMs += x.minutes * MINUTE;
         status.expiresAt = iso(expiresAtMs);
         event('extended', `+${x.minutes}m by ${x.by}, now until ${status.expiresAt}`);
-        await acts.recordAudit({ stepId: `extend:${status.extensions.length}`, scenario: 'jit', nhiId: status.nhiId, actor: x.by, action: 'elevation.extend', outcome: 'extended', decision: d, details: { minutes: x.minutes, expiresAt: status.expiresAt, reason: x.reason ?? null } });
+        await recordAudit({ stepId: `extend:${status.extensions.length}`, scenario: 'jit', nhiId: status.nhiId, actor: x.by, action: 'elevation.extend', outcome: 'extended', decision: d, details: { minutes: x.minutes, expiresAt: status.expiresAt, reason: x.reason ?? null } });
         refreshDetails();
         return status;
       }),
@@ -209,7 +208,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       breakGlass: input.breakGlass,
       requestedBy: input.requestedBy,
     };
-    const decision = await acts.evaluateElevation({ ...facts, authority: input.authority });
+    const decision = await evaluateElevation({ ...facts, authority: input.authority });
     status.decision = decision;
     status.requiredApprovals = decision.outcome === 'needs_approval' ? decision.requiredApprovals : 0;
     event('policy', `${decision.outcome}${decision.reasons.length ? `: ${decision.reasons.join('; ')}` : ''}`);
@@ -244,7 +243,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       }
       if (!answered) {
         transition('expired', 'no answer before the approval deadline; nothing granted');
-        await acts.recordAudit({ stepId: 'approval-expired', scenario: 'jit', nhiId: status.nhiId, actor: 'system', action: 'elevation.expire', outcome: 'expired', details: { deadline: status.approvalDeadline } });
+        await recordAudit({ stepId: 'approval-expired', scenario: 'jit', nhiId: status.nhiId, actor: 'system', action: 'elevation.expire', outcome: 'expired', details: { deadline: status.approvalDeadline } });
         return await finish();
       }
     }
@@ -266,7 +265,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       saga.add(`revoke ${entitlement}`, async () => {
         status.entitlements[i] = await revokeForever({ nhiId: status.nhiId, entitlement, actor: 'system', reason: 'rollback', stepId: `rollback:${entitlement}` });
       });
-      status.entitlements[i] = await acts.grantEntitlement({ nhiId: status.nhiId, entitlement, expiresAt: status.expiresAt, actor: status.requestedBy });
+      status.entitlements[i] = await grantEntitlement({ nhiId: status.nhiId, entitlement, expiresAt: status.expiresAt, actor: status.requestedBy });
     }
     granted = true;
     saga.clear(); // from here on, the revocation below is what ends access
@@ -304,7 +303,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
       const outcomes = await saga.compensate();
       transition('rolled_back', status.failure);
       await CancellationScope.nonCancellable(() =>
-        acts.recordAudit({ stepId: 'rolled-back', scenario: 'jit', nhiId: status.nhiId, actor: 'system', action: 'elevation.rollback', outcome: 'rolled_back', readback: status.entitlements, details: { cause: status.failure, compensations: outcomes } }),
+        recordAudit({ stepId: 'rolled-back', scenario: 'jit', nhiId: status.nhiId, actor: 'system', action: 'elevation.rollback', outcome: 'rolled_back', readback: status.entitlements, details: { cause: status.failure, compensations: outcomes } }),
       );
       return await finish();
     }
@@ -359,8 +358,10 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
           if (!status.escalated) {
             status.escalated = true;
             event('escalated', `revocation of ${entitlement} keeps failing: ${causeMessage(err)}`);
+            // The patched path lists `revoking` only now: a revocation that keeps failing is findable.
+            if (localSteps()) upsertSearchAttributes([{ key: NhiStateKey, value: 'revoking' }]);
             refreshDetails();
-            await acts.recordAudit({ stepId: `escalate:${entitlement}`, scenario: 'jit', nhiId: status.nhiId, actor: 'system', action: 'revocation.escalate', outcome: 'escalated', details: { entitlement, attempts: input.settings.revokeEscalationAttempts } });
+            await recordAudit({ stepId: `escalate:${entitlement}`, scenario: 'jit', nhiId: status.nhiId, actor: 'system', action: 'revocation.escalate', outcome: 'escalated', details: { entitlement, attempts: input.settings.revokeEscalationAttempts } });
             await notify({ id: `${workflowId}:escalate:${entitlement}`, kind: 'escalation', severity: 'critical', nhiId: status.nhiId, text: `ESCALATION: revoking ${entitlement} from ${status.nhiId} keeps failing; still retrying` });
           }
           status.entitlements[i] = await revokeForever(args);
@@ -375,7 +376,7 @@ export async function jitElevation(input: JitElevationInput): Promise<JitStatus>
         // The receipt, derived from each entitlement's last read-back: nothing this elevation gave is
         // left unless another holder (an elevation, the baseline) still wants it.
         const left = status.entitlements.filter((e) => e.present === true && e.otherHolders.length === 0).map((e) => e.entitlement);
-        await acts.recordAudit({
+        await recordAudit({
           stepId: 'receipt',
           scenario: 'jit',
           nhiId: status.nhiId,

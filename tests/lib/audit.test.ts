@@ -1,6 +1,6 @@
 // The audit trail on real Postgres: idempotent per (workflow, step), one unforked chain under
 // concurrent writers, tamper detection, append-only.
-import { appendAudit, GENESIS_HASH, queryAudit, verifyAuditChain } from '../../lib/audit';
+import { appendAudit, canonicalJson, GENESIS_HASH, hashEvent, hashPieces, queryAudit, verifyAuditChain } from '../../lib/audit';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 
 let db: TestDatabase;
@@ -36,6 +36,22 @@ test('concurrent writers extend one chain without forking it', async () => {
   const { rows } = await db.pool.query('SELECT seq, prev_hash, hash FROM audit_events ORDER BY seq');
   for (let i = 1; i < rows.length; i++) expect(rows[i].prev_hash).toBe(rows[i - 1].hash);
   expect(await verifyAuditChain(db.pool)).toEqual({ ok: true, checked: rows.length });
+});
+
+test('the database hashes exactly what hashEvent hashes (the format is unchanged), awkward text included', async () => {
+  const details = { ключ: 'värde ✓ 🔐', z: null, a: [{ y: 1.5, x: 'line\nbreak' }] };
+  const awkward = ev('wf-fmt', 'step "1" \\ ü', { actor: 'zoë "q" \\ \u2028', details, target: null });
+  const row = await appendAudit(db.pool, awkward);
+  // The three pieces the database joins are the canonical JSON hashEvent hashes, split around at and prevHash.
+  const p = hashPieces(row);
+  expect(p.beforeAt + JSON.stringify(row.at) + p.beforePrev + JSON.stringify(row.prevHash) + p.afterPrev).toBe(
+    canonicalJson({ prevHash: row.prevHash, at: row.at, workflowId: row.workflowId, stepId: row.stepId, scenario: row.scenario, nhiId: row.nhiId, actor: row.actor, action: row.action, outcome: row.outcome, decision: row.decision, target: row.target, readback: row.readback, details: row.details }),
+  );
+  expect(hashEvent(row)).toBe(row.hash);
+  expect(row).toMatchObject({ actor: awkward.actor, details, stepId: awkward.stepId });
+  const { rows } = await db.pool.query('SELECT hash FROM audit_events WHERE seq < $1 ORDER BY seq DESC LIMIT 1', [row.seq]);
+  expect(row.prevHash).toBe(rows[0].hash);
+  expect(await verifyAuditChain(db.pool)).toMatchObject({ ok: true });
 });
 
 test('append-only: updates and deletes are refused', async () => {

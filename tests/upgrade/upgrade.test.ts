@@ -121,6 +121,14 @@ test('an anomaly case and a JIT window started before the upgrade complete after
     const newPath = await pathOf(newCase.workflowId, newCase.signaledRunId);
     expect(newPath).toMatchObject({ cancelledBeforeMarker: 0, cancelledAfterMarker: 0 });
     expect(newPath.marker).toBeGreaterThan(0);
+
+    // The window granted on the old build with a regular activity; the current code revoked it as a
+    // local activity from the point it reached live (jit-local-steps).
+    const jitEvents = (await w.env.client.workflow.getHandle(jitId).fetchHistory()).events ?? [];
+    const scheduled = jitEvents.map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name).filter(Boolean);
+    expect(scheduled).toContain('grantEntitlement');
+    expect(scheduled).not.toContain('releaseEntitlement');
+    expect(jitEvents.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length).toBeGreaterThan(0);
   });
   expect(await w.roleState('svc_up_old')).toEqual(oldBefore);
   expect(await w.roleState('svc_up_new')).toEqual(newBefore);

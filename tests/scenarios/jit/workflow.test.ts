@@ -61,6 +61,13 @@ async function untilState(handle: Elevation, state: JitState) {
 const breakRole = (e: string) => w.estateAdmin.query(`ALTER ROLE ${w.ent(e)} RENAME TO ${w.ent(e)}_away`);
 const repairRole = (e: string) => w.estateAdmin.query(`ALTER ROLE ${w.ent(e)}_away RENAME TO ${w.ent(e)}`);
 
+/** The innermost cause of a failure chain. */
+function innermost(err: unknown): unknown {
+  let e = err;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  return e;
+}
+
 async function auditOf(workflowId: string) {
   const { rows } = await w.db.pool.query('SELECT step_id, action, outcome, readback FROM audit_events WHERE workflow_id = $1 ORDER BY seq', [workflowId]);
   return rows;
@@ -89,6 +96,14 @@ test('auto-approved 2 h window: membership present after grant, gone after expir
   expect(audit[5]).toMatchObject({ action: 'elevation.receipt', outcome: 'no_standing_access' });
   expect(audit[5].readback[0]).toMatchObject({ entitlement: 'estate_readonly', present: false });
   expect(w.notifier.sent.some((n) => n.kind === 'jit.expiring' && n.workflowId === handle.workflowId)).toBe(true);
+  // The jit-local-steps patch: every step a local activity (a marker each), no task-queue round trip,
+  // and NhiState set for the lasting states only (plus the SDK's TemporalChangeVersion per patch).
+  const events = (await handle.fetchHistory()).events ?? [];
+  const markers = events.map((e) => e.markerRecordedEventAttributes?.markerName).filter(Boolean);
+  expect(markers.filter((m) => m === 'core_local_activity')).toHaveLength(6);
+  expect(events.filter((e) => e.activityTaskScheduledEventAttributes)).toHaveLength(0);
+  const states = events.flatMap((e) => Object.keys(e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields ?? {}).filter((k) => k === 'NhiState'));
+  expect(states).toHaveLength(2);
   await keepHistory(w.env.client, 'jit-auto-approved-expired', handle.workflowId);
 });
 
@@ -408,7 +423,9 @@ describe('authority comes from the API\'s signature, never from the message (iss
   test('a workflow started straight on Temporal with requestedBy "admin" and no signature changes nothing', async () => {
     const i = input({ nhiId: 'svc_batch', entitlements: ['estate_readonly'], requestedBy: 'admin' });
     const handle = await w.env.client.workflow.start(jitElevation, { taskQueue: w.taskQueue, workflowId: jitWorkflowId(i.nhiId, randomBytes(4).toString('hex')), args: [i] });
-    await expect(handle.result()).rejects.toMatchObject({ cause: { cause: { type: ErrorType.NotAllowed, message: expect.stringMatching(/start refused/) } } });
+    // The refusal is the innermost failure (wrapped in an ActivityFailure when the step was a regular activity).
+    const failure = await handle.result().then(() => undefined, (e: unknown) => e);
+    expect(innermost(failure)).toMatchObject({ type: ErrorType.NotAllowed, message: expect.stringMatching(/start refused/) });
     expect(await w.memberships('svc_batch')).not.toContain(w.ent('estate_readonly'));
   });
 
