@@ -7,7 +7,7 @@ import { ConnectorErrorCode, PermanentConnectorError, type AccessState, type Con
 import { appendAudit } from '../lib/audit';
 import { getNhi } from '../lib/inventory';
 import { desiredAccess, type Baseline, type DesiredAccess } from './desired';
-import { activeIntents, setBaseline } from './intents';
+import { activeIntents, setBaseline, type ActiveIntents } from './intents';
 
 // Two-key advisory locks (namespace, hashtext(nhi id)) on the orchestrator's database.
 const RECONCILE_LOCK = 872_341_010;
@@ -30,6 +30,8 @@ export interface VerifiedAccess {
   nhiId: string;
   identity: string;
   desired: DesiredAccess;
+  /** The intents `desired` was computed from, read under the NHI's lock: a receipt's "who else holds it" must come from the same moment as its read-back. */
+  intents: ActiveIntents;
   /** Read back from the target after any change (exists: false when the identity is gone). */
   observed: AccessState;
   /** What this call changed: entitlements added and removed, login and limit before → after. */
@@ -104,10 +106,10 @@ function connectorFailure(what: string, err: unknown): ReconcileError {
 }
 
 /** What the active intents want for the NHI (an identity without a baseline yet wants nothing). */
-async function desiredFor(c: PoolClient, nhiId: string, connector: Connector): Promise<DesiredAccess> {
+async function desiredFor(c: PoolClient, nhiId: string, connector: Connector): Promise<{ desired: DesiredAccess; intents: ActiveIntents }> {
   const intents = await activeIntents(c, nhiId);
   const baseline = intents.baseline ?? { entitlements: [], canLogin: false, connectionLimit: 0 };
-  return desiredAccess(baseline, intents.grants, intents.restrictions, connector.entitlementCatalogue());
+  return { desired: desiredAccess(baseline, intents.grants, intents.restrictions, connector.entitlementCatalogue()), intents };
 }
 
 /** How the target differs from the desired access; undefined when it does not. */
@@ -148,8 +150,8 @@ export async function planReconcile(
     const observed = await connector.readAccess(nhi.externalRef).catch((err) => {
       throw connectorFailure(`reading ${nhi.externalRef}`, err);
     });
-    const baselineMissing = !(await activeIntents(c, nhiId)).baseline;
-    const desired = await desiredFor(c, nhiId, connector);
+    const { desired, intents } = await desiredFor(c, nhiId, connector);
+    const baselineMissing = !intents.baseline;
     const difference = observed.exists && !baselineMissing ? differences(observed, desired) : undefined;
     return { identity: nhi.externalRef, desired, observed, difference, baselineMissing };
   });
@@ -177,8 +179,8 @@ export async function reconcile(deps: ReconcileDeps, nhiId: string, ctx: Reconci
     }
     const captured = await ensureBaseline(c, nhiId, before);
     if (change) await change(c);
-    const desired = await desiredFor(c, nhiId, connector);
-    if (!before.exists) return { desired, observed: before, before, captured };
+    const { desired, intents } = await desiredFor(c, nhiId, connector);
+    if (!before.exists) return { desired, intents, observed: before, before, captured };
     const same = differences(before, desired) === undefined;
     let observed = before;
     if (!same) {
@@ -199,10 +201,10 @@ export async function reconcile(deps: ReconcileDeps, nhiId: string, ctx: Reconci
       const converged = !again.exists || differences(again, desired) === undefined;
       if (!converged) throw new ReconcileError(`${identity} is not at its desired access after reconcile (now ${JSON.stringify(again)})`, 'not_converged', false);
     }
-    return { desired, observed, before, captured };
+    return { desired, intents, observed, before, captured };
   });
 
-  const { desired, observed, before } = result;
+  const { desired, intents, observed, before } = result;
   const changes: VerifiedAccess['changes'] = {
     granted: observed.entitlements.filter((e) => !before.entitlements.includes(e)),
     revoked: before.entitlements.filter((e) => !observed.entitlements.includes(e)),
@@ -211,7 +213,7 @@ export async function reconcile(deps: ReconcileDeps, nhiId: string, ctx: Reconci
       ? { connectionLimit: [before.connectionLimit, observed.connectionLimit] as [number, number] }
       : {}),
   };
-  const verified: VerifiedAccess = { nhiId, identity, desired, observed, changes, baselineCapturedNow: result.captured, checkedAt: new Date().toISOString() };
+  const verified: VerifiedAccess = { nhiId, identity, desired, intents, observed, changes, baselineCapturedNow: result.captured, checkedAt: new Date().toISOString() };
   const changed = changes.granted.length + changes.revoked.length > 0 || changes.login !== undefined || changes.connectionLimit !== undefined;
   await appendAudit(deps.pool, {
     workflowId: ctx.workflowId,

@@ -101,8 +101,9 @@ export function createJitActivities(deps: ActivityDeps) {
 
 
   /** The step's receipt, from the reconciler's read-back and the ledger: who else wants the entitlement. */
-  async function readbackOf(v: VerifiedAccess, workflowId: string, entitlement: string): Promise<EntitlementReadback> {
-    const intents = await activeIntents(deps.pool, v.nhiId);
+  /** The receipt of one entitlement: its presence and its other holders, both as of the reconcile's lock (never a later read). */
+  function readbackOf(v: VerifiedAccess, workflowId: string, entitlement: string): EntitlementReadback {
+    const { intents } = v;
     const present = v.observed.exists && v.observed.entitlements.includes(entitlement);
     const others = intents.grants.filter((x) => x.entitlement === entitlement && x.owner !== workflowId).map((x) => x.owner);
     if (intents.baseline?.entitlements.includes(entitlement)) others.push(BASELINE_OWNER);
@@ -202,7 +203,7 @@ export function createJitActivities(deps: ActivityDeps) {
           }
         },
       );
-      const readback = await readbackOf(verified, workflowId, g.entitlement);
+      const readback = readbackOf(verified, workflowId, g.entitlement);
       const target = { connector: nhi.connector, identity: nhi.externalRef, entitlement: g.entitlement, expiresAt: g.expiresAt };
       if (withheld) {
         const message = `${g.entitlement} is withheld from ${nhi.id} by ${withheld.by.join(', ')} (${withheld.restrictions.join(', ')}): not granted`;
@@ -243,7 +244,7 @@ export function createJitActivities(deps: ActivityDeps) {
           await releaseIntents(c, r.nhiId, workflowId, { kind: 'grant', subject: r.entitlement });
         },
       );
-      const readback = await readbackOf(verified, workflowId, r.entitlement);
+      const readback = readbackOf(verified, workflowId, r.entitlement);
       const stillWanted = verified.desired.entitlements.includes(r.entitlement);
       if (readback.present && !stillWanted) {
         throw ApplicationFailure.retryable(`${r.entitlement} still present on ${nhi.externalRef} after release`, ErrorType.VerificationFailed);

@@ -5,7 +5,10 @@
 // no intent of a finished workflow is left in the ledger. Each test has a fresh NHI, so the pairs
 // are independent of each other and of the demo estate. Last, three on one NHI (JIT × throttle ×
 // leak) with the elevation's revocation held. The other pairs: ./pairs-restrictions.test.ts.
+import { randomUUID } from 'node:crypto';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
+import type { Pool } from 'pg';
 import { createActivities } from '../../activities';
 import { activeIntents, intentsOf } from '../../enforcement/intents';
 import { approveUpdate, JIT_WORKFLOW_TYPE, statusQuery as jitStatusQuery, type JitStatus } from '../../scenarios/jit/contract';
@@ -65,6 +68,48 @@ describe('JIT × JIT', () => {
     await h.expectLogins(nhiId, [[password, 'ok']]);
     await h.expectNoIntents(first.h.workflowId, second.h.workflowId);
     expect(await h.ledger(nhiId)).toEqual([]);
+  });
+});
+
+describe('JIT × JIT, two releases of one entitlement at once', () => {
+  test("each receipt says who else held it at the moment of its own read-back, never a later read of the ledger", async () => {
+    const { nhiId } = await h.freshNhi('jr');
+    const [a, b] = [`jit-${nhiId}-a`, `jit-${nhiId}-b`];
+    const as = <R>(workflowId: string, fn: () => Promise<R>) =>
+      new MockActivityEnvironment({ workflowExecution: { workflowId, runId: randomUUID() } } as never).run(fn) as Promise<R>;
+    const acts = createActivities(w.deps);
+    const until = new Date(Date.now() + 3_600_000).toISOString();
+    for (const wf of [a, b]) await as(wf, () => acts.grantEntitlement({ nhiId, entitlement: 'estate_readonly', expiresAt: until, actor: 'test' }));
+
+    // B's whole release lands in the gap after A's reconcile let go of the NHI's lock and before A's
+    // receipt is written (at A's reconcile audit row): the moment two windows ending together meet.
+    let gap: (() => Promise<unknown>) | undefined = () => as(b, () => acts.releaseEntitlement({ nhiId, entitlement: 'estate_readonly', actor: 'test', reason: 'expired' }));
+    let bReceipt: unknown;
+    const pool = new Proxy(w.deps.pool, {
+      get(target, prop) {
+        if (prop === 'query') {
+          return async (text: unknown, params?: unknown[]) => {
+            if (gap && typeof text === 'string' && text.includes('audit_append') && params?.[2] === a && params?.[3] === 'release:estate_readonly:reconcile') {
+              const run = gap;
+              gap = undefined;
+              bReceipt = await run();
+            }
+            return target.query(text as string, params);
+          };
+        }
+        const v = Reflect.get(target, prop);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    }) as Pool;
+    const aReceipt = await as(a, () => createActivities({ ...w.deps, pool }).releaseEntitlement({ nhiId, entitlement: 'estate_readonly', actor: 'test', reason: 'expired' }));
+
+    expect(gap).toBeUndefined(); // the gap was met
+    // A's read-back saw the entitlement still there for B: its receipt names B, as of that read.
+    expect(aReceipt).toMatchObject({ present: true, otherHolders: [b] });
+    // B released last: gone, verified, nobody else.
+    expect(bReceipt).toMatchObject({ present: false, otherHolders: [] });
+    await h.expectTarget(nhiId, { groups: none, login: true, limit: -1 });
+    await h.expectNoIntents(a, b);
   });
 });
 
