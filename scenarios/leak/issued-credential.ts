@@ -8,6 +8,7 @@
 import type { Pool } from 'pg';
 import type { NhiRecord } from '../../activities/common';
 import type { Connector } from '../../connectors/types';
+import { withTransaction } from '../../lib/db';
 import type { SecretRef, SecretStore } from '../../lib/secret-store';
 import { atTarget } from './activity-support';
 
@@ -17,19 +18,10 @@ import { atTarget } from './activity-support';
  * connection of its own: released when the work ends or the worker's connection dies.
  */
 export async function withStagingLock<T>(pool: Pool, nhiId: string, fn: () => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return withTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`credential-staging:${nhiId}`]);
-    const out = await fn();
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+    return fn();
+  });
 }
 
 export interface StrayCheck {
