@@ -31,8 +31,10 @@ export default async function globalSetup() {
   // creates; tests/helpers/world.ts hands this file to every worker that brings no bundle of its own.
   if (!process.env.TEST_WORKFLOW_BUNDLE) {
     const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
-    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'nhi-test-bundle-')), 'workflows.js');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'nhi-test-bundle-'));
+    const file = path.join(dir, 'workflows.js');
     writeFileSync(file, bundle.code);
+    globalThis.__NHI_TEST_BUNDLE_DIR__ = dir;
     process.env.TEST_WORKFLOW_BUNDLE = file;
   }
   if (!process.env.TEST_DATABASE_URL) {

@@ -100,8 +100,7 @@ export function createJitActivities(deps: ActivityDeps) {
   }
 
 
-  /** The step's receipt, from the reconciler's read-back and the ledger: who else wants the entitlement. */
-  /** The receipt of one entitlement: its presence and its other holders, both as of the reconcile's lock (never a later read). */
+  /** The step's receipt of one entitlement: its presence and who else wants it, both as of the reconcile's lock (never a later read of the ledger). */
   function readbackOf(v: VerifiedAccess, workflowId: string, entitlement: string): EntitlementReadback {
     const { intents } = v;
     const present = v.observed.exists && v.observed.entitlements.includes(entitlement);
