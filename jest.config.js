@@ -16,6 +16,7 @@ const NO_DATABASE = [
   '/tests/scenarios/anomaly/detector\\.test\\.ts$',
   '/tests/lib/policy-engine\\.test\\.ts$',
   '/tests/lib/policy-decisions\\.test\\.ts$',
+  '/tests/lib/v8-wasm-workaround\\.test\\.ts$',
   '/tests/lib/notifier\\.test\\.ts$',
   '/tests/lib/config\\.test\\.ts$',
   '/tests/temporal/',

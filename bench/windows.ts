@@ -6,6 +6,7 @@
 // rate, thousands a minute), not at one instant. The worker runs in this process (with the client that starts the windows); the dev
 // server and PostgreSQL are processes of their own and are not counted in RSS.
 import { randomBytes } from 'node:crypto';
+import { signAuthority } from '../lib/authority';
 import { jitWorkflowId, type JitStatus } from '../scenarios/jit/contract';
 import { jitElevation } from '../scenarios/jit/workflow';
 import { createTestWorld } from '../tests/helpers/world';
@@ -30,6 +31,9 @@ async function main() {
     const handles = [];
     // Start in batches; each window lasts long enough for the last one to be granted first.
     const minutes = Math.max(2, Math.ceil(windows / 1500) + 1);
+    // The starts are queued at once and run at the grant rate (~25/s here): sign them for as long as
+    // the whole run may take, or the last would be refused as expired (the authority check working).
+    const ttlSeconds = Math.max(300, windows / 5);
     for (let i = 0; i < windows; i += 200) {
       const batch = Array.from({ length: Math.min(200, windows - i) }, (_, j) => {
         const nhiId = `win_${(i + j) % nhis}`;
@@ -37,7 +41,7 @@ async function main() {
         return w.env.client.workflow.start(jitElevation, {
           taskQueue: w.taskQueue,
           workflowId,
-          args: [{ version: 1, nhiId, entitlements: ['estate_readonly'], justification: 'open windows benchmark', durationMinutes: minutes, requestedBy: 'alice', requestedAt: new Date().toISOString(), authority: w.sign(workflowId, 'start', 'alice'), settings: { approvalTimeoutMinutes: 60, expiryWarningMinutes: 60, revokeEscalationAttempts: 5 } }],
+          args: [{ version: 1, nhiId, entitlements: ['estate_readonly'], justification: 'open windows benchmark', durationMinutes: minutes, requestedBy: 'alice', requestedAt: new Date().toISOString(), authority: signAuthority(w.deps.authorityKey, { workflowId, message: 'start', principal: 'alice' }, Date.now(), ttlSeconds), settings: { approvalTimeoutMinutes: 60, expiryWarningMinutes: 60, revokeEscalationAttempts: 5 } }],
         });
       });
       handles.push(...(await Promise.all(batch)));

@@ -1,6 +1,8 @@
 // The policy engine: Cedar policies kept as files, validated against their schema when loaded,
 // pre-parsed once, then evaluated per request with the stateful API (tens of µs per decision).
 // Generic: it knows nothing of NHIs. Domain helpers that build requests: policy-decisions.ts and each scenario's policy.ts.
+// First: Cedar is Wasm, and Node 20/22 crash on one way of optimising calls into it (see the module).
+import './v8-wasm-workaround';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
