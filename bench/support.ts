@@ -7,7 +7,7 @@ import { Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { TestWorld } from '../tests/helpers/world';
 import { ORCHESTRATOR_POOL_MAX } from '../workers/deps';
-import { WORKER_TUNING, WORKFLOWS_PATH } from '../workers/worker';
+import { prebuildWorkflowBundle, WORKER_TUNING } from '../workers/worker';
 
 /** The p-th percentile (nearest rank); NaN for no samples. */
 export function pct(xs: number[], p: number): number {
@@ -78,7 +78,7 @@ export async function benchWorker(w: TestWorld, extra: Partial<WorkerOptions> = 
     connection: w.env.nativeConnection,
     namespace: w.env.namespace ?? 'default',
     taskQueue: w.taskQueue,
-    workflowsPath: WORKFLOWS_PATH,
+    workflowBundle: await prebuildWorkflowBundle(),
     activities: createActivities(w.deps),
     ...tuning,
   });

@@ -6,9 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { projectRoot } from '../lib/paths';
-import { WORKFLOWS_PATH } from '../workers/worker';
+import { prebuildWorkflowBundle } from '../workers/worker';
 import type { ChaosWorkerConfig } from './worker-process';
 
 const WORKER_SCRIPT = path.join(__dirname, 'worker-process.ts');
@@ -27,7 +26,7 @@ export interface WorkerHost {
 
 export async function writeWorkflowBundle(dir: string): Promise<string> {
   const bundlePath = path.join(dir, 'workflows.js');
-  writeFileSync(bundlePath, (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') })).code);
+  writeFileSync(bundlePath, (await prebuildWorkflowBundle()).code);
   return bundlePath;
 }
 

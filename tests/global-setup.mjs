@@ -4,11 +4,11 @@
 // With TEST_EXTERNAL_PG_BIN (a PostgreSQL bin/ folder) or TEST_EXTERNAL_DATABASE_URL (a superuser
 // URL), the `pg-external` project of jest.config.js runs the database suites once more on that server.
 import { createServer } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { execFileSync } from 'node:child_process';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.mjs';
 import { startExternalPostgres } from './helpers/external-postgres.mjs';
 
@@ -24,16 +24,17 @@ function freePort() {
   });
 }
 
-const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 export default async function globalSetup() {
   // The workflow code is bundled once per run (about 1.5 s each) instead of once per worker a test
-  // creates; tests/helpers/world.ts hands this file to every worker that brings no bundle of its own.
+  // creates, the way every worker bundles it (scripts/bundle-workflows.ts: workers/worker.ts's
+  // options, preloaded modules included); tests/helpers/world.ts hands this file to every worker
+  // that brings no bundle of its own.
   if (!process.env.TEST_WORKFLOW_BUNDLE) {
-    const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
     const dir = mkdtempSync(path.join(os.tmpdir(), 'nhi-test-bundle-'));
     const file = path.join(dir, 'workflows.js');
-    writeFileSync(file, bundle.code);
+    execFileSync(process.execPath, ['-r', '@swc-node/register', 'scripts/bundle-workflows.ts', file], { cwd: ROOT, stdio: 'inherit' });
     globalThis.__NHI_TEST_BUNDLE_DIR__ = dir;
     process.env.TEST_WORKFLOW_BUNDLE = file;
   }

@@ -41,9 +41,16 @@ export function installRuntimeLogging(logger: Logger, level: LogLevel = 'INFO', 
   });
 }
 
-/** Bundle the workflows once at start-up (outside tests): no webpack on the task-processing path. */
+/**
+ * Bundle the workflows once at start-up: no webpack on the task-processing path. Every worker of
+ * this product runs this bundle (the tests' too, tests/global-setup.mjs via scripts/bundle-workflows.ts).
+ * Our workflow modules are preloaded: evaluated once and shared by every workflow of the worker's
+ * reused V8 context, instead of once per workflow — half of what a cached workflow costs the
+ * workflow thread's heap (docs/performance.md). They may hold no per-workflow state at module scope
+ * (today: activity proxies, message definitions, constants); the SDK freezes them, so a write fails loudly.
+ */
 export async function prebuildWorkflowBundle() {
-  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+  return bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, preloadModules: [WORKFLOWS_PATH], logger: new DefaultLogger('WARN') });
 }
 
 export async function buildWorker(
@@ -57,7 +64,7 @@ export async function buildWorker(
     connection,
     namespace: target.namespace,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    workflowBundle: opts.workflowBundle ?? (await prebuildWorkflowBundle()),
     activities: createActivities(deps),
     // The same converter as the process's clients: encrypted payloads in, encrypted payloads out.
     dataConverter: dataConverterFor(config),

@@ -17,7 +17,7 @@ import { loadNhiPolicies } from '../../lib/policy-decisions';
 import { upsertPrincipal } from '../../lib/principals';
 import { generateCredential, TableSecretStore, type SecretStore } from '../../lib/secret-store';
 import { projectRoot } from '../../lib/paths';
-import { WORKFLOWS_PATH } from '../../workers/worker';
+import { prebuildWorkflowBundle } from '../../workers/worker';
 import { adminUrl, createTestDatabase, urlFor, type TestDatabase } from './db';
 import { createLocalEnv, createTimeSkippingEnv } from './temporal';
 
@@ -81,9 +81,9 @@ export interface TestWorld {
 }
 
 /** The run's one bundle of the workflow code (tests/global-setup.mjs), or a bundle of its own outside jest's setup. */
-function sharedWorkflowBundle(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+async function sharedWorkflowBundle(): Promise<Pick<WorkerOptions, 'workflowBundle'>> {
   const codePath = process.env.TEST_WORKFLOW_BUNDLE;
-  return codePath ? { workflowBundle: { codePath } } : { workflowsPath: WORKFLOWS_PATH };
+  return { workflowBundle: codePath ? { codePath } : await prebuildWorkflowBundle() };
 }
 
 /** With `runWorker`, a worker on the real activities runs until teardown (which stops it first). */
@@ -193,7 +193,7 @@ export async function createTestWorld(opts: { temporal: 'time-skipping' | 'local
         namespace: env.namespace ?? 'default',
         taskQueue: options.taskQueue ?? taskQueue,
         ...(options.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: options.maxCachedWorkflows } : {}),
-        ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : sharedWorkflowBundle()),
+        ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : await sharedWorkflowBundle()),
         activities: { ...createActivities(deps), ...activityOverrides },
       });
     },
