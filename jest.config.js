@@ -20,6 +20,7 @@ const NO_DATABASE = [
   '/tests/lib/notifier\\.test\\.ts$',
   '/tests/lib/config\\.test\\.ts$',
   '/tests/temporal/',
+  '/tests/workflows/',
   '/tests/replay/',
   // History budgets, not PostgreSQL behaviour: once is enough.
   '/tests/long-run/',
