@@ -1,7 +1,7 @@
 // Many concurrently open JIT windows on one worker and the dev server (prints figures, asserts
 // nothing): the worker process's RSS and heap while they all wait, then their mass expiry — the
 // revocation lag from each window's end to the verified revoke, p50/p99/max.
-//   npm run bench:windows                 (BENCH_WINDOWS=10000 by default; BENCH_NHIS, BENCH_CACHE)
+//   npm run bench:windows                 (BENCH_WINDOWS=10000 by default; BENCH_NHIS, BENCH_CACHE, BENCH_HEAP_SNAPSHOT)
 // Windows last whole minutes, so they end as fast as they were started (a burst at the start
 // rate, thousands a minute), not at one instant. The worker runs in this process (with the client that starts the windows); the dev
 // server and PostgreSQL are processes of their own and are not counted in RSS.
@@ -17,7 +17,6 @@ import { benchWorker, machine, pct, runBench, startBenchPostgres } from './suppo
 const windows = Number(process.env.BENCH_WINDOWS ?? 10_000);
 // Windows per NHI: several elevations of one NHI share its reconcile lock, as they would in life.
 const nhis = Number(process.env.BENCH_NHIS ?? Math.min(windows, 1000));
-const cache = Number(process.env.BENCH_CACHE ?? 10_000);
 
 const mib = (b: number) => Math.round(b / 2 ** 20);
 
@@ -34,7 +33,8 @@ async function main() {
   const pg = await startBenchPostgres();
   const w = await createTestWorld({ temporal: 'local', runWorker: false });
   for (let i = 0; i < nhis; i++) await w.addNhi({ id: `win_${i}`, kind: 'service_account', criticality: 'medium' });
-  const { worker, tuning } = await benchWorker(w, { maxCachedWorkflows: cache });
+  // The production knobs, the sticky cache included (BENCH_CACHE to change it).
+  const { worker, tuning } = await benchWorker(w);
   const running = worker.run();
   const baseline = process.memoryUsage();
   const startedAt = Date.now();

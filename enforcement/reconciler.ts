@@ -52,19 +52,45 @@ export class ReconcileError extends Error {
   }
 }
 
-/** Run `fn` holding the NHI's reconcile lock (a session lock, so a dead worker releases it). */
-export async function withNhiLock<T>(pool: Pool, nhiId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+// The last queued turn per NHI, per pool: this process's reconciles of one NHI wait for each other
+// here, holding nothing, instead of each taking a pooled connection to block in pg_advisory_lock —
+// a burst on one NHI would otherwise hold the whole pool and stall every other NHI's steps.
+const turns = new WeakMap<Pool, Map<string, Promise<void>>>();
+
+async function inProcessTurn<T>(pool: Pool, nhiId: string, fn: () => Promise<T>): Promise<T> {
+  let queue = turns.get(pool);
+  if (!queue) turns.set(pool, (queue = new Map()));
+  const previous = queue.get(nhiId) ?? Promise.resolve();
+  let done!: () => void;
+  const mine = new Promise<void>((resolve) => (done = resolve));
+  queue.set(nhiId, mine);
   try {
-    await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [RECONCILE_LOCK, nhiId]);
-    try {
-      return await fn(client);
-    } finally {
-      await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [RECONCILE_LOCK, nhiId]).catch(() => undefined);
-    }
+    await previous;
+    return await fn();
   } finally {
-    client.release();
+    done();
+    if (queue.get(nhiId) === mine) queue.delete(nhiId);
   }
+}
+
+/**
+ * Run `fn` holding the NHI's reconcile lock: a session advisory lock across processes (a dead
+ * worker's connection ends, so its lock goes with it), taken after this process's own queue for the NHI.
+ */
+export async function withNhiLock<T>(pool: Pool, nhiId: string, fn: (c: PoolClient) => Promise<T>): Promise<T> {
+  return inProcessTurn(pool, nhiId, async () => {
+    const client = await pool.connect();
+    try {
+      await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [RECONCILE_LOCK, nhiId]);
+      try {
+        return await fn(client);
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [RECONCILE_LOCK, nhiId]).catch(() => undefined);
+      }
+    } finally {
+      client.release();
+    }
+  });
 }
 
 /**

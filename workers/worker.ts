@@ -14,6 +14,10 @@ export const WORKER_TUNING = {
   maxConcurrentActivityTaskExecutions: 200,
   maxConcurrentLocalActivityExecutions: 200,
   maxConcurrentWorkflowTaskExecutions: 100,
+  // A bounded sticky cache: an evicted window replays its short history (21–30 events) when its
+  // timer fires. 10 000 open windows took 921 MiB with 1 000 cached, 2.0 GiB with all cached, and
+  // expired no slower (docs/performance.md).
+  maxCachedWorkflows: 1000,
 } satisfies Partial<WorkerOptions>;
 
 let runtimeInstalled = false;

@@ -1,7 +1,8 @@
 // The reconciler on a real estate: intents in, the target's real state out. Every assertion reads
 // Postgres itself (w.roleState / w.memberships), not what the reconciler says it did.
 import { commitIntent, releaseIntents, activeIntents } from '../../enforcement/intents';
-import { reconcile, type ReconcileContext } from '../../enforcement/reconciler';
+import { Client, Pool } from 'pg';
+import { reconcile, withNhiLock, type ReconcileContext } from '../../enforcement/reconciler';
 import { createTestWorld, type TestWorld } from '../helpers/world';
 
 let w: TestWorld;
@@ -139,4 +140,58 @@ test('offboarded wins over everything; removing it restores exactly what the oth
   await reconcile(deps(), nhi, ctx('off-f'), (c) => releaseIntents(c, nhi, 'off-f').then(() => undefined));
   expect(await w.roleState(nhi)).toEqual(before);
   await reconcile(deps(), nhi, ctx('jit-f'), (c) => releaseIntents(c, nhi, 'jit-f').then(() => undefined));
+});
+
+test("a burst of one NHI's reconciles waits in the process, not on pooled connections: another NHI's goes through", async () => {
+  // A pool of 3: before, the burst's waiters each took a connection to block in pg_advisory_lock,
+  // so with one holder and two waiters every connection was taken and the other NHI's step waited
+  // for the whole burst.
+  const pool = new Pool({ connectionString: w.db.url, max: 3 });
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const all: Promise<unknown>[] = [];
+  try {
+    const order: string[] = [];
+    const holder = withNhiLock(pool, 'burst_a', async () => {
+      await gate;
+      order.push('a0');
+    });
+    const burst = [1, 2, 3, 4].map((i) => withNhiLock(pool, 'burst_a', async () => void order.push(`a${i}`)));
+    await new Promise((r) => setTimeout(r, 200));
+    const other = withNhiLock(pool, 'burst_b', async (c) => {
+      await c.query('SELECT 1');
+      order.push('b');
+    });
+    all.push(holder, ...burst, other);
+    await Promise.race([other, new Promise((r) => setTimeout(r, 5000))]);
+    expect(order).toEqual(['b']);
+    // Of the burst, only the holder has a connection.
+    expect(pool.totalCount - pool.idleCount).toBe(1);
+    open();
+    await Promise.all([holder, ...burst, other]);
+    // One at a time, in the order they asked.
+    expect(order).toEqual(['b', 'a0', 'a1', 'a2', 'a3', 'a4']);
+  } finally {
+    open();
+    await Promise.allSettled(all);
+    await pool.end();
+  }
+});
+
+test("another process's holder of an NHI's lock is still waited for (the advisory lock, across processes)", async () => {
+  const other = new Client({ connectionString: w.db.url });
+  await other.connect();
+  try {
+    // What another worker process holding the NHI's reconcile lock looks like to this one.
+    await other.query('SELECT pg_advisory_lock(872341010, hashtext($1))', ['cross_a']);
+    let ran = false;
+    const waiting = withNhiLock(w.db.pool, 'cross_a', async () => void (ran = true));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(ran).toBe(false);
+    await other.query('SELECT pg_advisory_unlock(872341010, hashtext($1))', ['cross_a']);
+    await waiting;
+    expect(ran).toBe(true);
+  } finally {
+    await other.end();
+  }
 });
