@@ -10,7 +10,7 @@ import { desiredAccess, type Baseline, type DesiredAccess } from './desired';
 import { activeIntents, setBaseline, type ActiveIntents } from './intents';
 
 // Two-key advisory locks (namespace, hashtext(nhi id)) on the orchestrator's database.
-const RECONCILE_LOCK = 872_341_010;
+export const RECONCILE_LOCK = 872_341_010;
 
 export interface ReconcileDeps {
   pool: Pool;

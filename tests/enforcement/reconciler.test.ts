@@ -2,7 +2,7 @@
 // Postgres itself (w.roleState / w.memberships), not what the reconciler says it did.
 import { commitIntent, releaseIntents, activeIntents } from '../../enforcement/intents';
 import { Client, Pool } from 'pg';
-import { reconcile, withNhiLock, type ReconcileContext } from '../../enforcement/reconciler';
+import { RECONCILE_LOCK, reconcile, withNhiLock, type ReconcileContext } from '../../enforcement/reconciler';
 import { createTestWorld, type TestWorld } from '../helpers/world';
 
 let w: TestWorld;
@@ -168,7 +168,7 @@ test("a burst of one NHI's reconciles waits in the process, not on pooled connec
     // Of the burst, only the holder has a connection.
     expect(pool.totalCount - pool.idleCount).toBe(1);
     open();
-    await Promise.all([holder, ...burst, other]);
+    await Promise.all(all);
     // One at a time, in the order they asked.
     expect(order).toEqual(['b', 'a0', 'a1', 'a2', 'a3', 'a4']);
   } finally {
@@ -183,12 +183,12 @@ test("another process's holder of an NHI's lock is still waited for (the advisor
   await other.connect();
   try {
     // What another worker process holding the NHI's reconcile lock looks like to this one.
-    await other.query('SELECT pg_advisory_lock(872341010, hashtext($1))', ['cross_a']);
+    await other.query('SELECT pg_advisory_lock($1, hashtext($2))', [RECONCILE_LOCK, 'cross_a']);
     let ran = false;
     const waiting = withNhiLock(w.db.pool, 'cross_a', async () => void (ran = true));
     await new Promise((r) => setTimeout(r, 300));
     expect(ran).toBe(false);
-    await other.query('SELECT pg_advisory_unlock(872341010, hashtext($1))', ['cross_a']);
+    await other.query('SELECT pg_advisory_unlock($1, hashtext($2))', [RECONCILE_LOCK, 'cross_a']);
     await waiting;
     expect(ran).toBe(true);
   } finally {
